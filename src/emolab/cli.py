@@ -1,0 +1,157 @@
+"""The ``emolab`` command line: each command parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from emolab.errors import EmolabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, compare, evaluate, analyse, compress and report emotion and sentiment classifiers.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+SetOpt = typer.Option(None, "--set", help="Dotted config override, e.g. --set train.lr=3e-5 (repeatable).")
+
+
+def _say(msg: str) -> None:
+    console.print(msg, highlight=False)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/emotion-minilm.yaml"),
+    set_: Optional[List[str]] = SetOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run of the same name."),
+):
+    """Train, evaluate and write runs/<name>/ for CONFIG."""
+    from emolab.config import load_config
+    from emolab.pipeline import run as run_pipeline
+
+    cfg = load_config(config, set_ or [])
+    run_pipeline(cfg, resume=resume, overwrite=overwrite, say=_say)
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/emotion-minilm"),
+    split: str = typer.Option("test", help="train, validation or test"),
+    precision: str = typer.Option("fp32", help="fp32, fp16 or bf16"),
+):
+    """Re-evaluate a saved run on one split."""
+    from emolab.pipeline import evaluate_run
+
+    m = evaluate_run(run_dir, split, precision=precision, say=_say)
+    table = Table(title=f"{run_dir.name}: {split} ({precision})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in m.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.4f}")
+    console.print(table)
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory"),
+    texts: Optional[List[str]] = typer.Argument(None, help="Texts to classify"),
+    input: Optional[Path] = typer.Option(None, "--input", help="A file with one text per line"),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write a CSV of labels and probabilities here"),
+):
+    """Print (or write) the predicted label and probabilities for each text."""
+    from emolab.pipeline import predict_texts
+    from emolab.rundir import atomic_write
+
+    items = list(texts or [])
+    if input is not None:
+        from emolab.data.text import read_lines
+
+        if not input.is_file():
+            raise EmolabError(f"file not found: {input}", hint="--input takes a text file, one text per line")
+        items += [line for line in read_lines(input) if line.strip()]
+    if not items:
+        raise EmolabError("no texts to classify", hint='give texts as arguments or --input FILE')
+    labels, probs, names = predict_texts(run_dir, items)
+    if output is not None:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["input", "label"] + [f"p_{n}" for n in names])
+        for text, lab, p in zip(items, labels, probs):
+            w.writerow([text, lab] + [f"{x:.6f}" for x in p])
+        atomic_write(output, buf.getvalue())
+        _say(f"wrote {len(items)} predictions to {output}")
+        return
+    table = Table()
+    table.add_column("text")
+    table.add_column("label")
+    table.add_column("probabilities")
+    for text, lab, p in zip(items, labels, probs):
+        top = sorted(zip(names, p), key=lambda x: -x[1])[:3]
+        table.add_row(text, lab, ", ".join(f"{n} {v:.3f}" for n, v in top))
+    console.print(table)
+
+
+@data_app.command("stats")
+def data_stats(
+    name: str = typer.Argument(..., help="Dataset name: emotion, goemotions, sst2, csv"),
+    set_: Optional[List[str]] = SetOpt,
+    path: Optional[str] = typer.Option(None, help="Folder (or file, for csv) holding the dataset"),
+    taxonomy: Optional[str] = typer.Option(None, help="goemotions: original, ekman or sentiment (default: all)"),
+    out: Path = typer.Option(Path("runs/data-stats"), help="Where the plot and stats.json go"),
+):
+    """Split sizes, class counts and shares, text lengths, duplicates, leakage and a class plot."""
+    from emolab.config import config_from_dict
+    from emolab.data.report import show_stats
+
+    overrides = list(set_ or []) + [f"data.name={name}"] + ([f"data.path={path}"] if path else [])
+    cfg = config_from_dict({}, source="command line", overrides=overrides)
+    taxonomies = [taxonomy] if taxonomy else (["original", "ekman", "sentiment"] if name == "goemotions" else [None])
+    show_stats(cfg, taxonomies, out, console)
+
+
+@data_app.command("list")
+def data_list():
+    """The registered dataset names."""
+    from emolab.data import list_datasets
+
+    for n in list_datasets():
+        _say(n)
+
+
+def main() -> None:
+    """Entry point: user errors print without a traceback and exit with code 2."""
+    try:
+        app(standalone_mode=False)
+    except EmolabError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,296 @@
+"""Run configuration: dataclasses with every default in one place, YAML loading, dotted overrides.
+
+A config file has the sections ``data``, ``model``, ``train``, ``eval``, ``output`` and a top-level
+``seed``. Unknown keys are refused (with the valid keys listed) and every problem in a file is
+reported at once, as a :class:`~emolab.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from emolab.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "emotion"  # a registered dataset: emotion, goemotions, sst2, csv, ...
+    path: Optional[str] = None  # folder (or single file for csv) holding the files; else EMOLAB_DATA_DIR / cache / download
+    taxonomy: Literal["original", "ekman", "sentiment"] = "original"  # goemotions only
+    multi_label_policy: Literal["multi_label", "drop", "first"] = "drop"  # goemotions: examples with several labels
+    # csv: column names, optional fixed label names, given split files or a seeded stratified split
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: Optional[list] = None
+    train_file: Optional[str] = None
+    validation_file: Optional[str] = None
+    test_file: Optional[str] = None
+    validation_ratio: float = 0.1  # csv without a validation file; sst2's slice of train
+    test_ratio: float = 0.1  # csv without a test file
+    max_train_examples: Optional[int] = None  # stratified subsample, for smoke runs
+    max_eval_examples: Optional[int] = None
+    download: bool = True  # fetch from the canonical online source when no local copy exists
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tfidf"  # a registered model: tfidf, transformer, ...
+    # tfidf
+    classifier: Literal["logreg", "svm"] = "logreg"
+    word_ngrams: list = field(default_factory=lambda: [1, 2])
+    char_ngrams: list = field(default_factory=lambda: [2, 5])
+    max_features: Optional[int] = 200000
+    C: float = 10.0
+    # transformer
+    backbone: str = "minilm-l6"  # offline short name, Hugging Face hub id or local path
+    pooling: str = "mean"  # cls, mean, max, attention, mean-max
+    dropout: float = 0.1
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
+    max_length: int = 128
+    backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    scheduler: str = "linear"  # linear, cosine, constant, plateau
+    warmup_ratio: float = 0.06
+    grad_clip: Optional[float] = 1.0
+    grad_accum_steps: int = 1
+    label_smoothing: float = 0.0
+    class_weights: bool = False
+    early_stopping_metric: str = "macro_f1"  # any validation metric; loss-like ones are minimised
+    patience: Optional[int] = None  # epochs without improvement before stopping; None: never stop early
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 on GPU, fp32 on CPU
+    group_by_length: bool = True
+    max_steps: Optional[int] = None  # stop after this many optimizer steps (smoke runs, tests)
+    log_every: int = 10
+    num_threads: Optional[int] = None  # torch CPU threads; None: torch's default
+
+
+@dataclass
+class EvalConfig:
+    splits: list = field(default_factory=lambda: ["validation", "test"])
+    batch_size: int = 64
+    threshold: float = 0.5  # multi-label decision threshold
+    tune_thresholds: bool = True  # multi-label: per-label thresholds tuned on validation
+    ece_bins: int = 15
+    timing: bool = True  # inference timing at batch 1 and 64
+    timing_examples: int = 200
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs"
+    name: Optional[str] = None  # default: the config file's stem
+    overwrite: bool = False
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widened to float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            sub: list[str] = []
+            out = _coerce(value, arg, key, sub)
+            if not sub:
+                return out
+        problems.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            problems.append(f"{key}: {value!r} is not one of {_type_name(tp)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{key}: expected a number, got {value!r}")
+            return value
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            problems.append(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is list:
+        if not isinstance(value, list):
+            problems.append(f"{key}: expected a list, got {value!r}")
+        return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{key}: expected a mapping, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix or 'config'}: expected a mapping of keys, got {raw!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            problems.append(f"{dotted}: unknown key; valid keys here: {', '.join(fields)}")
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{dotted}.", problems)
+        else:
+            kwargs[key] = _coerce(value, tp, dotted, problems)
+    return cls(**kwargs)
+
+
+def _validate(cfg: RunConfig, problems: list[str]) -> None:
+    """Value checks that types alone cannot express."""
+    positive = {
+        "train.epochs": cfg.train.epochs,
+        "train.batch_size": cfg.train.batch_size,
+        "train.grad_accum_steps": cfg.train.grad_accum_steps,
+        "eval.batch_size": cfg.eval.batch_size,
+        "model.max_length": cfg.model.max_length,
+    }
+    for key, value in positive.items():
+        if isinstance(value, int) and value < 1:
+            problems.append(f"{key}: must be at least 1, got {value}")
+    if isinstance(cfg.train.lr, float) and cfg.train.lr <= 0:
+        problems.append(f"train.lr: must be positive, got {cfg.train.lr}")
+    for key, value in {"data.validation_ratio": cfg.data.validation_ratio, "data.test_ratio": cfg.data.test_ratio,
+                       "model.dropout": cfg.model.dropout, "train.warmup_ratio": cfg.train.warmup_ratio,
+                       "train.label_smoothing": cfg.train.label_smoothing}.items():
+        if isinstance(value, float) and not 0.0 <= value < 1.0:
+            problems.append(f"{key}: must be in [0, 1), got {value}")
+    for key in ("word_ngrams", "char_ngrams"):
+        value = getattr(cfg.model, key)
+        if isinstance(value, list) and not (len(value) == 2 and all(isinstance(v, int) for v in value) and 1 <= value[0] <= value[1]):
+            problems.append(f"model.{key}: expected [min_n, max_n] with 1 <= min_n <= max_n, got {value}")
+    bad_splits = [s for s in cfg.eval.splits if s not in ("train", "validation", "test")]
+    if bad_splits:
+        problems.append(f"eval.splits: unknown split(s) {bad_splits}; use train, validation, test")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-5"`` -> ``(["train", "lr"], 3e-5)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError("--set", [f"{text!r}: expected KEY=VALUE, e.g. train.lr=3e-5"])
+    key, value = text.split("=", 1)
+    parsed = yaml.safe_load(value) if value.strip() else None
+    # YAML 1.1 reads "3e-5" as a string; accept it as the number it is.
+    if isinstance(parsed, str):
+        try:
+            parsed = float(parsed) if any(c in parsed for c in ".eE") else parsed
+        except ValueError:
+            pass
+    return key.strip().split("."), parsed
+
+
+def _set_dotted(raw: dict, path: list[str], value: Any, problems: list[str]) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            problems.append(f"{'.'.join(path)}: {part!r} is not a section")
+            return
+        node = child
+    node[path[-1]] = value
+
+
+def _fix_yaml_floats(node: Any) -> Any:
+    """PyYAML reads ``3e-5`` (no dot) as a string; turn such strings back into floats."""
+    if isinstance(node, dict):
+        return {k: _fix_yaml_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_yaml_floats(v) for v in node]
+    if isinstance(node, str):
+        try:
+            if any(c in node for c in "eE") and node[0] in "0123456789.-+":
+                return float(node)
+        except ValueError:
+            return node
+    return node
+
+
+def config_from_dict(raw: dict, *, source: str = "config", overrides: list[str] = ()) -> RunConfig:
+    problems: list[str] = []
+    raw = dict(raw or {})
+    for text in overrides:
+        path, value = parse_override(text)
+        _set_dotted(raw, path, value, problems)
+    cfg = _build(RunConfig, _fix_yaml_floats(raw), "", problems)
+    if not problems:
+        _validate(cfg, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config, apply ``--set`` overrides, validate; default run name = the file's stem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), [f"file not found: {path}"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), ["the top level must be a mapping with data/model/train/eval/output/seed"])
+    cfg = config_from_dict(raw, source=str(path), overrides=list(overrides))
+    if cfg.output.name is None:
+        cfg.output.name = path.stem
+    return cfg
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

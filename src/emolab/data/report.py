@@ -1,0 +1,64 @@
+"""Rendering ``data stats`` for the terminal (Rich) and to files (JSON + class-distribution PNG)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from emolab import plots
+from emolab.config import RunConfig
+from emolab.data.registry import load_dataset
+from emolab.data.stats import dataset_stats, policy_drops
+from emolab.rundir import atomic_write, to_json
+
+
+def _split_table(stats: dict, title: str) -> Table:
+    splits = list(stats["splits"])
+    table = Table(title=title)
+    table.add_column("label")
+    for s in splits:
+        table.add_column(f"{s} (n={stats['splits'][s]['n']})", justify="right")
+    for label in stats["labels"]:
+        table.add_row(label, *(f"{stats['splits'][s]['class_counts'][label]} "
+                               f"({stats['splits'][s]['class_shares'][label]:.1%})" for s in splits))
+    return table
+
+
+def show_stats(cfg: RunConfig, taxonomies: list, out: Path, console: Console) -> list[dict]:
+    results = []
+    for taxonomy in taxonomies:
+        data_cfg = cfg.data if taxonomy is None else dataclasses.replace(cfg.data, taxonomy=taxonomy)
+        ds = load_dataset(data_cfg, cfg.seed)
+        stats = dataset_stats(ds)
+        tag = ds.name + (f"-{taxonomy}" if taxonomy else "")
+        console.print(_split_table(stats, f"{tag}: class counts"))
+        lengths = Table(title=f"{tag}: text length (words) and duplicates")
+        for col in ("split", "p5", "p50", "p95", "p99", "max", "duplicates within", "conflicting labels"):
+            lengths.add_column(col, justify="right")
+        for s, e in stats["splits"].items():
+            w = e.get("words_percentiles", {})
+            lengths.add_row(s, *(str(w.get(k, "")) for k in ("p5", "p50", "p95", "p99", "max")),
+                            str(e.get("duplicate_texts", "")), str(e.get("duplicates_with_conflicting_labels", "")))
+        console.print(lengths)
+        console.print("exact duplicates across splits (leakage): " +
+                      ", ".join(f"{k} {v}" for k, v in stats["cross_split_duplicates"].items()))
+        if ds.name == "goemotions":
+            drops = policy_drops(data_cfg, cfg.seed)
+            stats["policy_drops"] = drops
+            table = Table(title=f"{tag}: examples kept (dropped) per multi-label policy")
+            table.add_column("policy")
+            for s in ds.splits:
+                table.add_column(s, justify="right")
+            for policy, row in drops.items():
+                table.add_row(policy, *(f"{row[s]['kept']} ({row[s]['dropped']})" for s in ds.splits))
+            console.print(table)
+        folder = out / tag
+        png = plots.class_distribution({s: e["class_counts"] for s, e in stats["splits"].items()},
+                                       folder / "class_distribution.png", title=f"{tag}: class distribution")
+        atomic_write(folder / "stats.json", to_json(stats) + "\n")
+        console.print(f"wrote {png} and {folder / 'stats.json'}\n")
+        results.append(stats)
+    return results

@@ -1,0 +1,174 @@
+"""Classification metrics as pure functions on arrays (no torch), checked against scikit-learn.
+
+``y_true`` is ``(N,)`` class ids (or ``(N, K)`` multi-hot for multi-label), ``probs`` is ``(N, K)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_EPS = 1e-12
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts ``(K, K)``: row = true class, column = predicted class."""
+    idx = np.asarray(y_true, dtype=np.int64) * num_classes + np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def normalize_confusion(cm: np.ndarray) -> np.ndarray:
+    """Each row divided by its total (recall on the diagonal); empty rows stay zero."""
+    totals = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, totals, out=np.zeros_like(cm, dtype=float), where=totals > 0)
+
+
+def _prf_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray):
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp, dtype=float), where=(tp + fp) > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp, dtype=float), where=(tp + fn) > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    return precision, recall, f1
+
+
+def per_class_prf(cm: np.ndarray):
+    """Precision, recall, F1 and support per class from a confusion matrix (zero where undefined)."""
+    tp = np.diag(cm).astype(float)
+    precision, recall, f1 = _prf_from_counts(tp, cm.sum(axis=0) - tp, cm.sum(axis=1) - tp)
+    return precision, recall, f1, cm.sum(axis=1)
+
+
+def cross_entropy(probs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean ``-sum(t * log p)``; ``targets`` are class ids ``(N,)`` or distributions ``(N, K)``."""
+    probs = np.clip(np.asarray(probs, dtype=float), _EPS, 1.0)
+    if targets.ndim == 1:
+        return float(-np.log(probs[np.arange(len(targets)), targets]).mean())
+    return float(-(targets * np.log(probs)).sum(axis=1).mean())
+
+
+def kl_divergence(probs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean ``KL(target || predicted)``. For one-hot targets it equals the cross-entropy."""
+    if targets.ndim == 1:
+        return cross_entropy(probs, targets)
+    t = np.asarray(targets, dtype=float)
+    p = np.clip(np.asarray(probs, dtype=float), _EPS, 1.0)
+    ratio = np.log(np.clip(t, _EPS, None)) - np.log(p)
+    return float(np.where(t > 0, t * ratio, 0.0).sum(axis=1).mean())
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, *, n_bins: int = 15) -> float:
+    """ECE over equal-width confidence bins: sum_b |B|/N * |accuracy(B) - confidence(B)|."""
+    bins = reliability_bins(probs, y_true, n_bins=n_bins)
+    n = bins["count"].sum()
+    gaps = np.abs(bins["accuracy"] - bins["confidence"])
+    return float((bins["count"] * gaps).sum() / max(n, 1))
+
+
+def reliability_bins(probs: np.ndarray, y_true: np.ndarray, *, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Per confidence bin: count, mean confidence and accuracy (for ECE and reliability diagrams)."""
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y_true).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins).astype(float)
+    conf_sum = np.bincount(which, weights=conf, minlength=n_bins)
+    corr_sum = np.bincount(which, weights=correct, minlength=n_bins)
+    safe = np.maximum(count, 1)
+    return {"edges": edges, "count": count, "confidence": conf_sum / safe, "accuracy": corr_sum / safe}
+
+
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, label_names: list[str] | tuple[str, ...], *,
+    target_probs: np.ndarray | None = None, ece_bins: int = 15,
+) -> dict[str, Any]:
+    """Everything for a single-label classifier, as one JSON-ready dict."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=float)
+    k = len(label_names)
+    y_pred = probs.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, k)
+    precision, recall, f1, support = per_class_prf(cm)
+    weights = support / max(support.sum(), 1)
+    present = support > 0  # sklearn's macro average covers labels present in y_true or y_pred
+    present = present | (cm.sum(axis=0) > 0)
+    targets = target_probs if target_probs is not None else y_true
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+        "macro_precision": float(precision[present].mean()),
+        "macro_recall": float(recall[present].mean()),
+        "macro_f1": float(f1[present].mean()),
+        "weighted_precision": float((precision * weights).sum()),
+        "weighted_recall": float((recall * weights).sum()),
+        "weighted_f1": float((f1 * weights).sum()),
+        "cross_entropy": cross_entropy(probs, y_true),
+        "kl_divergence": kl_divergence(probs, targets),
+        "ece": expected_calibration_error(probs, y_true, n_bins=ece_bins),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])}
+            for i, name in enumerate(label_names)
+        },
+        "confusion_matrix": cm.tolist(),
+        "confusion_matrix_normalized": normalize_confusion(cm).round(6).tolist(),
+    }
+
+
+# --- multi-label ---------------------------------------------------------------------------------
+
+
+def multilabel_f1(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """Micro and macro F1 (and per-label P/R/F1) for multi-hot ``(N, K)`` arrays."""
+    y_true = np.asarray(y_true, dtype=bool)
+    y_pred = np.asarray(y_pred, dtype=bool)
+    tp = (y_true & y_pred).sum(axis=0).astype(float)
+    fp = (~y_true & y_pred).sum(axis=0).astype(float)
+    fn = (y_true & ~y_pred).sum(axis=0).astype(float)
+    precision, recall, f1 = _prf_from_counts(tp, fp, fn)
+    _, _, micro = _prf_from_counts(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))
+    return {"micro_f1": float(micro[0]), "macro_f1": float(f1.mean()), "precision": precision,
+            "recall": recall, "f1": f1, "support": y_true.sum(axis=0)}
+
+
+def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, *, grid: np.ndarray | None = None) -> np.ndarray:
+    """Per-label threshold maximising that label's F1 on (validation) data."""
+    grid = np.linspace(0.05, 0.95, 19) if grid is None else grid
+    y_true = np.asarray(y_true, dtype=bool)
+    best = np.full(probs.shape[1], 0.5)
+    for j in range(probs.shape[1]):
+        scores = []
+        for t in grid:
+            pred = probs[:, j] >= t
+            tp = float((pred & y_true[:, j]).sum())
+            denom = pred.sum() + y_true[:, j].sum()
+            scores.append(2 * tp / denom if denom else 0.0)
+        best[j] = grid[int(np.argmax(scores))]
+    return best
+
+
+def multilabel_metrics(
+    y_true: np.ndarray, probs: np.ndarray, label_names: list[str] | tuple[str, ...], *,
+    threshold: float | np.ndarray = 0.5,
+) -> dict[str, Any]:
+    """Micro/macro F1 at a threshold (scalar or per label), subset accuracy and BCE."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=float)
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=float), (probs.shape[1],))
+    y_pred = probs >= thresholds
+    f = multilabel_f1(y_true, y_pred)
+    p = np.clip(probs, _EPS, 1 - _EPS)
+    bce = float(-(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)).mean())
+    return {
+        "n": int(len(y_true)),
+        "micro_f1": f["micro_f1"],
+        "macro_f1": f["macro_f1"],
+        "subset_accuracy": float((y_pred == y_true.astype(bool)).all(axis=1).mean()),
+        "bce": bce,
+        "thresholds": thresholds.round(4).tolist(),
+        "per_class": {
+            name: {"precision": float(f["precision"][i]), "recall": float(f["recall"][i]),
+                   "f1": float(f["f1"][i]), "support": int(f["support"][i]), "threshold": float(thresholds[i])}
+            for i, name in enumerate(label_names)
+        },
+    }

@@ -1,0 +1,161 @@
+"""``emolab run``: data -> train -> evaluate -> write the run directory. Also re-evaluation and prediction."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import yaml
+
+from emolab import plots
+from emolab.config import RunConfig, config_from_dict, dump_config
+from emolab.data import load_dataset
+from emolab.data.stats import dataset_stats
+from emolab.errors import EmolabError
+from emolab.evaluation import evaluate, metrics_markdown, predict, time_inference
+from emolab.models import create_model, load_model
+from emolab.records import Dataset
+from emolab.rundir import RunDir, environment, git_revision, now_iso
+
+Say = Callable[[str], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _evaluate_and_write(run: RunDir, model, ds: Dataset, cfg: RunConfig, say: Say) -> dict[str, Any]:
+    preds = {s: predict(model, ds.split(s), s, batch_size=cfg.eval.batch_size) for s in cfg.eval.splits}
+    metrics = evaluate(preds, threshold=cfg.eval.threshold, tune=cfg.eval.tune_thresholds,
+                       ece_bins=cfg.eval.ece_bins)
+    thresholds = (list(metrics["tuned_thresholds"].values()) if "tuned_thresholds" in metrics
+                  else cfg.eval.threshold)
+    for p in preds.values():
+        run.write_predictions(p, thresholds=thresholds)
+    if cfg.eval.timing and ds.modality == "text":
+        say("timing inference (batch 1 and 64)")
+        sample = list(ds.split(cfg.eval.splits[-1]).inputs)[: cfg.eval.timing_examples]
+        metrics["timing"] = time_inference(model, sample, n=cfg.eval.timing_examples)
+    if hasattr(model, "num_parameters"):
+        metrics["parameters"] = model.num_parameters()
+    run.write_json("metrics.json", metrics)
+    title = f"# Metrics: {run.name}\n\nmodel `{cfg.model.name}`, dataset `{cfg.data.name}`\n\n"
+    run.write_text("metrics.md", title + metrics_markdown(metrics, ds.labels.names))
+    for s in cfg.eval.splits:
+        if "confusion_matrix" in metrics[s]:
+            plots.confusion_heatmap(metrics[s]["confusion_matrix"], ds.labels.names,
+                                    run.file(f"plots/confusion_{s}.png"), title=f"Confusion matrix ({s})")
+    return metrics
+
+
+def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: Say = print) -> Path:
+    """Train and evaluate one config; returns the finished run directory."""
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    run_dir = RunDir.create(cfg.output.dir, cfg.output.name or "run", overwrite=overwrite or cfg.output.overwrite,
+                            resume=resume)
+    say(f"run directory: {run_dir.path}")
+    run_dir.write_text("config.yaml", dump_config(cfg))
+    manifest: dict[str, Any] = {"name": run_dir.name, "started": now_iso(), "seed": cfg.seed,
+                                "git_revision": git_revision(), **environment()}
+
+    t = time.perf_counter()
+    ds = load_dataset(cfg.data, cfg.seed)
+    run_dir.timings["data_s"] = time.perf_counter() - t
+    say(f"data: {ds.name} " + ", ".join(f"{k} {len(v)}" for k, v in ds.splits.items()))
+    manifest["dataset"] = {"name": ds.name, "labels": list(ds.labels.names), "files": ds.files, "info": ds.info,
+                           "sizes": {k: len(v) for k, v in ds.splits.items()}}
+    stats = dataset_stats(ds)
+    run_dir.write_json("data_stats.json", stats)
+    plots.class_distribution({s: v["class_counts"] for s, v in stats["splits"].items()},
+                             run_dir.file("plots/class_distribution.png"), title=f"{ds.name}: class distribution")
+
+    model = create_model(cfg.model, ds.labels)
+    say(f"training {cfg.model.name}")
+    history: list = []
+
+    def log(record) -> None:
+        history.append(record)
+        run_dir.write_history(history)
+        say(f"epoch {record.epoch}: " + ", ".join(f"val_{k} {v:.4f}" for k, v in record.validation.items()))
+
+    t = time.perf_counter()
+    fit_kwargs = {"workdir": run_dir.path, "resume": resume} if getattr(model, "supports_resume", False) else {}
+    history = model.fit(ds, cfg, log, **fit_kwargs) or history
+    run_dir.write_history(history)
+    run_dir.timings["train_s"] = time.perf_counter() - t
+    model.save(run_dir.path / "model")
+    if len(history) > 1:
+        plots.learning_curves([h.to_dict() for h in history], run_dir.file("plots/learning_curves.png"))
+
+    say("evaluating " + ", ".join(cfg.eval.splits))
+    t = time.perf_counter()
+    metrics = _evaluate_and_write(run_dir, model, ds, cfg, say)
+    run_dir.timings["evaluate_s"] = time.perf_counter() - t
+    run_dir.timings["total_s"] = time.perf_counter() - t0
+    manifest.update(finished=now_iso(), wall_times=run_dir.timings)
+    run_dir.write_json("manifest.json", manifest)
+    final = run_dir.finalize()
+    main = "test" if "test" in metrics else cfg.eval.splits[-1]
+    headline = {k: metrics[main][k] for k in ("accuracy", "macro_f1", "micro_f1") if k in metrics[main]}
+    say(f"{main}: " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()) +
+        f"  ({run_dir.timings['total_s']:.1f}s)")
+    say(f"wrote {final}")
+    return final
+
+
+# --- using a finished run -----------------------------------------------------------------------------
+
+
+def load_run_config(run_path: str | Path) -> RunConfig:
+    path = Path(run_path) / "config.yaml"
+    if not path.is_file():
+        raise EmolabError(f"{run_path} is not a run directory (no config.yaml)",
+                          hint="give a folder written by `emolab run`, e.g. runs/emotion-tfidf")
+    return config_from_dict(yaml.safe_load(path.read_text()), source=str(path))
+
+
+def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = "fp32", say: Say = print) -> dict:
+    """Re-score a saved run on one split (optionally in fp16/bf16); writes ``evaluations/<split>-<precision>.json``."""
+    run_path = Path(run_path)
+    cfg = load_run_config(run_path)
+    model = load_model(run_path)
+    if precision != "fp32":
+        if not hasattr(model, "to_precision"):
+            raise EmolabError(f"model {model.name!r} has no {precision} mode", hint="use --precision fp32")
+        model.to_precision(precision)
+    ds = load_dataset(cfg.data, cfg.seed)
+    preds = {split: predict(model, ds.split(split), split, batch_size=cfg.eval.batch_size)}
+    if model.labels.multi_label and split != "validation":
+        preds = {"validation": predict(model, ds.split("validation"), "validation"), **preds}
+    metrics = evaluate(preds, threshold=cfg.eval.threshold, tune=cfg.eval.tune_thresholds)[split]
+    out = run_path / "evaluations" / f"{split}-{precision}.json"
+    from emolab.rundir import atomic_write, to_json
+
+    atomic_write(out, to_json(metrics) + "\n")
+    say(f"wrote {out}")
+    return metrics
+
+
+def predict_texts(run_path: str | Path, texts: list[str]) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+    """Labels and probabilities for raw inputs, from a saved run (no network)."""
+    model = load_model(run_path)
+    probs = model.predict_proba(texts)
+    names = model.labels.names
+    if model.labels.multi_label:
+        labels = [";".join(n for n, p in zip(names, row) if p >= 0.5) for row in probs]
+    else:
+        labels = [names[i] for i in probs.argmax(axis=1)]
+    return labels, probs, names

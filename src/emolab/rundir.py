@@ -1,0 +1,192 @@
+"""The run directory: everything a run leaves behind, written atomically, never silently overwritten.
+
+A run is written into ``<dir>/<name>.partial/`` and renamed to ``<dir>/<name>/`` only when it has
+finished, so a crash never leaves a half-written run that looks complete, and ``--resume`` knows
+where to continue. If ``<name>`` already exists the new run becomes ``<name>-2`` (``-3``, ...)
+unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emolab.errors import EmolabError
+from emolab.records import Predictions
+
+PACKAGES = ("emolab", "torch", "transformers", "tokenizers", "accelerate", "scikit-learn", "numpy", "pandas",
+            "safetensors")
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=_json_default)
+
+
+def environment() -> dict[str, Any]:
+    """Package versions, Python, OS and hardware, for the manifest."""
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    hw: dict[str, Any] = {"cpu_count": os.cpu_count(), "machine": platform.machine(),
+                          "processor": platform.processor() or platform.machine()}
+    if "torch" in sys.modules or versions.get("torch"):
+        try:
+            import torch
+
+            hw["torch_threads"] = torch.get_num_threads()
+            if torch.cuda.is_available():
+                hw["gpu"] = torch.cuda.get_device_name(0)
+                hw["gpu_count"] = torch.cuda.device_count()
+        except Exception:  # pragma: no cover - a broken torch install must not stop the manifest
+            pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
+            "hardware": hw}
+
+
+def git_revision(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def predictions_csv(preds: Predictions, *, thresholds: Any = 0.5) -> str:
+    """CSV with id, input, true label, predicted label and one probability column per label."""
+    names = preds.labels.names
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["id", "input", "true_label", "pred_label", "confidence"] + [f"p_{n}" for n in names])
+    inputs = preds.inputs if preds.inputs is not None else [""] * len(preds.ids)
+    if preds.labels.multi_label:
+        pred_sets = preds.probs >= np.broadcast_to(np.asarray(thresholds, dtype=float), (len(names),))
+    for i in range(len(preds.ids)):
+        p = preds.probs[i]
+        if preds.labels.multi_label:
+            true = ";".join(n for n, t in zip(names, preds.y_true[i]) if t)
+            pred = ";".join(n for n, t in zip(names, pred_sets[i]) if t)
+        else:
+            true, pred = names[int(preds.y_true[i])], names[int(p.argmax())]
+        writer.writerow([preds.ids[i], inputs[i], true, pred, f"{p.max():.6f}"] + [f"{x:.6f}" for x in p])
+    return buf.getvalue()
+
+
+class RunDir:
+    """Writer for one run's folder; see the module docstring for the naming rules."""
+
+    def __init__(self, final: Path, *, overwrite: bool = False):
+        self.final = final
+        self.path = final.with_name(final.name + ".partial")
+        self.overwrite = overwrite
+        self.started = time.time()
+        self.timings: dict[str, float] = {}
+
+    @classmethod
+    def create(cls, root: str | Path, name: str, *, overwrite: bool = False, resume: bool = False) -> RunDir:
+        root = Path(root)
+        final = root / name
+        partial = final.with_name(name + ".partial")
+        if resume:
+            if not partial.is_dir():
+                raise EmolabError(f"nothing to resume: {partial} does not exist",
+                                  hint="--resume continues an interrupted run; run without it to start one")
+            return cls(final, overwrite=True)
+        if partial.exists():
+            if not overwrite:
+                raise EmolabError(f"an interrupted run of {name!r} exists at {partial}",
+                                  hint="add --resume to continue it, or --overwrite to start again")
+            shutil.rmtree(partial)
+        if final.exists() and not overwrite:
+            i = 2
+            while (root / f"{name}-{i}").exists() or (root / f"{name}-{i}.partial").exists():
+                i += 1
+            final = root / f"{name}-{i}"
+        run = cls(final, overwrite=overwrite)
+        run.path.mkdir(parents=True)
+        return run
+
+    @property
+    def name(self) -> str:
+        return self.final.name
+
+    def file(self, relpath: str) -> Path:
+        p = self.path / relpath
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_text(self, relpath: str, text: str) -> Path:
+        p = self.path / relpath
+        atomic_write(p, text)
+        return p
+
+    def write_json(self, relpath: str, obj: Any) -> Path:
+        return self.write_text(relpath, to_json(obj) + "\n")
+
+    def write_history(self, records: list) -> None:
+        self.write_text("history.jsonl", "".join(json.dumps(r.to_dict(), default=_json_default) + "\n"
+                                                 for r in records))
+
+    def write_predictions(self, preds: Predictions, *, thresholds: Any = 0.5) -> None:
+        self.write_text(f"predictions_{preds.split}.csv", predictions_csv(preds, thresholds=thresholds))
+        np.savez_compressed(self.file(f"predictions_{preds.split}.npz"), ids=preds.ids.astype(str),
+                            y_true=preds.y_true, probs=preds.probs)
+
+    def finalize(self) -> Path:
+        """Rename ``<name>.partial`` to ``<name>`` (replacing an old run only with ``overwrite``)."""
+        if self.final.exists():
+            if not self.overwrite:  # pragma: no cover - create() chose a free name
+                raise EmolabError(f"{self.final} exists", hint="use --overwrite")
+            trash = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+            os.replace(self.final, trash)
+            os.replace(self.path, self.final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.path, self.final)
+        self.path = self.final
+        return self.final
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
