@@ -77,6 +77,7 @@ class TrainConfig:
     max_steps: Optional[int] = None  # stop after this many optimizer steps (smoke runs, tests)
     log_every: int = 10
     num_threads: Optional[int] = None  # torch CPU threads; None: torch's default
+    keep_checkpoints: bool = False  # keep checkpoints/ (optimizer state for --resume) after a finished run
 
 
 @dataclass

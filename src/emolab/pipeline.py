@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -97,6 +98,8 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     run_dir.write_history(history)
     run_dir.timings["train_s"] = time.perf_counter() - t
     model.save(run_dir.path / "model")
+    if not cfg.train.keep_checkpoints:
+        shutil.rmtree(run_dir.path / "checkpoints", ignore_errors=True)
     if len(history) > 1:
         plots.learning_curves([h.to_dict() for h in history], run_dir.file("plots/learning_curves.png"))
 

