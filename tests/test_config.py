@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from emolab.config import RunConfig, config_from_dict, dump_config, load_config
+from emolab.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_there_are_presets():
+    assert len(PRESETS) >= 2
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_every_preset_loads_and_names_its_command(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# emolab ") and path.name in first, f"{path.name} must start with its command"
+    cfg = load_config(path)
+    assert cfg.output.name == path.stem
+    from emolab.data import list_datasets
+    from emolab.models import list_models
+
+    assert cfg.data.name in list_datasets()
+    assert cfg.model.name in list_models()
+
+
+def test_unknown_keys_are_refused_with_valid_keys_listed_and_all_errors_at_once():
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"train": {"lrr": 1e-3, "epochs": "three"}, "modle": {}, "data": {"name": 3}})
+    problems = info.value.problems
+    assert len(problems) == 4
+    text = str(info.value)
+    assert "train.lrr: unknown key" in text and "lr," in text  # valid keys listed
+    assert "modle: unknown key" in text
+    assert "train.epochs: expected an integer" in text
+    assert "data.name: expected a string" in text
+
+
+def test_dotted_overrides_and_scientific_notation():
+    cfg = config_from_dict({"train": {"lr": "3e-5"}}, overrides=["train.lr=2e-5", "model.pooling=cls",
+                                                                    "train.patience=2", "data.labels=[a, b]"])
+    assert cfg.train.lr == pytest.approx(2e-5)
+    assert cfg.model.pooling == "cls"
+    assert cfg.train.patience == 2
+    assert cfg.data.labels == ["a", "b"]
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        config_from_dict({}, overrides=["train.lr"])
+
+
+def test_value_checks():
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"train": {"epochs": 0, "lr": -1.0}, "model": {"dropout": 1.5}})
+    assert len(info.value.problems) == 3
+
+
+def test_literal_choices_are_checked():
+    with pytest.raises(ConfigError, match="data.taxonomy: 'plutchik' is not one of"):
+        config_from_dict({"data": {"taxonomy": "plutchik"}})
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = config_from_dict({"train": {"epochs": 7}}, overrides=["seed=3"])
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path)
+    assert again.train.epochs == 7 and again.seed == 3
+    assert isinstance(RunConfig().to_dict(), dict)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
