@@ -61,14 +61,44 @@ def _evaluate_and_write(run: RunDir, model, ds: Dataset, cfg: RunConfig, say: Sa
     return metrics
 
 
+def _distributed() -> bool:
+    """True under ``accelerate launch`` / ``torchrun`` with several processes."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _create_run_dir(cfg: RunConfig, *, resume: bool, overwrite: bool) -> tuple[RunDir, bool]:
+    """The main process creates the run directory; under data parallelism the others learn its path."""
+    name = cfg.output.name or "run"
+    overwrite = overwrite or cfg.output.overwrite
+    if not _distributed():
+        return RunDir.create(cfg.output.dir, name, overwrite=overwrite, resume=resume), True
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    import torch
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU-only machines
+    box = [None]
+    if state.is_main_process:
+        box = [str(RunDir.create(cfg.output.dir, name, overwrite=overwrite, resume=resume).final)]
+    broadcast_object_list(box)
+    return RunDir(Path(box[0]), overwrite=True), state.is_main_process
+
+
 def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: Say = print) -> Path:
-    """Train and evaluate one config; returns the finished run directory."""
+    """Train and evaluate one config; returns the finished run directory.
+
+    Under ``accelerate launch`` / ``torchrun`` every process trains its shard of each batch and only
+    the main process writes; the others return the run path once training ends.
+    """
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
-    run_dir = RunDir.create(cfg.output.dir, cfg.output.name or "run", overwrite=overwrite or cfg.output.overwrite,
-                            resume=resume)
+    run_dir, main = _create_run_dir(cfg, resume=resume, overwrite=overwrite)
+    if not main:
+        say = lambda _msg: None  # noqa: E731
     say(f"run directory: {run_dir.path}")
-    run_dir.write_text("config.yaml", dump_config(cfg))
+    if main:
+        run_dir.write_text("config.yaml", dump_config(cfg))
     manifest: dict[str, Any] = {"name": run_dir.name, "started": now_iso(), "seed": cfg.seed,
                                 "git_revision": git_revision(), **environment()}
 
@@ -78,10 +108,12 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     say(f"data: {ds.name} " + ", ".join(f"{k} {len(v)}" for k, v in ds.splits.items()))
     manifest["dataset"] = {"name": ds.name, "labels": list(ds.labels.names), "files": ds.files, "info": ds.info,
                            "sizes": {k: len(v) for k, v in ds.splits.items()}}
-    stats = dataset_stats(ds)
-    run_dir.write_json("data_stats.json", stats)
-    plots.class_distribution({s: v["class_counts"] for s, v in stats["splits"].items()},
-                             run_dir.file("plots/class_distribution.png"), title=f"{ds.name}: class distribution")
+    if main:
+        stats = dataset_stats(ds)
+        run_dir.write_json("data_stats.json", stats)
+        plots.class_distribution({s: v["class_counts"] for s, v in stats["splits"].items()},
+                                 run_dir.file("plots/class_distribution.png"),
+                                 title=f"{ds.name}: class distribution")
 
     model = create_model(cfg.model, ds.labels)
     say(f"training {cfg.model.name}")
@@ -95,6 +127,8 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     t = time.perf_counter()
     fit_kwargs = {"workdir": run_dir.path, "resume": resume} if getattr(model, "supports_resume", False) else {}
     history = model.fit(ds, cfg, log, **fit_kwargs) or history
+    if not main:
+        return run_dir.final
     run_dir.write_history(history)
     run_dir.timings["train_s"] = time.perf_counter() - t
     model.save(run_dir.path / "model")

@@ -54,7 +54,9 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
         self.lengths = None if lengths is None else np.asarray(lengths)
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def start_epoch(self, epoch: int) -> None:
+        # Deliberately not named ``set_epoch``: Accelerate would call that with its own count of
+        # iterations in this process, which restarts at 0 after --resume.
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
@@ -177,6 +179,7 @@ def evaluate_distributed(accelerator, module, task: TrainTask, dataset, lengths,
     each process scores every world_size-th batch, then indices and outputs are gathered and ordered."""
     from accelerate.utils import gather_object
 
+    wrapped, module = module, accelerator.unwrap_model(module)  # DDP's forward could sync buffers: not here
     module.eval()
     sampler = GroupedBatchSampler(len(dataset), batch_size, seed=0, lengths=lengths, shuffle=False)
     mine = sampler.batches()[accelerator.process_index::accelerator.num_processes]
@@ -200,7 +203,7 @@ def evaluate_distributed(accelerator, module, task: TrainTask, dataset, lengths,
     p = np.concatenate([x[1] for x in parts if x[1] is not None])[keep]
     y = np.concatenate([x[2] for x in parts if x[2] is not None])[keep]
     loss = sum(x[3] for x in parts) / max(len(index), 1)
-    module.train()
+    wrapped.train()
     return y, p, loss
 
 
@@ -216,7 +219,8 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     accelerator = accelerator or Accelerator(mixed_precision=resolve_precision(tc.mixed_precision),
-                                             gradient_accumulation_steps=tc.grad_accum_steps)
+                                             gradient_accumulation_steps=tc.grad_accum_steps,
+                                             cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
     main = accelerator.is_main_process
     ckpt_dir = Path(workdir) / "checkpoints" if workdir else None
@@ -254,7 +258,7 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
     for epoch in range(state["epoch"] + 1, tc.epochs + 1):
         if tc.max_steps and state["step"] >= tc.max_steps:
             break
-        sampler.set_epoch(epoch)
+        sampler.start_epoch(epoch)
         t0 = time.perf_counter()
         probs_seen, y_seen, loss_sum, n_seen, last_norm = [], [], 0.0, 0, None
         step_rows = []

@@ -137,6 +137,8 @@ class TextClassifierModule(nn.Module):
 
     def __init__(self, encoder: nn.Module, pooling: str, num_labels: int, dropout: float):
         super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # the encoder's own pooler is unused (and would stall data parallelism)
         self.encoder = encoder
         hidden = encoder.config.hidden_size
         self.pooling = create_pooling(pooling, hidden)

@@ -1,0 +1,163 @@
+"""Transformer classifiers and the training loop, on tiny randomly initialised encoders (no downloads)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from emolab.config import config_from_dict
+from emolab.models.text import POOLINGS, create_pooling
+from emolab.pipeline import evaluate_run, run
+from tests.conftest import TINY_ENCODER
+
+
+def tiny_config(tmp_path: Path, csv: Path, **train) -> dict:
+    return {
+        "data": {"name": "csv", "path": str(csv), "text_column": "sentence", "label_column": "emotion"},
+        "model": {"name": "transformer", "backbone_config": dict(TINY_ENCODER), "pooling": "mean",
+                  "max_length": 32, "dropout": 0.1},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "warmup_ratio": 0.1, **train},
+        "eval": {"timing": False, "batch_size": 16},
+        "output": {"dir": str(tmp_path / "runs"), "name": "tiny"},
+        "seed": 7,
+    }
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+@pytest.mark.parametrize("name", sorted(POOLINGS))
+def test_pooling_heads_ignore_padding(name):
+    torch.manual_seed(0)
+    pool = create_pooling(name, 8)
+    hidden = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    out = pool(hidden, mask)
+    assert out.shape == (2, 8 * pool.out_factor)
+    changed = hidden.clone()
+    changed[0, 3:] = 100.0  # padded positions of the first example
+    assert torch.allclose(pool(changed, mask)[0], out[0], atol=1e-6)
+
+
+def test_unknown_pooling_lists_valid_names():
+    from emolab.errors import EmolabError
+
+    with pytest.raises(EmolabError, match="attention, cls, max, mean, mean-max"):
+        create_pooling("sum", 8)
+
+
+def test_two_step_seeded_run_has_golden_losses(tmp_path, tiny_csv):
+    cfg = config_from_dict(tiny_config(tmp_path, tiny_csv, max_steps=2, group_by_length=False))
+    out = run(cfg, say=quiet)
+    steps = [json.loads(x) for x in (out / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2]
+    losses = [s["loss"] for s in steps]
+    assert losses == pytest.approx([1.18481, 1.05274], abs=1e-3), losses
+    assert all(s["grad_norm"] > 0 for s in steps) and steps[0]["lr"] > steps[1]["lr"]  # linear decay
+
+
+def test_training_learns_and_history_has_every_metric(tmp_path, tiny_csv):
+    cfg = config_from_dict(tiny_config(tmp_path, tiny_csv, epochs=4))
+    out = run(cfg, say=quiet)
+    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 4
+    for key in ("train_loss", "train_accuracy", "train_macro_f1", "train_weighted_f1", "train_cross_entropy",
+                "train_kl_divergence", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1",
+                "val_cross_entropy", "val_kl_divergence", "lr", "grad_norm"):
+        assert key in history[0], key
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.6  # 3 classes, chance is 0.33
+    assert not (out / "checkpoints").exists()  # optimizer state is dropped from a finished run
+    assert (out / "model" / "model.safetensors").is_file() and (out / "plots" / "learning_curves.png").is_file()
+
+
+def test_resume_ends_with_the_same_weights(tmp_path, tiny_csv):
+    base = tiny_config(tmp_path, tiny_csv, epochs=3)
+    straight = run(config_from_dict({**base, "output": {"dir": str(tmp_path / "a"), "name": "r"}}), say=quiet)
+
+    def crash_after_first_epoch(msg: str) -> None:
+        if msg.startswith("epoch 1:"):
+            raise KeyboardInterrupt
+
+    cfg = config_from_dict({**base, "output": {"dir": str(tmp_path / "b"), "name": "r"}})
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, say=crash_after_first_epoch)
+    assert (tmp_path / "b" / "r.partial" / "checkpoints" / "last").is_dir()
+    resumed = run(cfg, resume=True, say=quiet)
+    a = load_file(str(straight / "model" / "model.safetensors"))
+    b = load_file(str(resumed / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ha = (straight / "history.jsonl").read_text().splitlines()
+    hb = (resumed / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["val_loss"] for x in ha] == [json.loads(x)["val_loss"] for x in hb]
+
+
+def test_saved_run_loads_back_offline_and_evaluates_in_half_precision(tmp_path, tiny_csv):
+    from emolab.models import load_model
+
+    out = run(config_from_dict(tiny_config(tmp_path, tiny_csv)), say=quiet)
+    model = load_model(out)
+    probs = model.predict_proba(["i feel furious today", "i feel glad now"])
+    saved = np.load(out / "predictions_test.npz")
+    test_texts = [row.split(",")[1] for row in (out / "predictions_test.csv").read_text().splitlines()[1:4]]
+    assert np.allclose(model.predict_proba(test_texts), saved["probs"][:3], atol=1e-5)
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1)
+    fp32 = evaluate_run(out, "test", say=quiet)
+    for precision in ("bf16", "fp16"):
+        half = evaluate_run(out, "test", precision=precision, say=quiet)
+        assert abs(half["accuracy"] - fp32["accuracy"]) <= 0.1
+        assert (out / "evaluations" / f"test-{precision}.json").is_file()
+
+
+@pytest.mark.parametrize("scheduler", ["linear", "cosine", "constant", "plateau"])
+def test_schedulers(tmp_path, tiny_csv, scheduler):
+    cfg = config_from_dict(tiny_config(tmp_path, tiny_csv, scheduler=scheduler, epochs=2, warmup_ratio=0.2))
+    out = run(cfg, say=quiet)
+    lrs = [json.loads(x)["lr"] for x in (out / "steps.jsonl").read_text().splitlines()]
+    peak = max(lrs)
+    assert lrs[0] < peak <= 1e-3 + 1e-12  # warmup first
+    if scheduler == "linear":
+        assert lrs[-1] < 0.1 * peak
+    if scheduler == "cosine":
+        assert lrs[-1] < 0.1 * peak
+    if scheduler == "constant":
+        assert lrs[-1] == pytest.approx(1e-3)
+
+
+def test_early_stopping_and_options(tmp_path, tiny_csv):
+    cfg = config_from_dict(tiny_config(tmp_path, tiny_csv, epochs=6, patience=1, lr=1e-9, class_weights=True,
+                                       label_smoothing=0.1, grad_accum_steps=2, early_stopping_metric="loss"),
+                           overrides=["model.freeze_embeddings=true", "model.freeze_layers=1",
+                                      "model.pooling=attention"])
+    out = run(cfg, say=quiet)
+    history = (out / "history.jsonl").read_text().splitlines()
+    assert len(history) < 6  # a learning rate of 1e-9 cannot keep improving the loss
+
+
+def test_multi_label_head(tmp_path):
+    from emolab.models import create_model
+    from emolab.records import Dataset, LabelSet, Split
+    from tests.conftest import make_texts
+
+    texts, ys = make_texts(60)
+    names = ("anger", "fear", "joy")
+    y = np.zeros((60, 3), dtype=np.int64)
+    for i, lab in enumerate(ys):
+        y[i, names.index(lab)] = 1
+        if i % 5 == 0:
+            y[i, (names.index(lab) + 1) % 3] = 1
+    split = Split(np.array([str(i) for i in range(60)]), texts, y)
+    ds = Dataset("toy", LabelSet(names, multi_label=True), {"train": split, "validation": split, "test": split})
+    cfg = config_from_dict(tiny_config(tmp_path, Path("unused"), epochs=2))
+    model = create_model(cfg.model, ds.labels)
+    history = model.fit(ds, cfg)
+    assert "micro_f1" in history[-1].validation and "bce" in history[-1].validation
+    probs = model.predict_proba(texts[:4])
+    assert probs.shape == (4, 3) and not np.allclose(probs.sum(1), 1)  # sigmoid, not softmax
