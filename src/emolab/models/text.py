@@ -159,7 +159,8 @@ def freeze(encoder: nn.Module, *, embeddings: bool, layers: int) -> None:
         for p in encoder.embeddings.parameters():
             p.requires_grad = False
     if layers:
-        blocks = getattr(getattr(encoder, "encoder", None), "layer", None)
+        body = getattr(encoder, "encoder", None) or getattr(encoder, "transformer", None)  # BERT-like / DistilBERT
+        blocks = getattr(body, "layer", None)
         if blocks is None:
             raise EmolabError(f"model.freeze_layers: cannot find the layers of {type(encoder).__name__}",
                               hint="set model.freeze_layers: 0 for this backbone")
