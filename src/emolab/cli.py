@@ -103,6 +103,30 @@ def predict(
     console.print(table)
 
 
+@app.command()
+def analyze(
+    run_dir: Path = typer.Argument(..., help="A run directory"),
+    split: str = typer.Option("test", help="The split whose errors to analyse"),
+    annotations: Optional[Path] = typer.Option(None, help="An edited errors.csv whose annotation/fix columns to keep"),
+    top: int = typer.Option(20, help="How many errors, near-ties and label issues to list"),
+):
+    """Rank errors, confusion pairs, likely label errors and error tags; writes RUN/analysis/."""
+    from emolab.analysis.analyze import analyze_run
+
+    analyze_run(run_dir, split=split, annotations=annotations, top=top, say=_say)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory"),
+    others: Optional[List[Path]] = typer.Argument(None, help="More runs for a leaderboard section"),
+):
+    """Write RUN/report.html (self-contained) and RUN/report.md."""
+    from emolab.report import write_report
+
+    write_report(run_dir, others=others or [], say=_say)
+
+
 @data_app.command("stats")
 def data_stats(
     name: str = typer.Argument(..., help="Dataset name: emotion, goemotions, sst2, csv"),

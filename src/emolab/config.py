@@ -89,6 +89,7 @@ class EvalConfig:
     ece_bins: int = 15
     timing: bool = True  # inference timing at batch 1 and 64
     timing_examples: int = 200
+    report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -85,6 +86,17 @@ def _create_run_dir(cfg: RunConfig, *, resume: bool, overwrite: bool) -> tuple[R
     return RunDir(Path(box[0]), overwrite=True), state.is_main_process
 
 
+def _analyse_and_report(path: Path, ds: Dataset, say: Say) -> None:
+    from emolab.analysis.analyze import analyze_run
+    from emolab.report import write_report
+
+    if not ds.labels.multi_label:
+        say("analysing errors")
+        analyze_run(path, split="test", say=say)
+    write_report(path, say=lambda _m: None)
+    say(f"report: {path.name.removesuffix('.partial')}/report.html")
+
+
 def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: Say = print) -> Path:
     """Train and evaluate one config; returns the finished run directory.
 
@@ -144,6 +156,8 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     run_dir.timings["total_s"] = time.perf_counter() - t0
     manifest.update(finished=now_iso(), wall_times=run_dir.timings)
     run_dir.write_json("manifest.json", manifest)
+    if cfg.eval.report and "test" in cfg.eval.splits:
+        _analyse_and_report(run_dir.path, ds, say)
     final = run_dir.finalize()
     main = "test" if "test" in metrics else cfg.eval.splits[-1]
     headline = {k: metrics[main][k] for k in ("accuracy", "macro_f1", "micro_f1") if k in metrics[main]}
@@ -191,8 +205,11 @@ def predict_texts(run_path: str | Path, texts: list[str]) -> tuple[list[str], np
     model = load_model(run_path)
     probs = model.predict_proba(texts)
     names = model.labels.names
-    if model.labels.multi_label:
-        labels = [";".join(n for n, p in zip(names, row) if p >= 0.5) for row in probs]
+    if model.labels.multi_label:  # the thresholds tuned on validation when the run has them
+        metrics_file = Path(run_path) / "metrics.json"
+        tuned = json.loads(metrics_file.read_text()).get("tuned_thresholds", {}) if metrics_file.is_file() else {}
+        thresholds = np.array([tuned.get(n, 0.5) for n in names])
+        labels = [";".join(n for n, p, t in zip(names, row, thresholds) if p >= t) for row in probs]
     else:
         labels = [names[i] for i in probs.argmax(axis=1)]
     return labels, probs, names

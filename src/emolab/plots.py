@@ -85,3 +85,48 @@ def learning_curves(history: list[dict[str, Any]], path: Path, *, title: str = "
         ax.legend()
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def per_class_bars(per_class: dict[str, dict[str, float]], path: Path, *, title: str = "Per-class scores") -> Path:
+    plt = _plt()
+    names = list(per_class)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 3.6))
+    for i, metric in enumerate(("precision", "recall", "f1")):
+        ax.bar(x + (i - 1) * 0.27, [per_class[n][metric] for n in names], 0.27, label=metric)
+    ax.set_xticks(x, names, rotation=45 if len(names) > 8 else 0, ha="right" if len(names) > 8 else "center")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(ncol=3, loc="lower right")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def confidence_histogram(right: Sequence[float], wrong: Sequence[float], path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    bins = np.linspace(0, 1, 21)
+    ax.hist(right, bins=bins, alpha=0.6, label=f"right (n={len(right)})", density=True)
+    ax.hist(wrong, bins=bins, alpha=0.6, label=f"wrong (n={len(wrong)})", density=True)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("density")
+    ax.legend()
+    ax.set_title("Confidence of right and wrong predictions")
+    return _save(fig, path)
+
+
+def reliability_diagram(bins: dict[str, np.ndarray], path: Path) -> Path:
+    plt = _plt()
+    n = bins["count"].sum()
+    ece = float((bins["count"] * np.abs(bins["accuracy"] - bins["confidence"])).sum() / max(n, 1))
+    centers = (bins["edges"][:-1] + bins["edges"][1:]) / 2
+    used = bins["count"] > 0
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.bar(centers[used], bins["accuracy"][used], width=1 / len(centers), alpha=0.7, edgecolor="k", label="accuracy")
+    ax.plot(bins["confidence"][used], bins["accuracy"][used], "o-", color="C3", label="mean confidence")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability diagram (ECE {ece:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)

@@ -188,5 +188,23 @@ class RunDir:
         return self.final
 
 
+def read_predictions(run_path: str | Path, split: str) -> Predictions:
+    """The saved predictions of one split of a finished run (no model, no torch)."""
+    import pandas as pd
+
+    from emolab.records import LabelSet
+
+    run_path = Path(run_path)
+    npz_file = run_path / f"predictions_{split}.npz"
+    if not npz_file.is_file():
+        raise EmolabError(f"{run_path} has no predictions for split {split!r}",
+                          hint="evaluate that split first (eval.splits in the config), or pick another --split")
+    card = json.loads((run_path / "model" / "emolab_model.json").read_text())
+    npz = np.load(npz_file)
+    table = pd.read_csv(run_path / f"predictions_{split}.csv", dtype={"input": str}, keep_default_na=False)
+    return Predictions(ids=npz["ids"], inputs=table["input"].tolist(), y_true=npz["y_true"], probs=npz["probs"],
+                       labels=LabelSet.from_dict(card["labels"]), split=split)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,137 @@
+"""``emolab analyze RUN``: everything the error analysis finds, written to ``RUN/analysis/``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from emolab import plots
+from emolab.analysis.errors import confusion_pairs, errors_by_class, margins, misclassified, near_ties
+from emolab.analysis.tags import TAGS, label_issues, tag_examples
+from emolab.errors import EmolabError
+from emolab.metrics import reliability_bins
+from emolab.records import Predictions
+from emolab.rundir import atomic_write, read_predictions, to_json
+
+ERRORS_COLUMNS = ["id", "input", "true_label", "pred_label", "confidence", "margin", "tags", "annotation", "fix"]
+
+
+def tag_lift(tags: dict[str, np.ndarray], wrong: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per tag: examples tagged, error rate with and without the tag (a lift > 1: the tag goes with errors)."""
+    out = {}
+    for name, mask in tags.items():
+        with_tag = wrong[mask].mean() if mask.any() else 0.0
+        without = wrong[~mask].mean() if (~mask).any() else 0.0
+        out[name] = {"tagged": int(mask.sum()), "tagged_errors": int((mask & wrong).sum()),
+                     "error_rate_tagged": float(with_tag), "error_rate_untagged": float(without),
+                     "lift": float(with_tag / without) if without > 0 else 0.0}
+    return out
+
+
+def read_annotations(path: Path) -> dict[str, dict[str, str]]:
+    """An edited ``errors.csv``: ``id`` -> its ``annotation`` and ``fix`` (rows left empty are skipped)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise EmolabError(f"annotations file not found: {path}", hint="pass the edited errors.csv")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("id", "annotation", "fix") if c not in table.columns]
+    if missing:
+        raise EmolabError(f"{path}: no column {', '.join(missing)}",
+                          hint="edit the errors.csv that `emolab analyze` wrote; keep its id, annotation and fix columns")
+    return {r["id"]: {"annotation": r["annotation"].strip(), "fix": r["fix"].strip()}
+            for r in table.to_dict("records") if r["annotation"].strip() or r["fix"].strip()}
+
+
+def errors_csv(rows: list[dict], tags: dict[str, np.ndarray], notes: dict[str, dict[str, str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(ERRORS_COLUMNS)
+    for r in rows:
+        i = r["index"]
+        note = notes.get(r["id"], {})
+        w.writerow([r["id"], r["input"], r["true"], r["pred"], f"{r['confidence']:.4f}", f"{r['margin']:.4f}",
+                    ";".join(n for n, m in tags.items() if m[i]), note.get("annotation", ""), note.get("fix", "")])
+    return buf.getvalue()
+
+
+def analyze_predictions(preds: Predictions, *, modality: str = "text", max_length: int | None = None,
+                        top: int = 20, near_tie: float = 0.1) -> dict[str, Any]:
+    """The whole analysis of one split as a JSON-ready dict (pure: no files)."""
+    if preds.labels.multi_label:
+        raise EmolabError("error analysis handles single-label runs",
+                          hint="for GoEmotions use multi_label_policy: drop or first to analyse errors")
+    issues, quality = label_issues(preds)
+    tags = tag_examples(preds, modality=modality, max_length=max_length, label_issues=issues)
+    wrong = preds.y_pred != preds.y_true
+    pairs = confusion_pairs(preds)
+    for pair in pairs:
+        members = [r["index"] for r in misclassified(preds) if r["true"] == pair["true"] and r["pred"] == pair["pred"]]
+        pair["tags"] = {n: int(m[members].sum()) for n, m in tags.items()}
+    names = preds.labels.names
+    return {
+        "split": preds.split,
+        "n": int(len(preds.ids)),
+        "errors": int(wrong.sum()),
+        "misclassified": misclassified(preds, top=top),
+        "near_ties": near_ties(preds, threshold=near_tie, top=top),
+        "near_tie_count": int((margins(preds.probs) < near_tie).sum()),
+        "errors_by_class": errors_by_class(preds),
+        "confusion_pairs": pairs,
+        "tags": {n: TAGS[n][0] for n in tags},
+        "tag_stats": tag_lift(tags, wrong),
+        "label_issues": [{"index": int(i), "id": str(preds.ids[i]),
+                          "input": preds.inputs[i] if preds.inputs else "", "given": names[int(preds.y_true[i])],
+                          "predicted": names[int(preds.y_pred[i])], "quality": float(quality[i])}
+                         for i in issues[:top]],
+        "label_issue_count": int(len(issues)),
+        "confidence": {"right": preds.probs.max(1)[~wrong].round(4).tolist(),
+                       "wrong": preds.probs.max(1)[wrong].round(4).tolist()},
+        "_tags": tags,
+    }
+
+
+def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str | Path | None = None,
+                top: int = 20, say=print) -> dict[str, Any]:
+    """Analyse a finished run's saved predictions; writes ``analysis/`` (json, errors.csv, plots)."""
+    run_path = Path(run_path)
+    if not (run_path / "config.yaml").is_file():
+        raise EmolabError(f"{run_path} is not a run directory (no config.yaml)",
+                          hint="give a folder written by `emolab run`")
+    cfg = yaml.safe_load((run_path / "config.yaml").read_text())
+    preds = read_predictions(run_path, split)
+    modality = "image" if preds.inputs is None or cfg["data"]["name"].startswith("fer") else "text"
+    result = analyze_predictions(preds, modality=modality, max_length=cfg["model"].get("max_length"), top=top)
+    tags = result.pop("_tags")
+    out = run_path / "analysis"
+    errors_file = out / "errors.csv"
+    notes = read_annotations(Path(annotations)) if annotations else {}
+    if not annotations and errors_file.is_file():  # keep what a person already wrote in the run's copy
+        notes = read_annotations(errors_file)
+    result["annotations"] = [{"id": k, **v} for k, v in notes.items()]
+    atomic_write(errors_file, errors_csv(misclassified(preds), tags, notes))
+    names = preds.labels.names
+    metrics = _per_class(preds)
+    result["plots"] = {
+        "per_class": str(plots.per_class_bars(metrics, out / "per_class_f1.png").relative_to(run_path)),
+        "confidence": str(plots.confidence_histogram(result["confidence"]["right"], result["confidence"]["wrong"],
+                                                     out / "confidence.png").relative_to(run_path)),
+        "reliability": str(plots.reliability_diagram(reliability_bins(preds.probs, preds.y_true),
+                                                     out / "reliability.png").relative_to(run_path)),
+    }
+    result["labels"] = list(names)
+    atomic_write(out / "analysis.json", to_json(result) + "\n")
+    say(f"{result['errors']} errors of {result['n']} ({split}); {result['label_issue_count']} likely label errors; "
+        f"wrote {out}")
+    return result
+
+
+def _per_class(preds: Predictions) -> dict[str, dict[str, float]]:
+    from emolab.metrics import classification_metrics
+
+    return classification_metrics(preds.y_true, preds.probs, preds.labels.names)["per_class"]

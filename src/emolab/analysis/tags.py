@@ -1,0 +1,119 @@
+"""Automatic error tags. Each tag is one readable rule over an example's input and the model's output.
+
+| tag | rule |
+|---|---|
+| `negation` | the text holds a negator (not, no, never, n't / "n t", cannot, nothing, nobody, without, ...) |
+| `hedging` | the text holds a hedge (maybe, perhaps, kind of, sort of, a bit, i guess, i think, probably, ...) |
+| `intensifier` | the text holds an intensifier (very, so, really, extremely, totally, absolutely, too, ...) |
+| `short` | 4 words or fewer |
+| `truncated` | the tokenised text reached the model's ``max_length`` (words x 1.3 when token counts are unknown) |
+| `several_emotions` | NRC Emotion Lexicon words of 2+ different emotions (anger, anticipation, disgust, fear, joy, sadness, surprise, trust) |
+| `near_tie` | top-1 minus top-2 probability below 0.1 |
+| `likely_label_error` | cleanlab flags the given label as a likely error (on held-out probabilities) |
+| `low_contrast` | images: pixel standard deviation below 20 (of 255) |
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any, Callable
+
+import numpy as np
+
+from emolab.analysis.errors import margins
+from emolab.records import Predictions
+
+NEGATORS = r"[a-z]+n t|not|no|never|none|nothing|nobody|nowhere|neither|nor|cannot|cant|can t|without|n t|nt|dont|didnt|" \
+           r"doesnt|isnt|wasnt|arent|werent|wont|wouldnt|couldnt|shouldnt|havent|hasnt|hadnt"
+HEDGES = r"maybe|perhaps|kind of|kinda|sort of|a bit|a little|somewhat|i guess|i think|i suppose|probably|" \
+         r"possibly|might|seems?|apparently|slightly|fairly|rather"
+INTENSIFIERS = r"very|so|really|extremely|totally|completely|absolutely|incredibly|super|too|truly|utterly|" \
+               r"deeply|highly|such"
+NRC_EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
+
+
+def _matcher(words: str) -> Callable[[str], bool]:
+    pattern = re.compile(rf"(?<![a-z])({words})(?![a-z])")
+    return lambda text: bool(pattern.search(text.lower().replace("’", "'").replace("n't", " n t")))
+
+
+@lru_cache(maxsize=1)
+def nrc_lexicon() -> dict[str, list[str]] | None:
+    """The NRC Emotion Lexicon as shipped by ``nrclex`` (None when the package is not installed)."""
+    try:
+        from importlib import resources
+
+        with resources.files("nrclex").joinpath("data/nrc_en.json").open() as fh:
+            return json.load(fh)
+    except (ImportError, FileNotFoundError, ModuleNotFoundError):
+        return None
+
+
+def lexicon_emotions(text: str) -> list[str]:
+    lex = nrc_lexicon() or {}
+    found = {e for w in re.findall(r"[a-z]+", text.lower()) for e in lex.get(w, ()) if e in NRC_EMOTIONS}
+    return sorted(found)
+
+
+def _text_rule(fn: Callable[[str], bool]):
+    return lambda preds, ctx: np.array([fn(t) for t in (preds.inputs or [])], dtype=bool)
+
+
+def _truncated(preds: Predictions, ctx: dict[str, Any]) -> np.ndarray:
+    max_length = ctx.get("max_length")
+    if not max_length or preds.inputs is None:
+        return np.zeros(len(preds.ids), dtype=bool)
+    lengths = ctx.get("token_lengths")
+    if lengths is None:
+        lengths = np.array([len(t.split()) * 1.3 for t in preds.inputs])
+    return np.asarray(lengths) >= max_length
+
+
+def _low_contrast(preds: Predictions, ctx: dict[str, Any]) -> np.ndarray:
+    images = ctx.get("images")
+    if images is None:
+        return np.zeros(len(preds.ids), dtype=bool)
+    return images.reshape(len(images), -1).std(axis=1) < 20
+
+
+TAGS: dict[str, tuple[str, Callable[[Predictions, dict], np.ndarray]]] = {
+    "negation": ("holds a negator", _text_rule(_matcher(NEGATORS))),
+    "hedging": ("holds a hedge", _text_rule(_matcher(HEDGES))),
+    "intensifier": ("holds an intensifier", _text_rule(_matcher(INTENSIFIERS))),
+    "short": ("4 words or fewer", _text_rule(lambda t: len(t.split()) <= 4)),
+    "truncated": ("reached max_length tokens", _truncated),
+    "several_emotions": ("NRC words of 2+ emotions", _text_rule(lambda t: len(lexicon_emotions(t)) >= 2)),
+    "near_tie": ("top-2 margin < 0.1", lambda p, ctx: margins(p.probs) < 0.1),
+    "likely_label_error": ("flagged by cleanlab", lambda p, ctx: np.isin(np.arange(len(p.ids)),
+                                                                         ctx.get("label_issues", []))),
+    "low_contrast": ("image pixel std < 20", _low_contrast),
+}
+TEXT_TAGS = ("negation", "hedging", "intensifier", "short", "truncated", "several_emotions", "near_tie",
+             "likely_label_error")
+IMAGE_TAGS = ("near_tie", "likely_label_error", "low_contrast")
+
+
+def tag_examples(preds: Predictions, *, modality: str = "text", **ctx: Any) -> dict[str, np.ndarray]:
+    """Boolean mask per tag over all examples of ``preds``."""
+    names = TEXT_TAGS if modality == "text" else IMAGE_TAGS
+    if modality == "text" and nrc_lexicon() is None:
+        names = tuple(n for n in names if n != "several_emotions")
+    return {name: TAGS[name][1](preds, ctx) for name in names}
+
+
+def label_issues(preds: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab's likely label errors (indices ranked most suspicious first) and every label-quality score."""
+    try:
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+    except ImportError:  # pragma: no cover - cleanlab is a dependency
+        return np.zeros(0, dtype=int), np.ones(len(preds.ids))
+    probs = preds.probs / preds.probs.sum(axis=1, keepdims=True)
+    labels = np.asarray(preds.y_true, dtype=int)
+    present = np.unique(labels)
+    if len(present) < 2 or len(labels) < 2 * len(preds.labels):
+        return np.zeros(0, dtype=int), np.ones(len(labels))
+    issues = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    return np.asarray(issues, dtype=int), get_label_quality_scores(labels, probs)

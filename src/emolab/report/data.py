@@ -1,0 +1,263 @@
+"""Gather everything a report says about a run into one record (pure: reads the run directory only)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emolab.errors import EmolabError
+from emolab.report.references import (DATASET_CITATIONS, LIBRARY_CITATIONS, MODEL_CITATIONS, PUBLISHED,
+                                      reference_key)
+
+METRIC_DEFINITIONS = [
+    ("accuracy", "share of examples whose top-probability label equals the true label"),
+    ("precision / recall / F1 (per class)", "precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = their harmonic mean"),
+    ("macro-F1", "unweighted mean of the per-class F1: every class counts the same, so rare classes matter"),
+    ("weighted-F1", "per-class F1 averaged with weights = class support"),
+    ("cross-entropy", "mean -log p(true label): the training loss, lower is better"),
+    ("KL divergence", "mean KL(target || predicted); equals the cross-entropy for one-hot targets"),
+    ("ECE", "expected calibration error: |accuracy - confidence| averaged over 15 confidence bins, weighted by bin size"),
+    ("micro / macro F1 (multi-label)", "F1 over all label decisions pooled (micro) or averaged per label (macro)"),
+]
+
+
+@dataclass
+class ReportData:
+    title: str
+    run: str
+    task: str
+    dataset: dict[str, Any]
+    model: dict[str, Any]
+    hardware: dict[str, Any]
+    references: list[str]
+    training: dict[str, Any]
+    metric_definitions: list[tuple[str, str]]
+    results: dict[str, Any]
+    published: list[dict[str, Any]]
+    published_note: str
+    timing: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    hypotheses: list[str]
+    misclassified: list[dict[str, Any]]
+    tags: list[dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    ideas: list[str]
+    figures: list[tuple[str, str]]
+    manifest: dict[str, Any]
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    compression: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _history(run: Path) -> list[dict]:
+    path = run / "history.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+
+
+def overfitting(history: list[dict]) -> str | None:
+    """Flag the epochs where validation loss rose while training loss fell (seed 003 spotted it by hand)."""
+    bad = [h["epoch"] for prev, h in zip(history, history[1:])
+           if h.get("val_loss", 0) > prev.get("val_loss", 0) and h.get("train_loss", 0) < prev.get("train_loss", 0)]
+    if not bad:
+        return None
+    return f"validation loss rose while training loss fell at epoch(s) {', '.join(map(str, bad))}: overfitting begins"
+
+
+def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | None, history: list[dict],
+                          cfg: dict, gap: float | None) -> tuple[list[str], list[str]]:
+    hyp, ideas = [], []
+    test = metrics.get("test", {})
+    per_class = test.get("per_class", {})
+    if per_class and stats:
+        shares = stats["splits"]["train"]["class_shares"]
+        worst = min(per_class, key=lambda n: per_class[n]["f1"])
+        rarest = min(shares, key=shares.get)
+        hyp.append(f"The weakest class is **{worst}** (F1 {per_class[worst]['f1']:.3f}, {shares[worst]:.1%} of the "
+                   f"training data); the rarest is {rarest} ({shares[rarest]:.1%}).")
+        if worst == rarest or shares[worst] < 0.5 / len(shares):
+            ideas.append(f"{worst} is rare and scores lowest: weight the loss by class (`train.class_weights: true`) "
+                         f"or oversample it.")
+    if analysis:
+        pairs = analysis["confusion_pairs"]
+        if pairs:
+            top = pairs[0]
+            hyp.append(f"The most frequent confusion is {top['true']} → {top['pred']} ({top['count']} errors, "
+                       f"{top['share_of_true']:.1%} of {top['true']}).")
+            reverse = next((p for p in pairs if p["true"] == top["pred"] and p["pred"] == top["true"]), None)
+            if reverse and reverse["count"] >= 0.5 * top["count"]:
+                hyp.append(f"The confusion runs both ways ({top['pred']} → {top['true']}: {reverse['count']}): the two "
+                           f"labels overlap in meaning, so many such texts would be ambiguous to people too.")
+                ideas.append(f"Write down what separates {top['true']} from {top['pred']} and review those labels "
+                             f"(annotate `analysis/errors.csv`), or merge the classes if the distinction is not needed.")
+        for name, s in analysis["tag_stats"].items():
+            if name != "likely_label_error" and s["tagged_errors"] >= 5 and s["lift"] >= 1.2:
+                hyp.append(f"Errors concentrate on texts tagged **{name}**: error rate {s['error_rate_tagged']:.1%} "
+                           f"vs {s['error_rate_untagged']:.1%} without ({s['tagged_errors']} errors).")
+                idea = {
+                    "negation": "Negation trips the model: add training examples with negated emotions (augmentation) "
+                                "or try a larger backbone that composes meaning better.",
+                    "hedging": "Hedged texts are misread: they carry weaker signal; more data of that kind or a "
+                               "larger backbone may help.",
+                    "truncated": "Truncated inputs fail more often: raise `model.max_length`.",
+                    "several_emotions": "Texts with words of several emotions are confused: the task may need "
+                                        "multi-label outputs, or a model that weighs context over keywords.",
+                    "short": "Very short texts fail more often: they carry little signal; consider abstaining "
+                             "below a confidence threshold.",
+                    "likely_label_error": "Many errors are probably label noise: relabel the flagged examples or "
+                                          "train with cleanlab-filtered labels.",
+                    "near_tie": "Near-ties dominate the errors: ensembling or a larger backbone would sharpen them.",
+                }.get(name)
+                if idea and idea not in ideas:
+                    ideas.append(idea)
+        if analysis["label_issue_count"]:
+            hyp.append(f"cleanlab flags {analysis['label_issue_count']} test labels as likely wrong: part of the "
+                       f"measured error is label noise rather than model error.")
+        if analysis["errors"]:
+            share = sum(1 for r in analysis["misclassified"] if r["margin"] < 0.1) / max(len(analysis["misclassified"]), 1)
+            if share < 0.3:
+                hyp.append("Most of the listed errors are confident (top-2 margin ≥ 0.1): the model is sure and wrong, "
+                           "which points at ambiguous texts or noisy labels more than at indecision.")
+    ece = test.get("ece")
+    if ece is not None and ece > 0.05:
+        hyp.append(f"The model is miscalibrated (ECE {ece:.3f}).")
+        ideas.append("Calibrate the probabilities (temperature scaling on the validation split) before using them "
+                     "as confidences.")
+    flag = overfitting(history)
+    if flag:
+        hyp.append(flag.capitalize() + ".")
+        ideas.append("Stop earlier (`train.patience`), add dropout or weight decay, or lower the learning rate.")
+    if gap is not None and gap < -0.005:
+        ideas.append(f"The run is {abs(gap):.3f} below the best published score on this split: a larger backbone "
+                     f"(e.g. `configs/emotion-deberta-v3-large-mean.yaml` with hub access) is the usual lever.")
+    if not ideas:
+        ideas.append("No single failure pattern stands out; gains would come from more data or a larger backbone.")
+    return hyp, ideas
+
+
+def _published(cfg: dict, metrics: dict) -> tuple[list[dict], str, float | None]:
+    key = reference_key(cfg["data"])
+    rows = []
+    test = metrics.get("test", {})
+    best_gap = None
+    for model, metric, value, split, source in PUBLISHED.get(key, []):
+        ours = test.get(metric)
+        rows.append({"model": model, "metric": metric, "published": value, "split": split, "source": source,
+                     "ours": ours, "delta": None if ours is None else ours - value})
+        if ours is not None:
+            best_gap = ours - value if best_gap is None else min(best_gap, ours - value)
+    note = "Published figures are on the same test split unless the split column says otherwise."
+    if key == "sst2":
+        note = "SST-2: emolab's test split is the GLUE dev set, the split the published numbers use."
+    if key.startswith("goemotions") and not cfg["data"].get("multi_label_policy") == "multi_label":
+        note = ("GoEmotions: the published numbers are multi-label; this run used the "
+                f"'{cfg['data'].get('multi_label_policy')}' policy, so its test set differs and the comparison is "
+                "indicative only.")
+    return rows, note, best_gap
+
+
+def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData:
+    run = Path(run_path)
+    if not (run / "config.yaml").is_file():
+        raise EmolabError(f"{run} is not a run directory (no config.yaml)", hint="give a folder written by `emolab run`")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    manifest = _read(run / "manifest.json") or {}
+    metrics = _read(run / "metrics.json") or {}
+    stats = _read(run / "data_stats.json")
+    analysis = _read(run / "analysis" / "analysis.json")
+    history = _history(run)
+    published, note, gap = _published(cfg, metrics)
+    hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, cfg, gap)
+    data_name = cfg["data"]["name"]
+    model_cfg = cfg["model"]
+    backbone = model_cfg.get("backbone") if model_cfg["name"] == "transformer" else None
+    figures = [(caption, rel) for caption, rel in [
+        ("Class distribution per split", "plots/class_distribution.png"),
+        ("Learning curves (train vs validation)", "plots/learning_curves.png"),
+        ("Confusion matrix, test split (row-normalised)", "plots/confusion_test.png"),
+        ("Per-class precision, recall and F1 (test)", "analysis/per_class_f1.png"),
+        ("Confidence of right vs wrong predictions (test)", "analysis/confidence.png"),
+        ("Reliability diagram (test)", "analysis/reliability.png"),
+    ] if (run / rel).is_file()]
+    tag_rows = []
+    if analysis:
+        for name, s in analysis["tag_stats"].items():
+            tag_rows.append({"tag": name, "rule": analysis["tags"][name], **s})
+    steps = (run / "steps.jsonl")
+    training = {
+        "history": history,
+        "overfitting": overfitting(history),
+        "learning_curves": (run / "plots/learning_curves.png").is_file(),
+        "steps_logged": sum(1 for _ in steps.open()) if steps.is_file() else 0,
+        "sanity": _read(run / "sanity.json"),
+        "best_epoch": max(history, key=lambda h: h.get("val_macro_f1", 0))["epoch"] if history else None,
+    }
+    timing = {"wall_times": manifest.get("wall_times", {}), **metrics.get("timing", {})}
+    leaderboard = [_leader_row(Path(p)) for p in [run, *others]] if others else []
+    return ReportData(
+        title=f"emolab report: {run.name}",
+        run=run.name,
+        task=("Multi-label" if metrics.get("tuned_thresholds") else "Single-label") +
+             f" emotion / sentiment classification of text into {len((stats or {}).get('labels', []))} classes "
+             f"({', '.join((stats or {}).get('labels', []))}).",
+        dataset={"name": data_name, "config": cfg["data"], "stats": stats, "citation": DATASET_CITATIONS.get(data_name)},
+        model={"name": model_cfg["name"], "backbone": backbone, "pooling": model_cfg.get("pooling"),
+               "parameters": metrics.get("parameters"), "config": model_cfg},
+        hardware={**manifest.get("hardware", {}), "platform": manifest.get("platform"), "python": manifest.get("python")},
+        references=list(dict.fromkeys(c for c in [DATASET_CITATIONS.get(data_name),
+                                                  MODEL_CITATIONS.get(backbone or ""), *LIBRARY_CITATIONS] if c)),
+        training=training,
+        metric_definitions=METRIC_DEFINITIONS,
+        results={s: metrics[s] for s in ("validation", "test") if s in metrics},
+        published=published,
+        published_note=note,
+        timing=timing,
+        hyperparameters={"model": _relevant(model_cfg),
+                         "train": cfg["train"] if model_cfg["name"] != "tfidf" else {"seed": cfg["seed"]},
+                         "seed": cfg["seed"]},
+        hypotheses=hyp,
+        misclassified=(analysis or {}).get("misclassified", []),
+        tags=tag_rows,
+        annotations=(analysis or {}).get("annotations", []),
+        ideas=ideas,
+        figures=figures,
+        manifest=manifest,
+        leaderboard=leaderboard,
+        compression=_read(run / "compression" / "results.json") or [],
+    )
+
+
+MODEL_KEYS = {
+    "tfidf": ("name", "classifier", "word_ngrams", "char_ngrams", "max_features", "C"),
+    "transformer": ("name", "backbone", "pooling", "dropout", "freeze_embeddings", "freeze_layers", "max_length",
+                    "backbone_config"),
+}
+
+
+def _relevant(model_cfg: dict) -> dict:
+    """The model keys that matter for this kind of model (the others keep their unused defaults)."""
+    keys = MODEL_KEYS.get(model_cfg["name"])
+    return {k: v for k, v in model_cfg.items() if keys is None or k in keys}
+
+
+def _leader_row(run: Path) -> dict[str, Any]:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    metrics = _read(run / "metrics.json") or {}
+    manifest = _read(run / "manifest.json") or {}
+    history = _history(run)
+    best = max(history, key=lambda h: h.get("val_macro_f1", 0)) if history else {}
+    timing = metrics.get("timing", {})
+    return {"run": run.name, "model": cfg["model"].get("backbone") if cfg["model"]["name"] == "transformer"
+            else cfg["model"]["name"], "pooling": cfg["model"].get("pooling") if cfg["model"]["name"] == "transformer"
+            else "-", "parameters": metrics.get("parameters"),
+            "val_loss": metrics.get("validation", {}).get("cross_entropy"), "train_loss": best.get("train_loss"),
+            "val_accuracy": metrics.get("validation", {}).get("accuracy"),
+            "test_accuracy": metrics.get("test", {}).get("accuracy"), "macro_f1": metrics.get("test", {}).get("macro_f1"),
+            "train_s": manifest.get("wall_times", {}).get("train_s"),
+            "ms_per_example": timing.get("batch_1_p50_ms")}

@@ -1,0 +1,64 @@
+"""Render a :class:`ReportData` with Jinja2: one self-contained HTML file (images embedded) and a Markdown twin."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import jinja2
+
+from emolab.report.data import ReportData, gather
+from emolab.rundir import atomic_write
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, int) and abs(value) >= 10000:
+        return f"{value:,}"
+    return str(value)
+
+
+def _signed(value) -> str:
+    return "–" if value is None else f"{value:+.4f}"
+
+
+def _env(run: Path) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("emolab.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.ChainableUndefined)
+
+    def embed(rel: str) -> str:
+        data = (run / rel).read_bytes()
+        return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+    env.filters.update(fmt=_fmt, signed=_signed, embed=embed)
+    return env
+
+
+def render_markdown(data: ReportData, run: Path) -> str:
+    return _env(run).get_template("report.md.j2").render(r=data)
+
+
+def render_html(data: ReportData, run: Path) -> str:
+    """The Markdown report converted to HTML, with every figure embedded so the file opens offline."""
+    import markdown
+
+    env = _env(run)
+    body = markdown.markdown(render_markdown(data, run), extensions=["tables", "fenced_code"])
+    for _caption, rel in data.figures:
+        body = body.replace(f'src="{rel}"', f'src="{env.filters["embed"](rel)}"')
+    return env.get_template("report.html.j2").render(r=data, body=body)
+
+
+def write_report(run_path: str | Path, *, others: list[str | Path] = (), say=print) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` into the run directory."""
+    run = Path(run_path)
+    data = gather(run, others=list(others))
+    html, md = run / "report.html", run / "report.md"
+    atomic_write(html, render_html(data, run))
+    atomic_write(md, render_markdown(data, run))
+    say(f"wrote {html} and {md}")
+    return html, md

@@ -1,0 +1,167 @@
+"""Error analysis (pure functions on predictions) and the HTML/Markdown report of a small run."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from emolab.analysis.analyze import analyze_predictions, analyze_run
+from emolab.analysis.errors import confusion_pairs, misclassified, near_ties
+from emolab.analysis.tags import TAGS, tag_examples
+from emolab.config import config_from_dict
+from emolab.errors import EmolabError
+from emolab.metrics import confusion_matrix
+from emolab.pipeline import run
+from emolab.records import LabelSet, Predictions
+from tests.conftest import make_texts
+
+NAMES = ("anger", "fear", "joy")
+
+
+def _preds(seed=0, n=120):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    probs = rng.dirichlet(np.ones(3), size=n)
+    texts = [f"text {i}" for i in range(n)]
+    return Predictions(np.array([str(i) for i in range(n)]), texts, y, probs, LabelSet(NAMES))
+
+
+def test_misclassified_are_ranked_confidently_wrong_first():
+    p = _preds()
+    rows = misclassified(p)
+    assert len(rows) == int((p.y_pred != p.y_true).sum())
+    conf = [r["confidence"] for r in rows]
+    assert conf == sorted(conf, reverse=True)
+    assert all(r["true"] != r["pred"] for r in rows)
+    ties = near_ties(p, threshold=0.05)
+    assert all(r["margin"] < 0.05 for r in ties)
+
+
+def test_confusion_pairs_agree_with_the_confusion_matrix():
+    p = _preds(1)
+    cm = confusion_matrix(p.y_true, p.y_pred, 3)
+    for pair in confusion_pairs(p):
+        assert pair["count"] == cm[NAMES.index(pair["true"]), NAMES.index(pair["pred"])]
+    counts = [pair["count"] for pair in confusion_pairs(p)]
+    assert counts == sorted(counts, reverse=True)
+
+
+@pytest.mark.parametrize("text,tag", [
+    ("i don t feel particularly agitated", "negation"),
+    ("i didn't like it", "negation"),
+    ("maybe i feel a bit lost", "hedging"),
+    ("i am so very happy", "intensifier"),
+    ("i feel strange", "short"),
+    ("i feel afraid but also joyful and angry", "several_emotions"),
+])
+def test_text_tags(text, tag):
+    p = Predictions(np.array(["0"]), [text], np.array([0]), np.array([[0.5, 0.3, 0.2]]), LabelSet(NAMES))
+    tags = tag_examples(p)
+    assert tags[tag][0], (text, tag)
+    assert tag in TAGS
+
+
+def test_tags_do_not_fire_on_plain_text():
+    p = Predictions(np.array(["0"]), ["i feel calm and content with my evening at home today"], np.array([0]),
+                    np.array([[0.9, 0.05, 0.05]]), LabelSet(NAMES))
+    tags = tag_examples(p)
+    assert not any(tags[t][0] for t in ("negation", "hedging", "short", "near_tie", "likely_label_error"))
+
+
+def test_analysis_finds_planted_label_errors():
+    rng = np.random.default_rng(0)
+    n = 300
+    y = rng.integers(0, 3, n)
+    probs = np.full((n, 3), 0.02)
+    probs[np.arange(n), y] = 0.96
+    flipped = np.arange(0, n, 30)  # the model is confident and right; the given labels are wrong here
+    given = y.copy()
+    given[flipped] = (y[flipped] + 1) % 3
+    p = Predictions(np.array([str(i) for i in range(n)]), [f"t {i}" for i in range(n)], given, probs, LabelSet(NAMES))
+    result = analyze_predictions(p)
+    found = {r["index"] for r in result["label_issues"]}
+    assert set(flipped.tolist()) <= found | set(range(n)) and len(found & set(flipped.tolist())) >= 8
+    assert result["errors"] == len(flipped)
+
+
+def test_multi_label_runs_are_refused_clearly():
+    p = Predictions(np.array(["0", "1"]), ["a", "b"], np.array([[1, 0, 1], [0, 1, 0]]), np.full((2, 3), 0.5),
+                    LabelSet(NAMES, multi_label=True))
+    with pytest.raises(EmolabError, match="single-label"):
+        analyze_predictions(p)
+
+
+@pytest.fixture(scope="module")
+def noisy_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("noisy")
+    texts, ys = make_texts(300, seed=4)
+    rng = np.random.default_rng(0)
+    ys = [y if rng.random() > 0.4 else ["anger", "fear", "joy"][rng.integers(3)] for y in ys]
+    path = tmp_path / "noisy.csv"
+    pd.DataFrame({"text": texts, "label": ys}).to_csv(path, index=False)
+    cfg = config_from_dict({"data": {"name": "csv", "path": str(path), "test_ratio": 0.3}, "model": {"name": "tfidf", "C": 1.0},
+                            "eval": {"timing": True, "timing_examples": 20},
+                            "output": {"dir": str(tmp_path / "runs"), "name": "noisy"}})
+    return run(cfg, say=lambda _m: None)
+
+
+SECTIONS = ["Task", "Dataset", "Models", "Hardware", "References", "How training was checked", "Metrics",
+            "Test results", "Compared with published scores", "Training and inference time", "Hyperparameters",
+            "Hypotheses about the errors", "Misclassified test samples", "Error tags", "Annotations",
+            "Ideas to reduce the errors", "Visualisations", "Reproducibility"]
+
+
+def _sections(md: str) -> dict[str, str]:
+    parts = re.split(r"^#{2,3} (.+)$", md, flags=re.M)
+    return {parts[i].strip(): parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+def test_run_writes_a_report_with_every_section(noisy_run):
+    md = (noisy_run / "report.md").read_text()
+    sections = _sections(md)
+    for name in SECTIONS:
+        assert name in sections, name
+        assert sections[name], f"section {name!r} is empty"
+    rows = [line for line in sections["Misclassified test samples"].splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) >= 10
+    html = (noisy_run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    assert not re.search(r'src="(?!data:)', html)  # nothing to fetch: it opens offline
+    for name in SECTIONS:
+        assert f">{name}</h" in html, name
+
+
+def test_annotations_round_trip_into_the_report(noisy_run, tmp_path):
+    errors = pd.read_csv(noisy_run / "analysis" / "errors.csv", dtype=str, keep_default_na=False)
+    assert list(errors.columns)[-2:] == ["annotation", "fix"] and (errors["annotation"] == "").all()
+    errors.loc[0, "annotation"] = "label noise: the text is clearly joyful"
+    errors.loc[0, "fix"] = "relabel as joy"
+    edited = tmp_path / "edited.csv"
+    errors.to_csv(edited, index=False)
+    result = analyze_run(noisy_run, annotations=edited, say=lambda _m: None)
+    assert result["annotations"][0]["fix"] == "relabel as joy"
+    from emolab.report import write_report
+
+    write_report(noisy_run, say=lambda _m: None)
+    assert "label noise: the text is clearly joyful" in (noisy_run / "report.md").read_text()
+    # the run's own errors.csv keeps the annotation when the analysis is run again
+    analyze_run(noisy_run, say=lambda _m: None)
+    again = pd.read_csv(noisy_run / "analysis" / "errors.csv", dtype=str, keep_default_na=False)
+    assert "relabel as joy" in again["fix"].tolist()
+
+
+def test_report_leaderboard_for_several_runs(noisy_run):
+    from emolab.report import write_report
+
+    _html, md = write_report(noisy_run, others=[noisy_run], say=lambda _m: None)
+    assert "## Leaderboard" in md.read_text()
+
+
+def test_report_rejects_a_folder_that_is_not_a_run(tmp_path):
+    from emolab.report import write_report
+
+    with pytest.raises(EmolabError, match="not a run directory"):
+        write_report(tmp_path)
+    assert yaml  # noqa: the fixture's config is YAML
