@@ -165,3 +165,16 @@ def test_report_rejects_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(EmolabError, match="not a run directory"):
         write_report(tmp_path)
     assert yaml  # noqa: the fixture's config is YAML
+
+
+def test_compare_writes_a_leaderboard(noisy_run, tmp_path):
+    from emolab.compare import compare, find_runs
+
+    rows = compare(find_runs([str(noisy_run)], str(noisy_run.parent / "*")), tmp_path / "lb", say=lambda _m: None)
+    assert rows[0]["run"] == "noisy" and rows[0]["parameters"] > 0 and 0 <= rows[0]["macro_f1"] <= 1
+    table = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| noisy | tfidf |" in table and "test macro-F1" in table
+    assert (tmp_path / "lb" / "leaderboard.csv").read_text().startswith("run,model,pooling")
+    assert (tmp_path / "lb" / "leaderboard.png").is_file()
+    with pytest.raises(EmolabError, match="no runs to compare"):
+        find_runs([], str(tmp_path / "nothing-*"))

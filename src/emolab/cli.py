@@ -23,7 +23,7 @@ SetOpt = typer.Option(None, "--set", help="Dotted config override, e.g. --set tr
 
 
 def _say(msg: str) -> None:
-    console.print(msg, highlight=False)
+    console.print(msg, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -125,6 +125,20 @@ def report(
     from emolab.report import write_report
 
     write_report(run_dir, others=others or [], say=_say)
+
+
+@app.command()
+def compare(
+    runs: Optional[List[Path]] = typer.Argument(None, help="Run directories"),
+    glob: Optional[str] = typer.Option(None, "--glob", help="e.g. 'runs/*'"),
+    out: Path = typer.Option(Path("runs/leaderboard"), help="Where the leaderboard files go"),
+    sort_by: str = typer.Option("macro_f1", help="Column to sort by (descending)"),
+):
+    """One leaderboard over runs: Markdown, CSV, bar chart and overlaid learning curves."""
+    from emolab.compare import compare as compare_runs
+    from emolab.compare import find_runs
+
+    compare_runs(find_runs([str(r) for r in runs or []], glob), out, sort_by=sort_by, say=_say)
 
 
 @data_app.command("stats")

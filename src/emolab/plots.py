@@ -130,3 +130,37 @@ def reliability_diagram(bins: dict[str, np.ndarray], path: Path) -> Path:
     ax.set_title(f"Reliability diagram (ECE {ece:.3f})")
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, path)
+
+
+def leaderboard_bars(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Test accuracy and macro-F1 per run."""
+    plt = _plt()
+    names = [r["run"] for r in rows]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 3.8))
+    for i, (key, label) in enumerate((("test_accuracy", "test accuracy"), ("macro_f1", "test macro-F1"))):
+        vals = [r.get(key) or 0 for r in rows]
+        ax.bar(x + (i - 0.5) * 0.4, vals, 0.4, label=label)
+    low = min([v for r in rows for v in (r.get("test_accuracy"), r.get("macro_f1")) if v] or [0])
+    ax.set_ylim(max(0, low - 0.1), 1.0)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    ax.set_title("Leaderboard")
+    return _save(fig, path)
+
+
+def overlay_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """Validation loss and macro-F1 per epoch, one line per run (e.g. linear vs cosine schedules)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, hist in histories.items():
+        epochs = [h["epoch"] for h in hist]
+        axes[0].plot(epochs, [h.get("val_loss") for h in hist], "-o", label=name)
+        axes[1].plot(epochs, [h.get("val_macro_f1") for h in hist], "-o", label=name)
+    for ax, title in zip(axes, ("validation loss", "validation macro-F1")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    return _save(fig, path)

@@ -80,11 +80,15 @@ class TfidfClassifier:
         return np.asarray(probs, dtype=np.float64)
 
     def num_parameters(self) -> int:
-        clf = self.pipeline.named_steps["clf"]
-        coef = getattr(clf, "coef_", None)
-        if coef is None:
-            return sum(int(e.coef_.size) for e in getattr(clf, "estimators_", []) if hasattr(e, "coef_"))
-        return int(coef.size + clf.intercept_.size)
+        """Weights of the linear model(s), calibrated or one-vs-rest copies included."""
+
+        def count(est) -> int:
+            if hasattr(est, "coef_"):
+                return int(est.coef_.size + np.size(est.intercept_))
+            inner = [c.estimator for c in getattr(est, "calibrated_classifiers_", [])]
+            return sum(count(e) for e in inner + list(getattr(est, "estimators_", [])))
+
+        return count(self.pipeline.named_steps["clf"])
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from emolab.compare import history as _history
+from emolab.compare import leaderboard_row
 from emolab.errors import EmolabError
 from emolab.report.references import (DATASET_CITATIONS, LIBRARY_CITATIONS, MODEL_CITATIONS, PUBLISHED,
                                       reference_key)
@@ -54,11 +56,6 @@ class ReportData:
 
 def _read(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _history(run: Path) -> list[dict]:
-    path = run / "history.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
 
 
 def overfitting(history: list[dict]) -> str | None:
@@ -112,7 +109,8 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
                              "below a confidence threshold.",
                     "likely_label_error": "Many errors are probably label noise: relabel the flagged examples or "
                                           "train with cleanlab-filtered labels.",
-                    "near_tie": "Near-ties dominate the errors: ensembling or a larger backbone would sharpen them.",
+                    "near_tie": "Near-ties (top-2 margin < 0.1) go wrong far more often than the rest: ensembling or "
+                                "a larger backbone would sharpen them, or the model could abstain on them.",
                 }.get(name)
                 if idea and idea not in ideas:
                     ideas.append(idea)
@@ -135,7 +133,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
         ideas.append("Stop earlier (`train.patience`), add dropout or weight decay, or lower the learning rate.")
     if gap is not None and gap < -0.005:
         ideas.append(f"The run is {abs(gap):.3f} below the best published score on this split: a larger backbone "
-                     f"(e.g. `configs/emotion-deberta-v3-large-mean.yaml` with hub access) is the usual lever.")
+                     f"(with hub access, e.g. `--set model.backbone=microsoft/deberta-v3-large`) is the usual lever.")
     if not ideas:
         ideas.append("No single failure pattern stands out; gains would come from more data or a larger backbone.")
     return hyp, ideas
@@ -199,7 +197,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         "best_epoch": max(history, key=lambda h: h.get("val_macro_f1", 0))["epoch"] if history else None,
     }
     timing = {"wall_times": manifest.get("wall_times", {}), **metrics.get("timing", {})}
-    leaderboard = [_leader_row(Path(p)) for p in [run, *others]] if others else []
+    leaderboard = [leaderboard_row(Path(p)) for p in [run, *others]] if others else []
     return ReportData(
         title=f"emolab report: {run.name}",
         run=run.name,
@@ -244,20 +242,3 @@ def _relevant(model_cfg: dict) -> dict:
     """The model keys that matter for this kind of model (the others keep their unused defaults)."""
     keys = MODEL_KEYS.get(model_cfg["name"])
     return {k: v for k, v in model_cfg.items() if keys is None or k in keys}
-
-
-def _leader_row(run: Path) -> dict[str, Any]:
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    metrics = _read(run / "metrics.json") or {}
-    manifest = _read(run / "manifest.json") or {}
-    history = _history(run)
-    best = max(history, key=lambda h: h.get("val_macro_f1", 0)) if history else {}
-    timing = metrics.get("timing", {})
-    return {"run": run.name, "model": cfg["model"].get("backbone") if cfg["model"]["name"] == "transformer"
-            else cfg["model"]["name"], "pooling": cfg["model"].get("pooling") if cfg["model"]["name"] == "transformer"
-            else "-", "parameters": metrics.get("parameters"),
-            "val_loss": metrics.get("validation", {}).get("cross_entropy"), "train_loss": best.get("train_loss"),
-            "val_accuracy": metrics.get("validation", {}).get("accuracy"),
-            "test_accuracy": metrics.get("test", {}).get("accuracy"), "macro_f1": metrics.get("test", {}).get("macro_f1"),
-            "train_s": manifest.get("wall_times", {}).get("train_s"),
-            "ms_per_example": timing.get("batch_1_p50_ms")}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jinja2
 
+from emolab.compare import leaderboard_markdown
 from emolab.report.data import ReportData, gather
 from emolab.rundir import atomic_write
 
@@ -35,6 +36,7 @@ def _env(run: Path) -> jinja2.Environment:
         return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
     env.filters.update(fmt=_fmt, signed=_signed, embed=embed)
+    env.globals["leaderboard_markdown"] = leaderboard_markdown
     return env
 
 
