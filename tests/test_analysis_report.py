@@ -178,3 +178,20 @@ def test_compare_writes_a_leaderboard(noisy_run, tmp_path):
     assert (tmp_path / "lb" / "leaderboard.png").is_file()
     with pytest.raises(EmolabError, match="no runs to compare"):
         find_runs([], str(tmp_path / "nothing-*"))
+
+
+def test_occlusion_finds_the_word_that_drives_the_prediction():
+    from emolab.analysis.attributions import explain_errors, highlight_html, occlusion
+
+    def predict_proba(texts):  # a "model" that says joy exactly when the text holds "glad"
+        p = np.array([[0.1, 0.1, 0.8] if "glad" in t.split() else [0.45, 0.45, 0.1] for t in texts])
+        return p
+
+    words = occlusion(predict_proba, "i am glad today", target=2)
+    assert [w for w, _ in words] == ["i", "am", "glad", "today"]
+    assert max(words, key=lambda x: x[1])[0] == "glad" and words[2][1] == pytest.approx(np.log(8))
+    rows = [{"id": "1", "input": "i am glad today", "true": "anger", "pred": "joy"}]
+    explained = explain_errors(predict_proba, rows, list(NAMES))
+    assert explained[0]["pred"] == "joy"
+    html = highlight_html(explained[0]["words"])
+    assert html.count("<mark") == 4 and "rgba(220,40,40,0.80)" in html

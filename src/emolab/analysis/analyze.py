@@ -96,9 +96,31 @@ def analyze_predictions(preds: Predictions, *, modality: str = "text", max_lengt
     }
 
 
+def baseline_scores(cfg_dict: dict, seed: int) -> dict[str, Any]:
+    """The classical baseline (TF-IDF + logistic regression) trained and scored on the same data, for the
+    base-vs-fine-tuned comparison."""
+    from emolab.config import ModelConfig, config_from_dict
+    from emolab.data import load_dataset
+    from emolab.evaluation import predict, score
+    from emolab.models import create_model
+
+    cfg = config_from_dict({"data": cfg_dict["data"], "seed": seed})
+    ds = load_dataset(cfg.data, seed)
+    model = create_model(ModelConfig(name="tfidf", classifier="logreg"), ds.labels)
+    model.fit(ds, cfg)
+    m = score(predict(model, ds.split("test"), "test"))
+    return {"model": "tfidf + logistic regression", "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+            "weighted_f1": m["weighted_f1"],
+            "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()}}
+
+
 def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str | Path | None = None,
-                top: int = 20, say=print) -> dict[str, Any]:
-    """Analyse a finished run's saved predictions; writes ``analysis/`` (json, errors.csv, plots)."""
+                top: int = 20, attributions: bool = True, baseline: bool = True, say=print) -> dict[str, Any]:
+    """Analyse a finished run's saved predictions; writes ``analysis/`` (json, errors.csv, plots).
+
+    With ``attributions`` (text runs) the saved model is loaded to explain the top errors by word
+    occlusion; with ``baseline`` a TF-IDF model is trained on the same data for comparison.
+    """
     run_path = Path(run_path)
     if not (run_path / "config.yaml").is_file():
         raise EmolabError(f"{run_path} is not a run directory (no config.yaml)",
@@ -125,6 +147,16 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
                                                      out / "reliability.png").relative_to(run_path)),
     }
     result["labels"] = list(names)
+    if attributions and modality == "text":
+        from emolab.analysis.attributions import explain_errors
+        from emolab.models import load_model
+
+        say("explaining the top errors (word occlusion)")
+        model = load_model(run_path)
+        result["attributions"] = explain_errors(model.predict_proba, result["misclassified"], list(names))
+    if baseline and modality == "text" and cfg["model"]["name"] != "tfidf":
+        say("scoring the TF-IDF baseline on the same test set")
+        result["baseline"] = baseline_scores(cfg, cfg.get("seed", 42))
     atomic_write(out / "analysis.json", to_json(result) + "\n")
     say(f"{result['errors']} errors of {result['n']} ({split}); {result['label_issue_count']} likely label errors; "
         f"wrote {out}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from emolab.analysis.attributions import highlight_html
 from emolab.compare import history as _history
 from emolab.compare import leaderboard_row
 from emolab.errors import EmolabError
@@ -50,6 +51,8 @@ class ReportData:
     ideas: list[str]
     figures: list[tuple[str, str]]
     manifest: dict[str, Any]
+    attributions: list[dict[str, Any]] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     compression: list[dict[str, Any]] = field(default_factory=list)
 
@@ -226,6 +229,8 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         ideas=ideas,
         figures=figures,
         manifest=manifest,
+        attributions=[{**a, "html": highlight_html(a["words"])} for a in (analysis or {}).get("attributions", [])],
+        baseline=(analysis or {}).get("baseline"),
         leaderboard=leaderboard,
         compression=_read(run / "compression" / "results.json") or [],
     )
