@@ -161,3 +161,19 @@ def test_multi_label_head(tmp_path):
     assert "micro_f1" in history[-1].validation and "bce" in history[-1].validation
     probs = model.predict_proba(texts[:4])
     assert probs.shape == (4, 3) and not np.allclose(probs.sum(1), 1)  # sigmoid, not softmax
+
+
+def test_sanity_check_overfits_twenty_examples(tmp_path, tiny_csv):
+    from emolab.sanity import sanity_check
+
+    cfg = config_from_dict(tiny_config(tmp_path, tiny_csv), overrides=["train.lr=3e-3"])
+    result = sanity_check(cfg, n=20, epochs=30, say=quiet)
+    assert result["passed"] and result["train_accuracy"] == 1.0 and result["examples"] == 20
+
+
+def test_sanity_check_fails_when_the_model_cannot_learn(tmp_path, tiny_csv):
+    from emolab.sanity import sanity_check
+
+    cfg = config_from_dict(tiny_config(tmp_path, tiny_csv), overrides=["train.lr=1e-9"])
+    result = sanity_check(cfg, n=20, epochs=2, say=quiet)
+    assert not result["passed"] and result["train_accuracy"] < 1.0

@@ -128,6 +128,27 @@ def report(
 
 
 @app.command()
+def sanity(
+    config: Path = typer.Argument(..., help="YAML config"),
+    overfit: int = typer.Option(20, "--overfit", help="How many training examples to memorise"),
+    epochs: int = typer.Option(40, help="Epochs over those examples"),
+    set_: Optional[List[str]] = SetOpt,
+    run_dir: Optional[Path] = typer.Option(None, "--run", help="Also record the result in this run (for its report)"),
+):
+    """Check the model can overfit a few examples (100% training accuracy); exits 1 if it cannot."""
+    from emolab.config import load_config
+    from emolab.rundir import atomic_write, to_json
+    from emolab.sanity import failure_hint, sanity_check
+
+    result = sanity_check(load_config(config, set_ or []), n=overfit, epochs=epochs, say=_say)
+    if run_dir is not None:
+        atomic_write(run_dir / "sanity.json", to_json(result) + "\n")
+    if not result["passed"]:
+        err_console.print(f"[bold red]sanity check failed:[/] {failure_hint(result)}")
+        raise typer.Exit(1)
+
+
+@app.command()
 def compare(
     runs: Optional[List[Path]] = typer.Argument(None, help="Run directories"),
     glob: Optional[str] = typer.Option(None, "--glob", help="e.g. 'runs/*'"),
