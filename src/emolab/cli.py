@@ -128,6 +128,30 @@ def report(
 
 
 @app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="YAML config with a sweep: section"),
+    trials: int = typer.Option(..., "--trials", help="Finished trials the study should hold (all workers together)"),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (e.g. postgresql://...); default SQLite"),
+    study: Optional[str] = typer.Option(None, help="Study name (default: the config's stem)"),
+    set_: Optional[List[str]] = SetOpt,
+):
+    """Hyperparameter search with Optuna; run it on several machines with one --storage to share a study."""
+    import yaml
+
+    from emolab.config import load_config
+    from emolab.sweeps import sweep as run_sweep
+
+    cfg = load_config(config, set_ or [])
+    raw = yaml.safe_load(config.read_text()) or {}
+    for text in set_ or []:
+        from emolab.config import _set_dotted, parse_override
+
+        path, value = parse_override(text)
+        _set_dotted(raw, path, value, [])
+    run_sweep(config, raw, cfg, trials=trials, storage=storage, study_name=study, say=_say)
+
+
+@app.command()
 def sanity(
     config: Path = typer.Argument(..., help="YAML config"),
     overfit: int = typer.Option(20, "--overfit", help="How many training examples to memorise"),

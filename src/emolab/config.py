@@ -100,12 +100,24 @@ class OutputConfig:
 
 
 @dataclass
+class SweepConfig:
+    metric: str = "macro_f1"  # the validation metric a sweep optimises
+    direction: Literal["maximize", "minimize"] = "maximize"
+    # dotted config key -> {type: loguniform | uniform | int | categorical, low, high, choices}
+    space: dict = field(default_factory=dict)
+    pruner: Literal["median", "none"] = "median"  # fed the per-epoch validation metric
+    storage: Optional[str] = None  # any RDB URL Optuna accepts; default sqlite in the sweep folder
+    dir: str = "sweeps"
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:

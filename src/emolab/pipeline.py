@@ -97,11 +97,13 @@ def _analyse_and_report(path: Path, ds: Dataset, say: Say) -> None:
     say(f"report: {path.name.removesuffix('.partial')}/report.html")
 
 
-def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: Say = print) -> Path:
+def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: Say = print,
+        on_epoch: Callable[[Any], None] | None = None) -> Path:
     """Train and evaluate one config; returns the finished run directory.
 
     Under ``accelerate launch`` / ``torchrun`` every process trains its shard of each batch and only
-    the main process writes; the others return the run path once training ends.
+    the main process writes; the others return the run path once training ends. ``on_epoch`` sees every
+    epoch record as it is written (sweeps use it to prune).
     """
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
@@ -135,6 +137,8 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         history.append(record)
         run_dir.write_history(history)
         say(f"epoch {record.epoch}: " + ", ".join(f"val_{k} {v:.4f}" for k, v in record.validation.items()))
+        if on_epoch is not None:
+            on_epoch(record)
 
     t = time.perf_counter()
     fit_kwargs = {"workdir": run_dir.path, "resume": resume} if getattr(model, "supports_resume", False) else {}

@@ -1,0 +1,78 @@
+"""Optuna sweeps: the search space from YAML, two workers sharing one SQLite study, the best trial's YAML."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from emolab.config import config_from_dict, load_config
+from emolab.errors import ConfigError
+from emolab.pipeline import run
+from emolab.sweeps import validate_space
+
+
+@pytest.fixture
+def sweep_config(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from tests.conftest import make_texts
+
+    texts, ys = make_texts(240, seed=1)
+    rng = np.random.default_rng(1)
+    ys = [y if rng.random() > 0.35 else ["anger", "fear", "joy"][rng.integers(3)] for y in ys]  # label noise
+    data = tmp_path / "noisy.csv"
+    pd.DataFrame({"sentence": texts, "emotion": ys}).to_csv(data, index=False)
+    cfg = {"data": {"name": "csv", "path": str(data), "text_column": "sentence", "label_column": "emotion"},
+           "model": {"name": "tfidf", "classifier": "logreg"},
+           "eval": {"timing": False, "report": False},
+           "output": {"dir": str(tmp_path / "runs")},
+           "sweep": {"metric": "macro_f1", "dir": str(tmp_path / "sweeps"),
+                     "space": {"model.C": {"type": "loguniform", "low": 0.001, "high": 100.0},
+                               "model.classifier": {"type": "categorical", "choices": ["logreg", "svm"]},
+                               "model.max_features": {"type": "int", "low": 50, "high": 5000}}}}
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_space_problems_are_reported_together():
+    cfg = config_from_dict({"sweep": {"space": {"train.lrr": {"type": "loguniform", "low": 1, "high": 2},
+                                                "train.lr": {"type": "gaussian"},
+                                                "model.C": {"type": "uniform", "low": 1}}}})
+    with pytest.raises(ConfigError) as info:
+        validate_space(cfg, "x.yaml")
+    text = str(info.value)
+    assert "train.lrr: no such config key" in text and "type must be one of" in text and "missing high" in text
+
+
+@pytest.mark.timeout(600)
+def test_two_workers_share_one_study_and_the_best_yaml_reproduces(tmp_path, sweep_config):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "emolab.cli", "sweep", str(sweep_config), "--trials", "8"]
+    workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=540) for w in workers]
+    for w, (out, err) in zip(workers, outputs):
+        assert w.returncode == 0, out[-2000:] + err[-2000:]
+    import optuna
+
+    folder = tmp_path / "sweeps" / "tune"
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{folder / 'study.db'}")
+    states = [t.state for t in study.trials]
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(finished) >= 8 and len({t.number for t in study.trials}) == len(study.trials)
+    assert optuna.trial.TrialState.FAIL not in states
+    runs = [t.user_attrs["run"] for t in finished if "run" in t.user_attrs]
+    assert len(runs) == len(set(runs))  # no trial ran twice into the same folder
+    reported = [line for out, _ in outputs for line in out.splitlines() if line.startswith("trial ")]
+    assert len(reported) == len(finished)  # every trial ran in exactly one worker
+    assert (folder / "trials.csv").is_file() and (folder / "history.png").is_file()
+    best_yaml = folder / "best.yaml"
+    assert best_yaml.read_text().startswith("# emolab run ")
+    rerun = run(load_config(best_yaml), say=lambda _m: None)
+    value = json.loads((rerun / "metrics.json").read_text())["validation"]["macro_f1"]
+    assert abs(value - study.best_value) <= 0.005
