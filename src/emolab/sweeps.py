@@ -106,8 +106,9 @@ def sweep(config_path: str | Path, raw: dict, cfg: RunConfig, *, trials: int, st
 
         try:
             out = run(trial_cfg, say=lambda _m: None, on_epoch=report)
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as exc:
             shutil.rmtree(folder / "trials" / f"trial-{trial.number:04d}.partial", ignore_errors=True)
+            say(f"trial {trial.number}: pruned ({exc})")
             raise
         import json
 
