@@ -45,7 +45,8 @@ def main() -> None:
     out.write_text(f"# Pooling heads: {args.config} {' '.join(args.overrides)}\n\n" + HEADER)
     for pooling in args.pooling:
         cfg = load_config(args.config, args.overrides + [f"model.pooling={pooling}", f"output.dir={args.runs}",
-                                                         f"output.name={Path(args.config).stem}-{pooling}"])
+                                                         f"output.name={Path(args.config).stem}-{pooling}",
+                                                         "eval.report=false"])
         start = time.perf_counter()
         run_dir = run(cfg, overwrite=True)
         with out.open("a") as fh:

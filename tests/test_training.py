@@ -74,6 +74,7 @@ def test_training_learns_and_history_has_every_metric(tmp_path, tiny_csv):
     assert metrics["test"]["accuracy"] > 0.6  # 3 classes, chance is 0.33
     assert not (out / "checkpoints").exists()  # optimizer state is dropped from a finished run
     assert (out / "model" / "model.safetensors").is_file() and (out / "plots" / "learning_curves.png").is_file()
+    assert (out / "plots" / "steps.png").is_file()
 
 
 def test_resume_ends_with_the_same_weights(tmp_path, tiny_csv):
@@ -177,3 +178,38 @@ def test_sanity_check_fails_when_the_model_cannot_learn(tmp_path, tiny_csv):
     cfg = config_from_dict(tiny_config(tmp_path, tiny_csv), overrides=["train.lr=1e-9"])
     result = sanity_check(cfg, n=20, epochs=2, say=quiet)
     assert not result["passed"] and result["train_accuracy"] < 1.0
+
+
+def test_matrix_run_of_pooling_heads_by_schedules_prints_the_leaderboard(tmp_path, tiny_csv):
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = tiny_config(tmp_path, tiny_csv, epochs=1)
+    cfg["output"] = {"dir": str(tmp_path / "runs"), "name": "grid"}
+    cfg["eval"]["report"] = False
+    cfg["matrix"] = {"model.pooling": ["cls", "mean", "attention"], "train.scheduler": ["linear", "cosine"]}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "emolab.cli", "run", str(path)], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    folder = tmp_path / "runs" / "grid"
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == sorted(
+        f"{p}-{s}" for p in ("cls", "mean", "attention") for s in ("linear", "cosine"))
+    table = (folder / "leaderboard.md").read_text()
+    assert table.count("| minilm-l6 |") == 6 and "| attention | cosine |" in table
+    assert "test macro-F1" in r.stdout  # the leaderboard is printed
+
+
+def test_matrix_values_must_be_lists(tmp_path, tiny_csv):
+    from emolab.errors import ConfigError
+    from emolab.matrix import cells
+
+    raw = {**tiny_config(tmp_path, tiny_csv), "matrix": {"model.pooling": "mean", "model.dropout": [0.1, 7.0]}}
+    with pytest.raises(ConfigError, match="expected a list of values"):
+        cells(config_from_dict(raw), raw, "m.yaml")
+    raw["matrix"]["model.pooling"] = ["mean"]
+    with pytest.raises(ConfigError, match=r"matrix cell mean-7.0: model.dropout: must be in \[0, 1\)"):
+        cells(config_from_dict(raw), raw, "m.yaml")

@@ -22,6 +22,13 @@ err_console = Console(stderr=True)
 SetOpt = typer.Option(None, "--set", help="Dotted config override, e.g. --set train.lr=3e-5 (repeatable).")
 
 
+def _raw_with_overrides(config: Path, overrides: list[str]) -> dict:
+    """The config file as written, with --set applied (for commands that derive several configs from it)."""
+    from emolab.config import load_raw
+
+    return load_raw(config, overrides)
+
+
 def _say(msg: str) -> None:
     console.print(msg, highlight=False, soft_wrap=True)
 
@@ -38,6 +45,11 @@ def run(
     from emolab.pipeline import run as run_pipeline
 
     cfg = load_config(config, set_ or [])
+    if cfg.matrix:
+        from emolab.matrix import run_matrix
+
+        run_matrix(cfg, _raw_with_overrides(config, set_ or []), str(config), overwrite=overwrite, say=_say)
+        return
     run_pipeline(cfg, resume=resume, overwrite=overwrite, say=_say)
 
 
@@ -136,19 +148,12 @@ def sweep(
     set_: Optional[List[str]] = SetOpt,
 ):
     """Hyperparameter search with Optuna; run it on several machines with one --storage to share a study."""
-    import yaml
-
     from emolab.config import load_config
     from emolab.sweeps import sweep as run_sweep
 
     cfg = load_config(config, set_ or [])
-    raw = yaml.safe_load(config.read_text()) or {}
-    for text in set_ or []:
-        from emolab.config import _set_dotted, parse_override
-
-        path, value = parse_override(text)
-        _set_dotted(raw, path, value, [])
-    run_sweep(config, raw, cfg, trials=trials, storage=storage, study_name=study, say=_say)
+    run_sweep(config, _raw_with_overrides(config, set_ or []), cfg, trials=trials, storage=storage,
+              study_name=study, say=_say)
 
 
 @app.command()

@@ -118,6 +118,8 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    # dotted key -> list of values; `emolab run` then runs every combination and writes a leaderboard
+    matrix: dict = field(default_factory=dict)
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:
@@ -289,8 +291,8 @@ def config_from_dict(raw: dict, *, source: str = "config", overrides: list[str] 
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config, apply ``--set`` overrides, validate; default run name = the file's stem."""
+def load_raw(path: str | Path, overrides: list[str] = ()) -> dict:
+    """The YAML mapping of a config file with ``--set`` overrides applied (not yet validated)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), [f"file not found: {path}"])
@@ -300,6 +302,23 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["the top level must be a mapping with data/model/train/eval/output/seed"])
+    problems: list[str] = []
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(raw, key, value, problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    if raw.get("output") is None:
+        raw["output"] = {}
+    if isinstance(raw["output"], dict) and not raw["output"].get("name"):
+        raw["output"]["name"] = path.stem  # the default run name
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config, apply ``--set`` overrides, validate; default run name = the file's stem."""
+    path = Path(path)
+    raw = load_raw(path)
     cfg = config_from_dict(raw, source=str(path), overrides=list(overrides))
     if cfg.output.name is None:
         cfg.output.name = path.stem

@@ -152,6 +152,10 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         shutil.rmtree(run_dir.path / "checkpoints", ignore_errors=True)
     if len(history) > 1:
         plots.learning_curves([h.to_dict() for h in history], run_dir.file("plots/learning_curves.png"))
+    steps_file = run_dir.path / "steps.jsonl"
+    if steps_file.is_file() and steps_file.stat().st_size:
+        plots.step_curves([json.loads(x) for x in steps_file.read_text().splitlines()],
+                          run_dir.file("plots/steps.png"))
 
     say("evaluating " + ", ".join(cfg.eval.splits))
     t = time.perf_counter()

@@ -83,6 +83,12 @@ def learning_curves(history: list[dict[str, Any]], path: Path, *, title: str = "
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
+    rising = [h["epoch"] for prev, h in zip(history, history[1:])
+              if (h.get("val_loss") or 0) > (prev.get("val_loss") or 0) and (h.get("train_loss") or 0) < (prev.get("train_loss") or 0)]
+    if rising and panels and panels[0] == "loss":
+        for e in rising:
+            axes[0][0].axvspan(e - 0.5, e + 0.5, color="red", alpha=0.1)
+        title += " (shaded: validation loss rises while training loss falls)"
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -163,4 +169,18 @@ def overlay_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> Pa
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def step_curves(steps: list[dict[str, Any]], path: Path) -> Path:
+    """Learning rate, gradient norm (before clipping) and loss at every optimizer step."""
+    plt = _plt()
+    x = [s["step"] for s in steps]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
+    for ax, key, title in zip(axes, ("lr", "grad_norm", "loss"), ("learning rate", "gradient norm (pre-clip)",
+                                                                    "training loss")):
+        ax.plot(x, [s.get(key) for s in steps], lw=0.8)
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -181,6 +181,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
     figures = [(caption, rel) for caption, rel in [
         ("Class distribution per split", "plots/class_distribution.png"),
         ("Learning curves (train vs validation)", "plots/learning_curves.png"),
+        ("Learning rate, gradient norm and loss per optimizer step", "plots/steps.png"),
         ("Confusion matrix, test split (row-normalised)", "plots/confusion_test.png"),
         ("Per-class precision, recall and F1 (test)", "analysis/per_class_f1.png"),
         ("Confidence of right vs wrong predictions (test)", "analysis/confidence.png"),

@@ -1,0 +1,60 @@
+"""Matrix runs: a config whose ``matrix:`` lists values for dotted keys (models x pooling heads x
+schedules, ...) runs every combination into ``runs/<name>/`` and ends with their leaderboard."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emolab.config import RunConfig, config_from_dict
+from emolab.errors import ConfigError
+
+
+def _value_text(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _slug(v: Any) -> str:
+    text = str(v).rstrip("/").split("/")[-1]
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text)
+
+
+def cells(cfg: RunConfig, raw: dict, source: str) -> list[tuple[str, RunConfig]]:
+    """Every combination as (cell name, resolved config); all invalid values reported at once."""
+    matrix = cfg.matrix
+    problems = [f"matrix.{k}: expected a list of values, got {v!r}" for k, v in matrix.items()
+                if not isinstance(v, list) or not v]
+    if problems:
+        raise ConfigError(source, problems)
+    base = {k: v for k, v in raw.items() if k != "matrix"}
+    name = cfg.output.name or Path(source).stem
+    out, problems = [], []
+    for combo in itertools.product(*matrix.values()):
+        cell = "-".join(_slug(v) for v in combo)
+        overrides = [f"{k}={_value_text(v)}" for k, v in zip(matrix, combo)]
+        overrides += [f"output.dir={Path(cfg.output.dir) / name}", f"output.name={cell}"]
+        try:
+            out.append((cell, config_from_dict(base, source=source, overrides=overrides)))
+        except ConfigError as exc:
+            problems += [f"matrix cell {cell}: {p}" for p in exc.problems]
+    if problems:
+        raise ConfigError(source, problems)
+    return out
+
+
+def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = False, say=print) -> Path:
+    from emolab.compare import compare
+    from emolab.pipeline import run
+
+    todo = cells(cfg, raw, source)
+    folder = Path(cfg.output.dir) / (cfg.output.name or Path(source).stem)
+    say(f"matrix: {len(todo)} runs into {folder}")
+    done = []
+    for i, (cell, cell_cfg) in enumerate(todo, start=1):
+        say(f"[{i}/{len(todo)}] {cell}")
+        done.append(run(cell_cfg, overwrite=overwrite, say=say))
+    compare(done, folder, say=say)
+    return folder
