@@ -97,6 +97,9 @@ class OutputConfig:
     dir: str = "runs"
     name: Optional[str] = None  # default: the config file's stem
     overwrite: bool = False
+    trackers: list = field(default_factory=list)  # any of: tensorboard, mlflow, wandb (the run directory always)
+    mlflow_uri: Optional[str] = None  # default: sqlite:///mlruns.db in the current folder; any tracking URI
+    experiment: Optional[str] = None  # MLflow / W&B experiment (project); default: the dataset name
 
 
 @dataclass

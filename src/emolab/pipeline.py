@@ -22,6 +22,7 @@ from emolab.evaluation import evaluate, metrics_markdown, predict, time_inferenc
 from emolab.models import create_model, load_model
 from emolab.records import Dataset
 from emolab.rundir import RunDir, environment, git_revision, now_iso
+from emolab.tracking import Trackers
 
 Say = Callable[[str], None]
 
@@ -132,10 +133,18 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     model = create_model(cfg.model, ds.labels)
     say(f"training {cfg.model.name}")
     history: list = []
+    trackers = Trackers(cfg.output.trackers if main else [], run_dir.path, cfg.to_dict(), run_dir.name, say)
+    steps_seen = [0]
 
     def log(record) -> None:
         history.append(record)
         run_dir.write_history(history)
+        steps_file = run_dir.path / "steps.jsonl"
+        if steps_file.is_file():
+            rows = [json.loads(x) for x in steps_file.read_text().splitlines()]
+            trackers.steps(rows[steps_seen[0]:])
+            steps_seen[0] = len(rows)
+        trackers.epoch(record.to_dict())
         say(f"epoch {record.epoch}: " + ", ".join(f"val_{k} {v:.4f}" for k, v in record.validation.items()))
         if on_epoch is not None:
             on_epoch(record)
@@ -166,6 +175,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     run_dir.write_json("manifest.json", manifest)
     if cfg.eval.report and "test" in cfg.eval.splits:
         _analyse_and_report(run_dir.path, ds, say)
+    trackers.finish(metrics, run_dir.path)
     final = run_dir.finalize()
     main = "test" if "test" in metrics else cfg.eval.splits[-1]
     headline = {k: metrics[main][k] for k in ("accuracy", "macro_f1", "micro_f1") if k in metrics[main]}
