@@ -34,7 +34,9 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Slow end-to-end tests, including the report opened in headless Chromium (Debian's chromium package).
 test-slow: install
+	$(BIN)/pip install --quiet -e '.[browser]'
 	$(BIN)/python -m pytest -q -m slow
 
 clean:
