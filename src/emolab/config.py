@@ -141,6 +141,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_EXPECTED = {int: "an integer", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
+
+
 def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
     """Check ``value`` against the annotation ``tp``; return it (ints widened to float)."""
     origin = typing.get_origin(tp)
@@ -166,25 +169,9 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
             problems.append(f"{key}: expected a number, got {value!r}")
             return value
         return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            problems.append(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            problems.append(f"{key}: expected a string, got {value!r}")
-        return value
-    if tp is list:
-        if not isinstance(value, list):
-            problems.append(f"{key}: expected a list, got {value!r}")
-        return value
-    if tp is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{key}: expected a mapping, got {value!r}")
+    if tp in _EXPECTED:
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            problems.append(f"{key}: expected {_EXPECTED[tp]}, got {value!r}")
         return value
     return value
 
