@@ -34,9 +34,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Slow end-to-end tests, including the report opened in headless Chromium (Debian's chromium package).
+# Slow end-to-end tests: the report in headless Chromium (Debian's chromium), sweeps on a PostgreSQL server
+# started by the test (Debian's postgresql).
 test-slow: install
-	$(BIN)/pip install --quiet -e '.[browser]'
+	$(BIN)/pip install --quiet -e '.[browser,postgres]'
 	$(BIN)/python -m pytest -q -m slow
 
 clean:

@@ -49,10 +49,11 @@ def test_space_problems_are_reported_together():
     assert "train.lrr: no such config key" in text and "type must be one of" in text and "missing high" in text
 
 
-@pytest.mark.timeout(600)
-def test_two_workers_share_one_study_and_the_best_yaml_reproduces(tmp_path, sweep_config):
+def _two_workers(tmp_path, sweep_config, storage=None):
+    """Two `emolab sweep` processes on one study until it holds 8 finished trials; checks and returns it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "emolab.cli", "sweep", str(sweep_config), "--trials", "8"]
+    cmd += ["--storage", storage] if storage else []
     workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
     outputs = [w.communicate(timeout=540) for w in workers]
@@ -61,7 +62,7 @@ def test_two_workers_share_one_study_and_the_best_yaml_reproduces(tmp_path, swee
     import optuna
 
     folder = tmp_path / "sweeps" / "tune"
-    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{folder / 'study.db'}")
+    study = optuna.load_study(study_name="tune", storage=storage or f"sqlite:///{folder / 'study.db'}")
     states = [t.state for t in study.trials]
     finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(finished) >= 8 and len({t.number for t in study.trials}) == len(study.trials)
@@ -71,8 +72,57 @@ def test_two_workers_share_one_study_and_the_best_yaml_reproduces(tmp_path, swee
     reported = [line for out, _ in outputs for line in out.splitlines() if line.startswith("trial ")]
     assert len(reported) == len(finished)  # every trial ran in exactly one worker
     assert (folder / "trials.csv").is_file() and (folder / "history.png").is_file()
+    return study, folder
+
+
+@pytest.mark.timeout(600)
+def test_two_workers_share_one_study_and_the_best_yaml_reproduces(tmp_path, sweep_config):
+    study, folder = _two_workers(tmp_path, sweep_config)
     best_yaml = folder / "best.yaml"
     assert best_yaml.read_text().startswith("# emolab run ")
     rerun = run(load_config(best_yaml), say=lambda _m: None)
     value = json.loads((rerun / "metrics.json").read_text())["validation"]["macro_f1"]
     assert abs(value - study.best_value) <= 0.005
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_two_workers_share_a_postgresql_study(tmp_path, sweep_config):
+    """PostgreSQL started by the test (needs Debian's postgresql server, a `postgres` user and psycopg2)."""
+    import pwd
+    import shutil
+    import time
+
+    import importlib.util
+
+    driver = next((d for d in ("psycopg", "psycopg2") if importlib.util.find_spec(d)), None)
+    if driver is None:
+        pytest.skip("no PostgreSQL driver (pip install psycopg[binary] or psycopg2-binary)")
+    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no postgres user to run the server as")
+    import tempfile
+    from pathlib import Path
+
+    data = Path(tempfile.mkdtemp(prefix="emolab-pg-"))  # outside pytest's root-only tmp folders
+    data.chmod(0o755)
+    shutil.chown(data, "postgres")
+    port = 55433
+
+    def as_postgres(command: str) -> None:
+        subprocess.run(["su", "postgres", "-c", command], check=True, capture_output=True, timeout=120)
+
+    as_postgres(f"initdb -D {data}/db -A trust -U emolab")
+    as_postgres(f"pg_ctl -D {data}/db -o '-p {port} -k {data} -c listen_addresses=127.0.0.1' -l {data}/log -w start")
+    try:
+        time.sleep(1)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "emolab", "-d", "postgres", "-c",
+                        "create database optuna"], check=True, capture_output=True, timeout=60)
+        study, _ = _two_workers(tmp_path, sweep_config, storage=f"postgresql+{driver}://emolab@127.0.0.1:{port}/optuna")
+        assert len(study.trials) >= 8
+    finally:
+        as_postgres(f"pg_ctl -D {data}/db -m fast stop")
+        shutil.rmtree(data, ignore_errors=True)
