@@ -126,3 +126,4 @@ def test_two_workers_share_a_postgresql_study(tmp_path, sweep_config):
     finally:
         as_postgres(f"pg_ctl -D {data}/db -m fast stop")
         shutil.rmtree(data, ignore_errors=True)
+

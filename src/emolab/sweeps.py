@@ -131,10 +131,14 @@ def _open_study(optuna, url: str, name: str, cfg: RunConfig, pruner):
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    import os
+
+    # seconds between heartbeats, and of silence after which a running trial counts as lost
+    interval, grace = (int(x) for x in os.environ.get("EMOLAB_SWEEP_HEARTBEAT", "30,120").split(","))
     for attempt in range(6):
         try:
             rdb = optuna.storages.RDBStorage(
-                url, heartbeat_interval=30, grace_period=120,
+                url, heartbeat_interval=interval, grace_period=grace,
                 failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
                 engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
             return optuna.create_study(study_name=name, storage=rdb, direction=cfg.sweep.direction,

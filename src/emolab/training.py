@@ -96,8 +96,11 @@ def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:  # the fused kernel: one pass over all parameters instead of a Python loop over tensors
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # a device or torch build without it
+        return torch.optim.AdamW(groups, lr=lr)
 
 
 class _Schedule:
