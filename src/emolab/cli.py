@@ -22,13 +22,6 @@ err_console = Console(stderr=True)
 SetOpt = typer.Option(None, "--set", help="Dotted config override, e.g. --set train.lr=3e-5 (repeatable).")
 
 
-def _raw_with_overrides(config: Path, overrides: list[str]) -> dict:
-    """The config file as written, with --set applied (for commands that derive several configs from it)."""
-    from emolab.config import load_raw
-
-    return load_raw(config, overrides)
-
-
 def _say(msg: str) -> None:
     console.print(msg, highlight=False, soft_wrap=True)
 
@@ -46,9 +39,10 @@ def run(
 
     cfg = load_config(config, set_ or [])
     if cfg.matrix:
+        from emolab.config import load_raw
         from emolab.matrix import run_matrix
 
-        run_matrix(cfg, _raw_with_overrides(config, set_ or []), str(config), overwrite=overwrite, say=_say)
+        run_matrix(cfg, load_raw(config, set_ or []), str(config), overwrite=overwrite, say=_say)
         return
     run_pipeline(cfg, resume=resume, overwrite=overwrite, say=_say)
 
@@ -148,11 +142,11 @@ def sweep(
     set_: Optional[List[str]] = SetOpt,
 ):
     """Hyperparameter search with Optuna; run it on several machines with one --storage to share a study."""
-    from emolab.config import load_config
+    from emolab.config import load_config, load_raw
     from emolab.sweeps import sweep as run_sweep
 
     cfg = load_config(config, set_ or [])
-    run_sweep(config, _raw_with_overrides(config, set_ or []), cfg, trials=trials, storage=storage,
+    run_sweep(config, load_raw(config, set_ or []), cfg, trials=trials, storage=storage,
               study_name=study, say=_say)
 
 
@@ -173,7 +167,7 @@ def sanity(
     if run_dir is not None:
         atomic_write(run_dir / "sanity.json", to_json(result) + "\n")
     if not result["passed"]:
-        err_console.print(f"[bold red]sanity check failed:[/] {failure_hint(result)}")
+        err_console.print(f"[bold red]sanity check failed:[/] {failure_hint()}")
         raise typer.Exit(1)
 
 

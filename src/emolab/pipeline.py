@@ -21,7 +21,7 @@ from emolab.errors import EmolabError
 from emolab.evaluation import evaluate, metrics_markdown, predict, time_inference
 from emolab.models import create_model, load_model
 from emolab.records import Dataset
-from emolab.rundir import RunDir, environment, git_revision, now_iso
+from emolab.rundir import RunDir, atomic_write, environment, git_revision, now_iso, to_json
 from emolab.tracking import Trackers
 
 Say = Callable[[str], None]
@@ -211,8 +211,6 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
         preds = {"validation": predict(model, ds.split("validation"), "validation"), **preds}
     metrics = evaluate(preds, threshold=cfg.eval.threshold, tune=cfg.eval.tune_thresholds)[split]
     out = run_path / "evaluations" / f"{split}-{precision}.json"
-    from emolab.rundir import atomic_write, to_json
-
     atomic_write(out, to_json(metrics) + "\n")
     say(f"wrote {out}")
     return metrics

@@ -54,7 +54,7 @@ def sanity_check(cfg: RunConfig, *, n: int = 20, epochs: int = 40, say=print) ->
     return result
 
 
-def failure_hint(result: dict[str, Any]) -> str:
+def failure_hint() -> str:
     return ("the model cannot memorise 20 examples: check that labels match the inputs, raise train.lr or "
             "the epochs (--epochs), and that the layers are not frozen (model.freeze_layers)")
 
