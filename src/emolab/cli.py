@@ -185,6 +185,58 @@ def compare(
     compare_runs(find_runs([str(r) for r in runs or []], glob), out, sort_by=sort_by, say=_say)
 
 
+def _csv(value: str, cast=str) -> tuple:
+    return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+
+
+@app.command()
+def compress(
+    run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/emotion-minilm"),
+    methods: str = typer.Option("fp16,prune-unstructured,prune-structured,dynamic-int8,onnx-int8,distill",
+                                help="Comma-separated: fp16, bf16, prune-unstructured, prune-structured, "
+                                     "prune-channels, dynamic-int8, onnx, onnx-int8, distill"),
+    tolerance: float = typer.Option(0.01, help="Accuracy drop allowed when picking the sparsity (0.01 = 1 point)"),
+    sparsities: str = typer.Option("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", help="Unstructured sweep grid"),
+    scopes: str = typer.Option("global,layer", help="Unstructured ranking: global and/or layer"),
+    recovery_epochs: int = typer.Option(1, help="Fine-tune epochs after structured pruning"),
+    sweep_recovery_epochs: int = typer.Option(0, help="Fine-tune epochs per unstructured sweep point"),
+    distill_epochs: int = typer.Option(2, help="Epochs of distillation for the half-depth student"),
+    temperature: float = typer.Option(2.0, help="Distillation temperature"),
+    max_eval_examples: Optional[int] = typer.Option(None, help="Score every method on N test examples"),
+    half_eval_examples: Optional[int] = typer.Option(500, help="Score fp16/bf16 (slow on CPU) on the first N"),
+    max_train_examples: Optional[int] = typer.Option(None, help="Training examples for fine-tunes and distillation"),
+    max_train_steps: Optional[int] = typer.Option(None, help="Cap on optimizer steps of every fine-tune"),
+    timing_examples: int = typer.Option(100, help="Examples timed per round"),
+    timing_rounds: int = typer.Option(3, help="Interleaved timing rounds (medians are reported)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing RUN/compression/"),
+):
+    """Compress a run's model with each method; writes RUN/compression/ (table, Pareto and sparsity plots)."""
+    from emolab.compression import CompressOptions
+    from emolab.compression import compress as run_compress
+
+    options = CompressOptions(
+        methods=_csv(methods), tolerance=tolerance, sparsities=_csv(sparsities, float), scopes=_csv(scopes),
+        recovery_epochs=recovery_epochs, sweep_recovery_epochs=sweep_recovery_epochs, distill_epochs=distill_epochs,
+        temperature=temperature, max_eval_examples=max_eval_examples, half_eval_examples=half_eval_examples,
+        max_train_examples=max_train_examples, max_train_steps=max_train_steps, timing_examples=timing_examples,
+        timing_rounds=timing_rounds)
+    run_compress(run_dir, options, overwrite=overwrite, say=_say)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory"),
+    format: str = typer.Option("onnx", "--format", help="Export format: onnx"),
+    int8: bool = typer.Option(False, "--int8", help="Quantize the weights to int8 (ONNX Runtime dynamic)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/exports/<format>[-int8])"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
+):
+    """Write a deployable model folder that `emolab predict` loads like a run."""
+    from emolab.compression import export_run
+
+    export_run(run_dir, format=format, int8=int8, out=out, overwrite=overwrite, say=_say)
+
+
 @data_app.command("stats")
 def data_stats(
     name: str = typer.Argument(..., help="Dataset name: emotion, goemotions, sst2, csv"),

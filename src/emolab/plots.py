@@ -184,3 +184,42 @@ def step_curves(steps: list[dict[str, Any]], path: Path) -> Path:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     return _save(fig, path)
+
+def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Compression trade-off: accuracy vs batch-1 latency per method; the Pareto front joined by a line."""
+    plt = _plt()
+    pts = [(r["latency_p50_ms"], r["accuracy"], r["method"]) for r in rows if r.get("latency_p50_ms")]
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for x, y, name in pts:
+        ax.scatter(x, y, s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front, best = [], -np.inf
+    for x, y, _ in sorted(pts):
+        if y > best:
+            front.append((x, y))
+            best = y
+    if len(front) > 1:
+        ax.plot(*zip(*front), "--", color="grey", lw=1, label="Pareto front")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("latency per example at batch 1 (ms, median)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.set_title("Compression: accuracy vs latency")
+    return _save(fig, path)
+
+
+def sparsity_sweep(points: list[dict[str, Any]], path: Path, *, title: str = "Accuracy vs sparsity") -> Path:
+    """Accuracy and macro-F1 against the achieved sparsity, one line per pruning scope."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for scope in dict.fromkeys(p["scope"] for p in points):
+        mine = sorted((p for p in points if p["scope"] == scope), key=lambda p: p["sparsity"])
+        for ax, key in zip(axes, ("accuracy", "macro_f1")):
+            ax.plot([p["sparsity"] for p in mine], [p[key] for p in mine], "-o", label=scope)
+    for ax, key in zip(axes, ("accuracy", "macro-F1")):
+        ax.set_xlabel("sparsity of the pruned weight matrices")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -58,6 +58,10 @@ def _import_models() -> None:
         from emolab.models import text  # noqa: F401
     except ImportError:  # pragma: no cover - torch/transformers missing
         pass
+    try:  # compressed models: pruned transformers, ONNX Runtime
+        from emolab.models import onnx, pruned  # noqa: F401
+    except ImportError:  # pragma: no cover - onnxruntime missing
+        pass
 
 
 def list_models() -> list[str]:

@@ -317,6 +317,12 @@ class TransformerClassifier:
         labels = LabelSet.from_dict(card["labels"])
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder / "encoder"))
         module = TextClassifierModule(encoder, cfg.pooling, len(labels), cfg.dropout)
-        module.load_state_dict(load_file(str(folder / "model.safetensors")))
+        state = load_file(str(folder / "model.safetensors"))
+        cls.fit_state(module, state)
+        module.load_state_dict(state)
         module.eval()
         return cls(cfg, labels, module, AutoTokenizer.from_pretrained(folder / "tokenizer"))
+
+    @staticmethod
+    def fit_state(module: TextClassifierModule, state: dict) -> None:
+        """Adapt the freshly built module to the saved weights before loading them (pruned models resize)."""

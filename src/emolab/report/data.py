@@ -193,6 +193,9 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         ("Per-class precision, recall and F1 (test)", "analysis/per_class_f1.png"),
         ("Confidence of right vs wrong predictions (test)", "analysis/confidence.png"),
         ("Reliability diagram (test)", "analysis/reliability.png"),
+        ("Compression: accuracy vs batch-1 latency", "compression/pareto.png"),
+        ("Unstructured pruning: accuracy vs sparsity (fp32)", "compression/sparsity_fp32.png"),
+        ("Unstructured pruning: accuracy vs sparsity (fp16)", "compression/sparsity_fp16.png"),
     ] if (run / rel).is_file()]
     tag_rows = []
     if analysis:

@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 
 from emolab.compare import leaderboard_markdown
+from emolab.compression.compress import table_markdown
 from emolab.report.data import ReportData, gather
 from emolab.rundir import atomic_write
 
@@ -37,6 +38,7 @@ def _env(run: Path) -> jinja2.Environment:
 
     env.filters.update(fmt=_fmt, signed=_signed, embed=embed)
     env.globals["leaderboard_markdown"] = leaderboard_markdown
+    env.globals["compression_table"] = table_markdown
     return env
 
 

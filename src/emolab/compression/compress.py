@@ -1,0 +1,198 @@
+"""``emolab compress``: every chosen method on one run's model, measured alike, written to
+``<run>/compression/`` (results.json, results.md, sweep.json, plots, the compressed models that can be
+saved), and ``emolab export``: a deployable ONNX folder.
+
+The folder is built as ``compression.partial`` and renamed when complete; an existing ``compression/``
+is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from emolab.compression.measure import CompressionResult, EvalSet, quality, result, time_candidates
+from emolab.compression.methods import METHODS, CompressOptions, Context, fp32, list_methods
+from emolab.errors import EmolabError
+from emolab.rundir import atomic_write, to_json
+
+Say = Callable[[str], None]
+
+
+def _eval_set(model, ds, split: str, n: int | None, seed: int, batch_size: int) -> EvalSet:
+    part = ds.split(split)
+    if n is not None and n < len(part):
+        part = part.subset(np.sort(np.random.default_rng(seed).permutation(len(part))[:n]))
+    texts = list(part.inputs) if isinstance(part.inputs, list) else part.inputs
+    probs = model.predict_proba(texts, batch_size=batch_size)
+    return EvalSet(texts, np.asarray(part.labels), model.labels.names, probs)
+
+
+def _prepare_folder(run: Path, name: str, overwrite: bool) -> Path:
+    final = run / name
+    if final.exists() and not overwrite:
+        raise EmolabError(f"{final} exists", hint="add --overwrite to replace it")
+    partial = run / f"{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def _finalize(partial: Path, final: Path) -> Path:
+    if final.exists():
+        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, trash)
+        os.replace(partial, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(partial, final)
+    return final
+
+
+def compress(run_path: str | Path, options: CompressOptions, *, overwrite: bool = False,
+             say: Say = print) -> list[CompressionResult]:
+    """Compress the run's model with every method in ``options.methods``; returns the table rows."""
+    from emolab.data import load_dataset
+    from emolab.models import load_model
+    from emolab.pipeline import load_run_config, seed_everything
+
+    run = Path(run_path)
+    cfg = load_run_config(run)
+    model = load_model(run)
+    if not hasattr(model, "module"):
+        raise EmolabError(f"model {model.name!r} has no neural network to compress",
+                          hint="compress a transformer or CNN run")
+    seed_everything(cfg.seed)
+    work = _prepare_folder(run, "compression", overwrite)
+    say(f"loading {cfg.data.name}")
+    ds = load_dataset(cfg.data, cfg.seed)
+    split = "test" if "test" in ds.splits else cfg.eval.splits[-1]
+    ev = _eval_set(model, ds, split, options.max_eval_examples, cfg.seed, cfg.eval.batch_size)
+    ctx = Context(model, cfg, ds, options, ev, work / "models", say)
+    valid = list_methods(ctx.kind)
+    wrong = [m for m in options.methods if m not in valid]
+    if wrong:
+        raise EmolabError(f"method {wrong[0]!r} does not apply to {ctx.kind} models",
+                          hint=f"for this run choose from: {', '.join(valid)}")
+
+    candidates, scores = fp32(ctx), [quality(ev.base_probs, ev)]
+    for name in options.methods:
+        say(f"{name}")
+        for c in METHODS[name][0](ctx):
+            q = ctx.score(c.model, c.max_eval_examples)
+            say(f"  {c.method}: accuracy {q['accuracy']:.4f} ({q['delta_accuracy'] * 100:+.2f} points), "
+                f"{q['flips']} flips")
+            candidates.append(c)
+            scores.append(q)
+
+    say(f"timing {len(candidates)} models, {options.timing_rounds} interleaved rounds")
+    timing_inputs = ev.texts[: options.timing_examples]
+    timing = time_candidates({c.method: c.model for c in candidates}, timing_inputs, n=options.timing_examples,
+                             rounds=options.timing_rounds, say=say)
+    base_p50 = timing["fp32"]["latency_p50_ms"]
+    rows = [result(c, q, timing[c.method], base_p50) for c, q in zip(candidates, scores)]
+    _write(work, rows, ctx.sweep, options, split)
+    final = _finalize(work, run / "compression")
+    say(f"wrote {final}/results.md")
+    return rows
+
+
+# --- output ------------------------------------------------------------------------------------------------
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f}"
+
+
+def table_markdown(rows: list[dict[str, Any]]) -> str:
+    """The compression table (one row per method) as Markdown."""
+    head = ("| method | precision | n | accuracy | Δ acc (pts) | macro-F1 | Δ F1 (pts) | flips | params | non-zero | "
+            "file MB | gzip MB | p50 ms (b1) | p95 ms (b1) | ex/s (b32) | speed-up b1 |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        cells = [r["method"], r["precision"], r["n_eval"], f"{r['accuracy']:.4f}",
+                 f"{r['delta_accuracy'] * 100:+.2f}", f"{r['macro_f1']:.4f}", f"{r['delta_macro_f1'] * 100:+.2f}",
+                 r["flips"], f"{r['params_total'] / 1e6:.2f}M", f"{r['params_nonzero'] / 1e6:.2f}M",
+                 _mb(r["file_bytes"]), _mb(r["file_bytes_gzip"]),
+                 "-" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.2f}",
+                 "-" if r["latency_p95_ms"] is None else f"{r['latency_p95_ms']:.2f}",
+                 "-" if r["throughput_b32"] is None else f"{r['throughput_b32']:.0f}",
+                 "-" if r["speedup_b1"] is None else f"{r['speedup_b1']:.2f}x"]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def results_markdown(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], options: CompressOptions,
+                     split: str) -> str:
+    names = list(rows[0]["per_class_f1_delta"]) if rows else []
+    out = ["# Compression results", "",
+           f"Scored on the {split} split; Δ columns are against the fp32 model on the same examples "
+           f"(fp16/bf16 rows on a subset: see n). Latency: per example at batch 1, median of "
+           f"{options.timing_rounds} interleaved rounds over {options.timing_examples} examples, tokenisation "
+           "included; ex/s: throughput at batch 32. File sizes: dense weights file and its gzip -6.", "",
+           "**Unstructured pruning stores zeros in dense tensors: it changes neither the dense file size nor the "
+           "latency; only the compressed (gzip) size shrinks.**", "", table_markdown(rows),
+           "## Per-class F1 change (points)", "",
+           "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for r in rows:
+        out.append(f"| {r['method']} | " + " | ".join(f"{r['per_class_f1_delta'][n] * 100:+.2f}" for n in names) + " |")
+    out += ["", "## Notes and prediction flips", ""]
+    for r in rows:
+        out.append(f"- **{r['method']}**: {r['notes'] or '-'}; {r['flips']} prediction(s) changed")
+        for ex in r["flip_examples"][:3]:
+            out.append(f"  - \"{ex['input']}\" (true {ex['true']}): {ex['fp32']} → {ex['compressed']}")
+    if sweep:
+        out += ["", "## Unstructured sparsity sweep", "", "| scope | precision | target | sparsity | n | accuracy | Δ acc (pts) | macro-F1 |",
+                "|---|---|---|---|---|---|---|---|"]
+        for s in sweep:
+            out.append(f"| {s['scope']} | {s['precision']} | {s['target']:.0%} | {s['sparsity']:.3f} | {s['n_eval']} | "
+                       f"{s['accuracy']:.4f} | {s['delta_accuracy'] * 100:+.2f} | {s['macro_f1']:.4f} |")
+    return "\n".join(out) + "\n"
+
+
+def _write(work: Path, rows: list[CompressionResult], sweep: list[dict], options: CompressOptions, split: str) -> None:
+    from emolab import plots
+
+    dicts = [r.to_dict() for r in rows]
+    atomic_write(work / "results.json", to_json(dicts) + "\n")
+    atomic_write(work / "sweep.json", to_json(sweep) + "\n")
+    atomic_write(work / "options.json", to_json(options.__dict__) + "\n")
+    atomic_write(work / "results.md", results_markdown(dicts, sweep, options, split))
+    plots.pareto(dicts, work / "pareto.png")
+    for precision in ("fp32", "fp16"):
+        points = [s for s in sweep if s["precision"] == precision]
+        if points:
+            plots.sparsity_sweep(points, work / f"sparsity_{precision}.png",
+                                 title=f"Unstructured pruning: accuracy vs sparsity ({precision})")
+
+
+# --- export ------------------------------------------------------------------------------------------------
+
+EXPORT_FORMATS = ("onnx",)
+
+
+def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False, out: str | Path | None = None,
+               overwrite: bool = False, say: Say = print) -> Path:
+    """Write a deployable model folder for the run (``emolab predict`` loads it like a run)."""
+    from emolab.compression.quantize import export_onnx
+    from emolab.errors import unknown_name
+    from emolab.models import load_model
+
+    if format not in EXPORT_FORMATS:
+        raise unknown_name("export format", format, EXPORT_FORMATS)
+    run = Path(run_path)
+    model = load_model(run)
+    name = f"{format}-int8" if int8 else format
+    final = Path(out) if out is not None else run / "exports" / name
+    if final.exists() and not overwrite:
+        raise EmolabError(f"{final} exists", hint="add --overwrite to replace it, or choose another --out")
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    export_onnx(model, partial, int8=int8, source=str(run))
+    _finalize(partial, final)
+    say(f"wrote {final} (load it with: emolab predict {final} \"some text\")")
+    return final

@@ -1,0 +1,179 @@
+"""What every compressed model is measured on: quality against the fp32 model, size, and speed.
+
+A method hands back :class:`Candidate` objects (a model with ``predict_proba`` plus what it knows about
+its own size); :func:`measure` turns each into a :class:`CompressionResult`, one row of the table.
+Latency is timed in interleaved rounds over all candidates, so a noisy, shared machine slows every
+candidate alike and the ratios between them stay meaningful; the table quotes the median of the rounds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from emolab.evaluation import time_inference
+from emolab.metrics import classification_metrics
+
+TABLE_COLUMNS = ("method", "precision", "n_eval", "accuracy", "macro_f1", "delta_accuracy", "delta_macro_f1",
+                 "per_class_f1_delta", "flips", "flip_examples", "params_total", "params_nonzero", "file_bytes",
+                 "file_bytes_gzip", "latency_p50_ms", "latency_p95_ms", "throughput_b32", "speedup_b1", "notes")
+
+
+@dataclass
+class Candidate:
+    """A compressed model ready to measure. ``artifact`` is the file (or bytes) whose size is reported."""
+
+    method: str
+    model: Any
+    params_total: int
+    params_nonzero: int
+    artifact: bytes | Path
+    precision: str = "fp32"
+    notes: str = ""
+    max_eval_examples: int | None = None  # evaluate on the first N examples only (slow fp16 on CPU)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """One row of the compression table; every field is JSON-ready."""
+
+    method: str
+    precision: str
+    n_eval: int
+    accuracy: float
+    macro_f1: float
+    delta_accuracy: float  # vs fp32 on the same examples
+    delta_macro_f1: float
+    per_class_f1_delta: dict[str, float]
+    flips: int  # examples whose predicted label differs from the fp32 model's
+    flip_examples: list[dict[str, str]]
+    params_total: int
+    params_nonzero: int
+    file_bytes: int
+    file_bytes_gzip: int
+    latency_p50_ms: float | None  # batch 1, per example, median over timing rounds
+    latency_p95_ms: float | None
+    throughput_b32: float | None  # examples per second at batch 32
+    speedup_b1: float | None  # fp32 p50 / this p50, from the same rounds
+    notes: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- sizes ---------------------------------------------------------------------------------------------
+
+
+def count_parameters(module) -> tuple[int, int]:
+    """(total, non-zero) elements over a module's parameters and float buffers that hold weights."""
+    total = nonzero = 0
+    for p in module.parameters():
+        total += p.numel()
+        nonzero += int((p != 0).sum())
+    return total, nonzero
+
+
+def state_bytes(module) -> bytes:
+    """The module's weights as a dense safetensors file (float modules) or a torch pickle (quantized)."""
+    import torch
+
+    state = module.state_dict()
+    if all(isinstance(v, torch.Tensor) and not v.is_quantized for v in state.values()):
+        from safetensors.torch import save
+
+        return save({k: v.detach().cpu().contiguous() for k, v in state.items()})
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def artifact_sizes(artifact: bytes | Path) -> tuple[int, int]:
+    """(dense bytes, gzip -6 bytes) of a file, a folder's files, or bytes in memory."""
+    if isinstance(artifact, (bytes, bytearray)):
+        blobs = [bytes(artifact)]
+    else:
+        path = Path(artifact)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        blobs = [p.read_bytes() for p in files]
+    return sum(map(len, blobs)), sum(len(gzip.compress(b, compresslevel=6)) for b in blobs)
+
+
+# --- quality -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The examples every candidate is scored on, with the fp32 model's probabilities on them."""
+
+    texts: list
+    y_true: np.ndarray
+    label_names: tuple[str, ...]
+    base_probs: np.ndarray
+
+    def head(self, n: int | None) -> EvalSet:
+        n = len(self.y_true) if n is None else min(n, len(self.y_true))
+        return EvalSet(self.texts[:n], self.y_true[:n], self.label_names, self.base_probs[:n])
+
+
+def quality(probs: np.ndarray, ev: EvalSet, *, max_flip_examples: int = 5) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class F1, their change from fp32, and the prediction flips."""
+    ours = classification_metrics(ev.y_true, probs, ev.label_names)
+    base = classification_metrics(ev.y_true, ev.base_probs, ev.label_names)
+    pred, base_pred = probs.argmax(1), ev.base_probs.argmax(1)
+    flipped = np.flatnonzero(pred != base_pred)
+    names = ev.label_names
+    examples = [{"input": str(ev.texts[i]) if isinstance(ev.texts[i], str) else f"example {i}",
+                 "true": names[ev.y_true[i]], "fp32": names[base_pred[i]], "compressed": names[pred[i]]}
+                for i in flipped[:max_flip_examples]]
+    return {
+        "n_eval": len(ev.y_true),
+        "accuracy": ours["accuracy"],
+        "macro_f1": ours["macro_f1"],
+        "delta_accuracy": ours["accuracy"] - base["accuracy"],
+        "delta_macro_f1": ours["macro_f1"] - base["macro_f1"],
+        "per_class_f1_delta": {n: ours["per_class"][n]["f1"] - base["per_class"][n]["f1"] for n in names},
+        "flips": int(len(flipped)),
+        "flip_examples": examples,
+    }
+
+
+# --- speed ---------------------------------------------------------------------------------------------
+
+
+def time_candidates(models: dict[str, Any], inputs, *, n: int, rounds: int,
+                    say: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """Median over ``rounds`` interleaved rounds of batch-1 p50/p95 latency and batch-32 throughput."""
+    per_round: dict[str, list[dict[str, float]]] = {k: [] for k in models}
+    for r in range(rounds):
+        for name, model in models.items():
+            per_round[name].append(time_inference(model, inputs, batch_sizes=(1, 32), n=n))
+        say(f"timing round {r + 1}/{rounds} done")
+    out = {}
+    for name, rows in per_round.items():
+        out[name] = {"latency_p50_ms": float(np.median([t["batch_1_p50_ms"] for t in rows])),
+                     "latency_p95_ms": float(np.median([t["batch_1_p95_ms"] for t in rows])),
+                     "throughput_b32": float(np.median([t["batch_32_examples_per_s"] for t in rows])),
+                     "rounds_p50_ms": [round(t["batch_1_p50_ms"], 3) for t in rows]}
+    return out
+
+
+def result(c: Candidate, q: dict[str, Any], timing: dict[str, float] | None,
+           base_p50: float | None) -> CompressionResult:
+    dense, packed = artifact_sizes(c.artifact)
+    t = timing or {}
+    p50 = t.get("latency_p50_ms")
+    details = dict(c.details)
+    if "rounds_p50_ms" in t:
+        details["rounds_p50_ms"] = t["rounds_p50_ms"]
+    return CompressionResult(
+        method=c.method, precision=c.precision, **q, params_total=c.params_total, params_nonzero=c.params_nonzero,
+        file_bytes=dense, file_bytes_gzip=packed, latency_p50_ms=p50, latency_p95_ms=t.get("latency_p95_ms"),
+        throughput_b32=t.get("throughput_b32"), speedup_b1=(base_p50 / p50) if p50 and base_p50 else None,
+        notes=c.notes, details=details)

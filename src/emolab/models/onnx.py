@@ -1,0 +1,96 @@
+"""A text classifier served by ONNX Runtime: what ``emolab export --format onnx`` writes.
+
+The folder holds ``model.onnx`` (fp32, or int8 after dynamic quantization), the tokenizer and the model
+card, so ``emolab predict`` loads it like any run, with no PyTorch model code and no network.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from emolab.errors import EmolabError
+from emolab.models.registry import read_model_card, register_model, write_model_card
+from emolab.records import LabelSet
+
+ONNX_FILE = "model.onnx"
+
+
+def _session(path: Path, threads: int | None):
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise EmolabError("ONNX models need onnxruntime", hint="pip install onnxruntime") from None
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@register_model("onnx")
+class OnnxClassifier:
+    """Tokenizer + ONNX Runtime session; ``predict_proba`` pads each batch to its longest text."""
+
+    def __init__(self, folder: Path, labels: LabelSet, tokenizer, *, max_length: int, inputs: list[str],
+                 info: dict, threads: int | None = None):
+        self.folder, self.labels, self.tokenizer = Path(folder), labels, tokenizer
+        self.max_length, self.inputs, self.info = max_length, list(inputs), dict(info)
+        self.session = _session(self.folder / ONNX_FILE, threads)
+
+    @classmethod
+    def from_config(cls, cfg, labels):
+        raise EmolabError("an ONNX model cannot be trained", hint="train a transformer, then `emolab export RUN --format onnx`")
+
+    def fit(self, *args, **kwargs):
+        raise EmolabError("an ONNX model cannot be trained", hint="fine-tune the PyTorch run, then export it again")
+
+    def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
+        texts = list(inputs)
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        if not texts:
+            return out
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        lengths = np.array([len(x) for x in enc["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")
+        pad = self.tokenizer.pad_token_id or 0
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            width = int(lengths[idx].max())
+            feed = {}
+            for key in self.inputs:
+                fill = pad if key == "input_ids" else 0
+                feed[key] = np.array([enc[key][i] + [fill] * (width - len(enc[key][i])) for i in idx], dtype=np.int64)
+            logits = self.session.run(None, feed)[0].astype(np.float64)
+            out[idx] = 1 / (1 + np.exp(-logits)) if self.labels.multi_label else _softmax(logits)
+        return out
+
+    def num_parameters(self) -> int:
+        return int(self.info.get("parameters", 0))
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder.resolve() != self.folder.resolve():
+            shutil.copy2(self.folder / ONNX_FILE, folder / ONNX_FILE)
+            self.tokenizer.save_pretrained(folder / "tokenizer")
+        write_model_card(folder, self.name, self.labels,
+                         {"max_length": self.max_length, "inputs": self.inputs, "onnx": self.info})
+
+    @classmethod
+    def load(cls, folder: Path) -> OnnxClassifier:
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        card = read_model_card(folder)
+        if not (folder / ONNX_FILE).is_file():
+            raise EmolabError(f"{folder} has no {ONNX_FILE}", hint="export the run again: emolab export RUN --format onnx")
+        return cls(folder, LabelSet.from_dict(card["labels"]), AutoTokenizer.from_pretrained(folder / "tokenizer"),
+                   max_length=card["max_length"], inputs=card["inputs"], info=card.get("onnx", {}))
