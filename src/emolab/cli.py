@@ -239,7 +239,7 @@ def export(
 
 @data_app.command("stats")
 def data_stats(
-    name: str = typer.Argument(..., help="Dataset name: emotion, goemotions, sst2, csv"),
+    name: str = typer.Argument(..., help="Dataset name: emotion, goemotions, sst2, csv, fer2013, ferplus, imagefolder"),
     set_: Optional[List[str]] = SetOpt,
     path: Optional[str] = typer.Option(None, help="Folder (or file, for csv) holding the dataset"),
     taxonomy: Optional[str] = typer.Option(None, help="goemotions: original, ekman or sentiment (default: all)"),

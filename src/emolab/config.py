@@ -21,7 +21,7 @@ from emolab.errors import ConfigError
 
 @dataclass
 class DataConfig:
-    name: str = "emotion"  # a registered dataset: emotion, goemotions, sst2, csv, ...
+    name: str = "emotion"  # a registered dataset: emotion, goemotions, sst2, csv, fer2013, ferplus, imagefolder
     path: Optional[str] = None  # folder (or single file for csv) holding the files; else EMOLAB_DATA_DIR / cache / download
     taxonomy: Literal["original", "ekman", "sentiment"] = "original"  # goemotions only
     multi_label_policy: Literal["multi_label", "drop", "first"] = "drop"  # goemotions: examples with several labels
@@ -34,6 +34,10 @@ class DataConfig:
     test_file: Optional[str] = None
     validation_ratio: float = 0.1  # csv without a validation file; sst2's slice of train
     test_ratio: float = 0.1  # csv without a test file
+    # images: ferplus targets, image size for image folders, rows with bad pixels
+    label_mode: Literal["majority", "votes"] = "majority"  # ferplus: majority label, or train on vote shares
+    image_size: int = 48  # imagefolder: images are converted to grayscale and resized to this square
+    skip_bad_rows: bool = False  # fer2013/ferplus: skip (and count) rows with malformed pixels instead of failing
     max_train_examples: Optional[int] = None  # stratified subsample, for smoke runs
     max_eval_examples: Optional[int] = None
     download: bool = True  # fetch from the canonical online source when no local copy exists
@@ -55,7 +59,21 @@ class ModelConfig:
     freeze_embeddings: bool = False
     freeze_layers: int = 0
     max_length: int = 128
+    # image CNNs (mlp, cnn-small, vgg-fer, resnet18-fer)
+    width: int = 32  # channels of the first block (doubled per block); mlp: ignored
+    hidden_size: int = 512  # mlp hidden units; the CNNs' classifier hidden layer (0: none)
     backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
+
+
+@dataclass
+class AugmentConfig:
+    """Image augmentation, applied per training batch (on the GPU when there is one)."""
+
+    hflip: bool = False  # horizontal flip with probability 0.5
+    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
+    shift: float = 0.0  # translation as a fraction of the side (random crop of a padded image)
+    scale: float = 0.0  # zoom in [1 - scale, 1 + scale]
+    random_erasing: float = 0.0  # probability of erasing one random rectangle
 
 
 @dataclass
@@ -64,7 +82,9 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 5e-5
     weight_decay: float = 0.01
-    scheduler: str = "linear"  # linear, cosine, constant, plateau
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = 0.9  # sgd (Nesterov)
+    scheduler: str = "linear"  # linear, cosine, constant, plateau, onecycle
     warmup_ratio: float = 0.06
     grad_clip: Optional[float] = 1.0
     grad_accum_steps: int = 1
@@ -78,6 +98,8 @@ class TrainConfig:
     log_every: int = 10
     num_threads: Optional[int] = None  # torch CPU threads; None: torch's default
     keep_checkpoints: bool = False  # keep checkpoints/ (optimizer state for --resume) after a finished run
+    channels_last: bool = True  # image CNNs on CUDA: channels-last memory format
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -89,6 +111,7 @@ class EvalConfig:
     ece_bins: int = 15
     timing: bool = True  # inference timing at batch 1 and 64
     timing_examples: int = 200
+    tta: Literal["none", "flip", "ten-crop"] = "none"  # images: average predictions over flips / ten crops
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
 
 
@@ -206,6 +229,8 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         "train.grad_accum_steps": cfg.train.grad_accum_steps,
         "eval.batch_size": cfg.eval.batch_size,
         "model.max_length": cfg.model.max_length,
+        "data.image_size": cfg.data.image_size,
+        "model.width": cfg.model.width,
     }
     for key, value in positive.items():
         if isinstance(value, int) and value < 1:
@@ -214,7 +239,9 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"train.lr: must be positive, got {cfg.train.lr}")
     for key, value in {"data.validation_ratio": cfg.data.validation_ratio, "data.test_ratio": cfg.data.test_ratio,
                        "model.dropout": cfg.model.dropout, "train.warmup_ratio": cfg.train.warmup_ratio,
-                       "train.label_smoothing": cfg.train.label_smoothing}.items():
+                       "train.label_smoothing": cfg.train.label_smoothing,
+                       "train.augment.shift": cfg.train.augment.shift, "train.augment.scale": cfg.train.augment.scale,
+                       "train.augment.random_erasing": cfg.train.augment.random_erasing}.items():
         if isinstance(value, float) and not 0.0 <= value < 1.0:
             problems.append(f"{key}: must be in [0, 1), got {value}")
     for key in ("word_ngrams", "char_ngrams"):

@@ -47,9 +47,9 @@ def _evaluate_and_write(run: RunDir, model, ds: Dataset, cfg: RunConfig, say: Sa
                   else cfg.eval.threshold)
     for p in preds.values():
         run.write_predictions(p, thresholds=thresholds)
-    if cfg.eval.timing and ds.modality == "text":
+    if cfg.eval.timing:
         say("timing inference (batch 1 and 64)")
-        sample = list(ds.split(cfg.eval.splits[-1]).inputs)[: cfg.eval.timing_examples]
+        sample = ds.split(cfg.eval.splits[-1]).inputs[: cfg.eval.timing_examples]
         metrics["timing"] = time_inference(model, sample, n=cfg.eval.timing_examples)
     if hasattr(model, "num_parameters"):
         metrics["parameters"] = model.num_parameters()

@@ -185,6 +185,7 @@ def step_curves(steps: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3)
     return _save(fig, path)
 
+
 def pareto(rows: list[dict[str, Any]], path: Path) -> Path:
     """Compression trade-off: accuracy vs batch-1 latency per method; the Pareto front joined by a line."""
     plt = _plt()
@@ -221,5 +222,40 @@ def sparsity_sweep(points: list[dict[str, Any]], path: Path, *, title: str = "Ac
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def face_grid(rows: dict[str, np.ndarray], path: Path, *, title: str = "Sample faces per class") -> Path:
+    """One row of grayscale images per class: ``rows`` maps a class name to uint8 ``(k, H, W)``."""
+    plt = _plt()
+    cols = max((len(v) for v in rows.values()), default=1) or 1
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.1 * cols + 1, 1.15 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if c < len(images):
+                ax.imshow(images[c], cmap="gray", vmin=0, vmax=255)
+        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def captioned_faces(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, *,
+                    title: str = "Misclassified faces", cols: int = 6) -> Path:
+    """A grid of faces, each with a short caption (e.g. ``true -> predicted (p)``)."""
+    plt = _plt()
+    n = max(len(images), 1)
+    nrows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(1.7 * cols, 1.95 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(captions[i], fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)

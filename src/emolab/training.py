@@ -24,14 +24,18 @@ from emolab.errors import unknown_name
 from emolab.metrics import classification_metrics, multilabel_metrics
 from emolab.records import EpochRecord
 
-SCHEDULERS = ("linear", "cosine", "constant", "plateau")
+SCHEDULERS = ("linear", "cosine", "constant", "plateau", "onecycle")
 LOWER_IS_BETTER = ("loss", "cross_entropy", "kl_divergence", "ece", "bce")
 
 
 @dataclass
 class TrainTask:
     """What the loop needs from a modality: the module, indexable datasets of dict examples (each with
-    ``labels`` and ``index``), a collate function and, for text, lengths for length-grouped batches."""
+    ``labels`` and ``index``), a collate function and, for text, lengths for length-grouped batches.
+
+    A batch may also carry ``targets``: a target distribution per example (FER+ vote shares, a teacher's
+    logits). The default loss then is cross-entropy against it; ``loss(logits, labels, targets)`` replaces
+    the default loss for training (distillation); validation loss always uses the hard labels."""
 
     module: nn.Module
     train_set: Any
@@ -43,6 +47,7 @@ class TrainTask:
     val_lengths: list[int] | None = None
     train_labels: np.ndarray | None = None  # for class weights
     augment: Callable[[dict], dict] | None = None  # applied to each training batch on device
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
 
 
 class GroupedBatchSampler(torch.utils.data.Sampler):
@@ -90,13 +95,16 @@ def lower_is_better(metric: str) -> bool:
     return any(metric.endswith(k) for k in LOWER_IS_BETTER)
 
 
-def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _optimizer(module: nn.Module, lr: float, weight_decay: float, kind: str = "adamw",
+               momentum: float = 0.9) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
     try:  # the fused kernel: one pass over all parameters instead of a Python loop over tensors
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, TypeError):  # a device or torch build without it
@@ -104,7 +112,8 @@ def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim
 
 
 class _Schedule:
-    """Warmup then linear / cosine / constant decay per step, or ReduceLROnPlateau per epoch."""
+    """Warmup then linear / cosine / constant decay per step, one-cycle (warmup = its rising phase), or
+    ReduceLROnPlateau per epoch."""
 
     def __init__(self, optimizer, name: str, warmup: int, total: int):
         from transformers import get_scheduler
@@ -117,6 +126,10 @@ class _Schedule:
         if name == "plateau":
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=0)
             self._warm(0)
+        elif name == "onecycle":
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.base, total_steps=max(total, 2), pct_start=max(warmup, 1) / max(total, 2),
+                cycle_momentum=isinstance(optimizer, torch.optim.SGD))
         else:
             hf = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[name]
             self.sched = get_scheduler(hf, optimizer, num_warmup_steps=warmup, num_training_steps=total)
@@ -150,16 +163,17 @@ class _Schedule:
 
 
 def _loss_fn(task: TrainTask, cfg: RunConfig, device) -> Callable:
+    """``loss(logits, labels, targets=None)``: against ``targets`` (a distribution) when a batch has them."""
     if task.multi_label:
         bce = nn.BCEWithLogitsLoss()
-        return lambda logits, y: bce(logits.float(), y.float())
+        return lambda logits, y, targets=None: bce(logits.float(), y.float())
     weight = None
     if cfg.train.class_weights and task.train_labels is not None:
         counts = np.bincount(task.train_labels, minlength=len(task.label_names)).astype(float)
         w = counts.sum() / (len(counts) * np.maximum(counts, 1))
         weight = torch.tensor(w, dtype=torch.float32, device=device)
     ce = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
-    return lambda logits, y: ce(logits.float(), y)
+    return lambda logits, y, targets=None: ce(logits.float(), y if targets is None else targets.float())
 
 
 def _summary(task: TrainTask, y: np.ndarray, probs: np.ndarray, loss: float) -> dict[str, float]:
@@ -191,6 +205,7 @@ def evaluate_distributed(accelerator, module, task: TrainTask, dataset, lengths,
         batch = {k: v.to(accelerator.device) for k, v in task.collate([dataset[i] for i in batch_ids]).items()}
         y = batch.pop("labels")
         index = batch.pop("index")
+        batch.pop("targets", None)
         with accelerator.autocast():
             logits = module(**batch)
         losses.append(float(loss_fn(logits, y)) * len(batch_ids))
@@ -232,13 +247,14 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
                                   lengths=task.train_lengths if tc.group_by_length else None)
     loader = torch.utils.data.DataLoader(task.train_set, batch_sampler=sampler, collate_fn=task.collate)
     module = task.module
-    optimizer = _optimizer(module, tc.lr, tc.weight_decay)
+    optimizer = _optimizer(module, tc.lr, tc.weight_decay, tc.optimizer, tc.momentum)
     module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
     updates_per_epoch = math.ceil(len(loader) / tc.grad_accum_steps)
     total = tc.max_steps or updates_per_epoch * tc.epochs
     schedule = _Schedule(optimizer, tc.scheduler, int(tc.warmup_ratio * total), total)
     accelerator.register_for_checkpointing(schedule)
     loss_fn = _loss_fn(task, cfg, accelerator.device)
+    train_loss = task.loss or loss_fn
 
     history: list[EpochRecord] = []
     state = {"epoch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0}
@@ -269,11 +285,12 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
         for batch in bar:
             y = batch.pop("labels")
             batch.pop("index")
+            targets = batch.pop("targets", None)
             with accelerator.accumulate(module):
                 if task.augment is not None:
                     batch = task.augment(batch)
                 logits = module(**batch)
-                loss = loss_fn(logits, y)
+                loss = train_loss(logits, y, targets)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     norm = accelerator.clip_grad_norm_(module.parameters(), tc.grad_clip or float("inf"))

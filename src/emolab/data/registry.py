@@ -28,7 +28,7 @@ def list_datasets() -> list[str]:
 
 
 def _import_loaders() -> None:
-    from emolab.data import files, text  # noqa: F401  (each module registers its datasets)
+    from emolab.data import files, images, text  # noqa: F401  (each module registers its datasets)
 
 
 def subsample(split: Split, n: int | None, seed: int) -> Split:

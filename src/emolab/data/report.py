@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +28,37 @@ def _split_table(stats: dict, title: str) -> Table:
     return table
 
 
+def _length_table(stats: dict, tag: str) -> Table:
+    table = Table(title=f"{tag}: text length (words) and duplicates")
+    for col in ("split", "p5", "p50", "p95", "p99", "max", "duplicates within", "conflicting labels"):
+        table.add_column(col, justify="right")
+    for s, e in stats["splits"].items():
+        w = e.get("words_percentiles", {})
+        table.add_row(s, *(str(w.get(k, "")) for k in ("p5", "p50", "p95", "p99", "max")),
+                      str(e.get("duplicate_texts", "")), str(e.get("duplicates_with_conflicting_labels", "")))
+    return table
+
+
+def _image_table(stats: dict, tag: str) -> Table:
+    table = Table(title=f"{tag}: images")
+    for col in ("split", "shape", "pixel mean", "pixel std", "near-blank", "duplicates within"):
+        table.add_column(col, justify="right")
+    for s, e in stats["splits"].items():
+        table.add_row(s, "x".join(map(str, e["image_shape"])), str(e["pixel_mean"]), str(e["pixel_std"]),
+                      str(e["near_blank_images"]), str(e["duplicate_images"]))
+    return table
+
+
+def sample_faces(split, names, per_class: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Up to ``per_class`` seeded random images of each class."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, name in enumerate(names):
+        idx = np.flatnonzero(split.labels == k)
+        out[name] = split.inputs[np.sort(rng.choice(idx, size=min(per_class, len(idx)), replace=False))]
+    return out
+
+
 def show_stats(cfg: RunConfig, taxonomies: list, out: Path, console: Console) -> list[dict]:
     results = []
     for taxonomy in taxonomies:
@@ -35,14 +67,14 @@ def show_stats(cfg: RunConfig, taxonomies: list, out: Path, console: Console) ->
         stats = dataset_stats(ds)
         tag = ds.name + (f"-{taxonomy}" if taxonomy else "")
         console.print(_split_table(stats, f"{tag}: class counts"))
-        lengths = Table(title=f"{tag}: text length (words) and duplicates")
-        for col in ("split", "p5", "p50", "p95", "p99", "max", "duplicates within", "conflicting labels"):
-            lengths.add_column(col, justify="right")
-        for s, e in stats["splits"].items():
-            w = e.get("words_percentiles", {})
-            lengths.add_row(s, *(str(w.get(k, "")) for k in ("p5", "p50", "p95", "p99", "max")),
-                            str(e.get("duplicate_texts", "")), str(e.get("duplicates_with_conflicting_labels", "")))
-        console.print(lengths)
+        folder = out / tag
+        if ds.modality == "image":
+            console.print(_image_table(stats, tag))
+            grid = plots.face_grid(sample_faces(ds.split("train"), ds.labels.names), folder / "sample_faces.png",
+                                   title=f"{tag}: sample training faces per class")
+            console.print(f"wrote {grid}")
+        else:
+            console.print(_length_table(stats, tag))
         console.print("exact duplicates across splits (leakage): " +
                       ", ".join(f"{k} {v}" for k, v in stats["cross_split_duplicates"].items()))
         if ds.name == "goemotions":
@@ -55,7 +87,6 @@ def show_stats(cfg: RunConfig, taxonomies: list, out: Path, console: Console) ->
             for policy, row in drops.items():
                 table.add_row(policy, *(f"{row[s]['kept']} ({row[s]['dropped']})" for s in ds.splits))
             console.print(table)
-        folder = out / tag
         png = plots.class_distribution({s: e["class_counts"] for s, e in stats["splits"].items()},
                                        folder / "class_distribution.png", title=f"{tag}: class distribution")
         atomic_write(folder / "stats.json", to_json(stats) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from typing import Any
 
@@ -49,6 +50,15 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
                     by_text.setdefault(t, set()).add(int(y))
                 entry["duplicates_with_conflicting_labels"] = int(sum(len(v) > 1 for v in by_text.values()))
             seen[name] = set(texts)
+        elif ds.modality == "image":
+            images = np.asarray(split.inputs)
+            entry["image_shape"] = list(images.shape[1:])
+            entry["pixel_mean"] = round(float(images.mean()), 2) if len(images) else 0.0
+            entry["pixel_std"] = round(float(images.std()), 2) if len(images) else 0.0
+            entry["near_blank_images"] = int((images.reshape(len(images), -1).std(axis=1) < 5).sum())
+            digests = [hashlib.sha1(im.tobytes()).hexdigest() for im in images]
+            entry["duplicate_images"] = len(digests) - len(set(digests))
+            seen[name] = set(digests)
         if split.labels.ndim == 2:
             per_example = split.labels.sum(axis=1)
             entry["labels_per_example"] = {str(k): int(v) for k, v in

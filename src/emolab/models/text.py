@@ -20,6 +20,7 @@ from torch import nn
 from emolab.config import ModelConfig
 from emolab.errors import EmolabError, unknown_name
 from emolab.models.registry import read_model_card, register_model, write_model_card
+from emolab.models.torch_base import TorchClassifier
 from emolab.records import LabelSet
 
 # --- offline backbones ---------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ def make_collate(pad_id: int):
 
 
 @register_model("transformer")
-class TransformerClassifier:
+class TransformerClassifier(TorchClassifier):
     supports_resume = True
 
     def __init__(self, cfg: ModelConfig, labels: LabelSet, module: TextClassifierModule, tokenizer):
@@ -284,24 +285,9 @@ class TransformerClassifier:
             out[idx] = probs.cpu().numpy()
         return out
 
-    def to_precision(self, precision: str) -> None:
-        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-        if precision not in dtypes:
-            raise unknown_name("precision", precision, list(dtypes))
-        self.dtype = dtypes[precision]
-        self.module.to(self.dtype)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.module.parameters())
-
     # persistence
     def save(self, folder: Path) -> None:
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
+        folder = self.save_weights(folder)
         self.module.encoder.config.save_pretrained(folder / "encoder")
         self.tokenizer.save_pretrained(folder / "tokenizer")
         write_model_card(folder, self.name, self.labels, {"config": self.cfg.__dict__})

@@ -1,0 +1,258 @@
+"""Facial-expression datasets: FER2013 (Kaggle csv), FER+ (Microsoft's 10-annotator relabelling of the
+same images) and an image-folder layout (``train/<class>/*.png``, as the Kaggle image release ships).
+
+Images stay uint8 ``(N, H, W)`` in memory (FER2013: 35k x 48 x 48 = 82 MB); models convert per batch.
+A row whose pixels are malformed stops loading with its file and line, unless ``data.skip_bad_rows``
+is set, in which case it is skipped and counted in ``Dataset.info``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from emolab.config import DataConfig
+from emolab.data.registry import register_dataset
+from emolab.data.sources import cache_dir, checksums
+from emolab.errors import DataError
+from emolab.records import Dataset, LabelSet, Split
+
+FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FERPLUS_LABELS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+FERPLUS_COLUMNS = FERPLUS_LABELS + ("unknown", "NF")
+USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
+SIDE = 48
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def _open_text(path: Path):
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def find_file(cfg_path: str | None, folder_name: str, stems: tuple[str, ...]) -> Path:
+    """``<stem>`` or ``<stem>.gz`` in ``data.path`` (a folder or the file itself), ``$EMOLAB_DATA_DIR/<folder>``
+    or the cache. Kaggle's FER2013 download needs a login, so there is no automatic download."""
+    if cfg_path and Path(cfg_path).expanduser().is_file():
+        return Path(cfg_path).expanduser()
+    folders = [Path(cfg_path).expanduser()] if cfg_path else []
+    if not cfg_path and os.environ.get("EMOLAB_DATA_DIR"):
+        folders.append(Path(os.environ["EMOLAB_DATA_DIR"]).expanduser() / folder_name)
+    if not cfg_path:
+        folders.append(cache_dir() / folder_name)
+    for folder in folders:
+        for stem in stems:
+            for name in (stem, stem + ".gz"):
+                if (folder / name).is_file():
+                    return folder / name
+    raise DataError(
+        f"{' / '.join(stems)} not found in {' or '.join(str(f) for f in folders) or 'any folder'}",
+        hint=f"download it from Kaggle ('Challenges in Representation Learning: Facial Expression Recognition "
+             f"Challenge'; FER+ from github.com/microsoft/FERPlus) and put it in EMOLAB_DATA_DIR/{folder_name}/, "
+             f"or give data.path",
+    )
+
+
+def parse_pixels(text: str, path: Path, line: int, side: int = SIDE) -> np.ndarray:
+    """A space-separated string of ``side * side`` values in 0..255 -> uint8 ``(side, side)``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # older numpy warns at a non-number; the length check catches it
+            values = np.fromstring(text, dtype=np.int32, sep=" ")
+    except ValueError:  # newer numpy raises at a non-number
+        values = np.zeros(0, np.int32)
+    if values.size != side * side:
+        bad = next((tok for tok in text.split() if not tok.lstrip("-").isdigit()), None)
+        why = f"unparseable value {bad!r}" if bad is not None else f"{len(text.split())} values"
+        raise DataError(f"{path}:{line}: pixels: {why}, expected {side * side} integers in 0..255",
+                        hint="fix or remove the row, or set data.skip_bad_rows: true to skip such rows")
+    if values.min() < 0 or values.max() > 255:
+        raise DataError(f"{path}:{line}: pixels: value {int(values.max() if values.max() > 255 else values.min())} "
+                        "outside 0..255", hint="fix or remove the row, or set data.skip_bad_rows: true")
+    return values.astype(np.uint8).reshape(side, side)
+
+
+def read_fer_csv(path: Path, *, skip_bad_rows: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The Kaggle ``emotion,pixels,Usage`` file -> (images uint8, labels, usage strings, info).
+
+    Rows keep their file order (FER+ aligns with it); skipped rows get label -1 and usage ``""``."""
+    images, labels, usage, skipped = [], [], [], []
+    with _open_text(path) as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:3]] != ["emotion", "pixels", "Usage"]:
+            raise DataError(f"{path}:1: expected the header 'emotion,pixels,Usage', got {header}",
+                            hint="use the Kaggle fer2013.csv (or .csv.gz) file unchanged")
+        for line, row in enumerate(reader, start=2):
+            try:
+                if len(row) != 3:
+                    raise DataError(f"{path}:{line}: expected 3 fields (emotion,pixels,Usage), got {len(row)}",
+                                    hint="fix or remove the row, or set data.skip_bad_rows: true")
+                if row[2] not in USAGE_TO_SPLIT:
+                    raise DataError(f"{path}:{line}: unknown Usage {row[2]!r}",
+                                    hint="Usage must be Training, PublicTest or PrivateTest")
+                if not row[0].isdigit() or int(row[0]) >= len(FER2013_LABELS):
+                    raise DataError(f"{path}:{line}: emotion {row[0]!r} is not a class id 0..6",
+                                    hint="0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral")
+                images.append(parse_pixels(row[1], path, line))
+                labels.append(int(row[0]))
+                usage.append(row[2])
+            except DataError:
+                if not skip_bad_rows:
+                    raise
+                skipped.append(line)
+                images.append(np.zeros((SIDE, SIDE), np.uint8))
+                labels.append(-1)
+                usage.append("")
+    info = {"rows": len(labels), "skipped_rows": len(skipped), "skipped_lines": skipped[:20]}
+    empty = np.zeros((0, SIDE, SIDE), np.uint8)
+    return (np.stack(images) if images else empty), np.array(labels, np.int64), np.array(usage), info
+
+
+def _splits(images, labels, usage, keep, soft=None) -> dict[str, Split]:
+    out = {}
+    for usage_name, split in USAGE_TO_SPLIT.items():
+        idx = np.flatnonzero((usage == usage_name) & keep)
+        out[split] = Split(np.array([f"row-{i}" for i in idx]), images[idx], labels[idx],
+                           None if soft is None else soft[idx])
+    return out
+
+
+@register_dataset("fer2013")
+def load_fer2013(cfg: DataConfig, seed: int) -> Dataset:
+    """FER2013: Training -> train, PublicTest -> validation, PrivateTest -> test (the paper's protocol)."""
+    path = find_file(cfg.path, "fer2013", ("fer2013.csv",))
+    images, labels, usage, info = read_fer_csv(path, skip_bad_rows=cfg.skip_bad_rows)
+    splits = _splits(images, labels, usage, labels >= 0)
+    return Dataset("fer2013", LabelSet(FER2013_LABELS), splits, "image", checksums(path.parent, [path.name]),
+                   {**info, "checksums_verified": False})
+
+
+def ferplus_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The FER+ majority protocol (Barsoum et al. 2016, microsoft/FERPlus ``_process_data``).
+
+    ``votes`` is ``(N, 10)``: 8 emotions, unknown, not-a-face. Single votes are dropped as outliers; an
+    image keeps its majority label only when that label holds more than half of the remaining votes and
+    is an emotion (not unknown / not a face). Returns (keep mask, majority label, vote shares over the
+    8 emotions)."""
+    v = votes.astype(np.float64)
+    v[v <= 1] = 0.0  # outlier removal: an emotion seen by a single annotator
+    total = v.sum(axis=1)
+    top = v.argmax(axis=1)
+    keep = (total > 0) & (v.max(axis=1) > 0.5 * total) & (top < len(FERPLUS_LABELS))
+    emo = v[:, : len(FERPLUS_LABELS)]
+    shares = emo / np.maximum(emo.sum(axis=1, keepdims=True), 1e-12)
+    return keep, top, shares
+
+
+def read_ferplus_votes(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    votes, usage = [], []
+    with _open_text(path) as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        if header[2:12] != list(FERPLUS_COLUMNS):
+            raise DataError(f"{path}:1: expected FER+ columns Usage,Image name,{','.join(FERPLUS_COLUMNS)}",
+                            hint="use fer2013new.csv from github.com/microsoft/FERPlus unchanged")
+        for line, row in enumerate(reader, start=2):
+            try:
+                votes.append([int(x) for x in row[2:12]])
+            except (ValueError, IndexError):
+                raise DataError(f"{path}:{line}: expected 10 integer vote counts, got {row[2:12]}",
+                                hint="use fer2013new.csv unchanged") from None
+            usage.append(row[0])
+    if len(votes) != n_rows:
+        raise DataError(f"{path} has {len(votes)} rows but fer2013.csv has {n_rows}",
+                        hint="FER+ rows align with fer2013.csv row by row: use the matching pair of files")
+    return np.array(votes, np.int64), np.array(usage)
+
+
+@register_dataset("ferplus")
+def load_ferplus(cfg: DataConfig, seed: int) -> Dataset:
+    """FER+ labels on the FER2013 images (same rows, same splits). ``label_mode: majority`` keeps the
+    images with a valid majority (8 classes); ``votes`` also trains on the vote shares (``soft_labels``)
+    while scoring against the majority label."""
+    pixels_path = find_file(cfg.path, "fer2013", ("fer2013.csv",))
+    votes_path = find_file(str(pixels_path.parent), "fer2013", ("fer2013new.csv",))
+    images, _, usage, info = read_fer_csv(pixels_path, skip_bad_rows=cfg.skip_bad_rows)
+    votes, plus_usage = read_ferplus_votes(votes_path, len(usage))
+    ok_rows = usage != ""
+    if (plus_usage[ok_rows] != usage[ok_rows]).any():
+        first = int(np.flatnonzero(plus_usage[ok_rows] != usage[ok_rows])[0])
+        raise DataError(f"{votes_path}:{first + 2}: Usage differs from fer2013.csv",
+                        hint="the two files must be the matching pair, in the same row order")
+    keep, majority, shares = ferplus_targets(votes)
+    soft = shares if cfg.label_mode == "votes" else None
+    splits = _splits(images, majority, usage, keep & ok_rows, soft)
+    dropped = {s: int(((usage == u) & ok_rows & ~keep).sum()) for u, s in USAGE_TO_SPLIT.items()}
+    sums = checksums(pixels_path.parent, [pixels_path.name]) | checksums(votes_path.parent, [votes_path.name])
+    return Dataset("ferplus", LabelSet(FERPLUS_LABELS), splits, "image", sums,
+                   {**info, "label_mode": cfg.label_mode, "dropped_no_majority": dropped})
+
+
+# --- image folders ---------------------------------------------------------------------------------
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})", hint="remove or replace the file") from None
+
+
+def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str) -> Split:
+    images, ys, ids = [], [], []
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if class_dir.name not in labels.names:
+            raise DataError(f"{class_dir}: unknown class folder {class_dir.name!r}",
+                            hint="class folders must match the train folder's classes (or data.labels): "
+                                 + ", ".join(labels.names))
+        for f in sorted(class_dir.iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(read_image(f, size))
+                ys.append(labels.index(class_dir.name))
+                ids.append(f"{split}/{class_dir.name}/{f.name}")
+    if not images:
+        raise DataError(f"{folder}: no images found", hint=f"expected {folder}/<class>/*.png or *.jpg")
+    return Split(np.array(ids), np.stack(images), np.array(ys, np.int64))
+
+
+@register_dataset("imagefolder")
+def load_image_folder(cfg: DataConfig, seed: int) -> Dataset:
+    """``data.path`` holds ``train/<class>/*`` and ``test/<class>/*`` (and optionally ``validation/`` or
+    ``val/``; else a seeded stratified ``data.validation_ratio`` of train). Images become grayscale
+    ``image_size`` squares."""
+    from sklearn.model_selection import train_test_split
+
+    if not cfg.path:
+        raise DataError("data.path is not set", hint="give data.path: a folder holding train/<class>/ and test/<class>/")
+    root = Path(cfg.path).expanduser()
+    if not (root / "train").is_dir():
+        raise DataError(f"{root} has no train/ folder", hint="expected train/<class>/*.png and test/<class>/*.png")
+    names = tuple(cfg.labels) if cfg.labels else tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+    labels = LabelSet(names)
+    train = read_image_folder(root / "train", labels, cfg.image_size, "train")
+    splits = {}
+    val_dir = next((root / d for d in ("validation", "val", "valid") if (root / d).is_dir()), None)
+    if val_dir is not None:
+        splits = {"train": train, "validation": read_image_folder(val_dir, labels, cfg.image_size, "validation")}
+    else:
+        tr, va = train_test_split(np.arange(len(train)), test_size=cfg.validation_ratio, random_state=seed,
+                                  stratify=train.labels)
+        splits = {"train": train.subset(np.sort(tr)), "validation": train.subset(np.sort(va))}
+    test_dir = next((root / d for d in ("test", "PrivateTest") if (root / d).is_dir()), None)
+    if test_dir is None:
+        raise DataError(f"{root} has no test/ folder", hint="expected test/<class>/*.png")
+    splits["test"] = read_image_folder(test_dir, labels, cfg.image_size, "test")
+    return Dataset(root.name, labels, splits, "image", {}, {"root": str(root)})

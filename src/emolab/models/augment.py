@@ -1,0 +1,86 @@
+"""Image augmentation on whole batches, and test-time augmentation views.
+
+Training batches are transformed with one ``affine_grid`` / ``grid_sample`` call (flip, rotation, shift,
+zoom per image, border padding) and random erasing with vectorised masks, on whatever device the batch
+is on. Draws come from a seeded generator, so a seeded run is repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from emolab.config import AugmentConfig
+from emolab.errors import unknown_name
+
+
+def _affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    u = lambda: torch.rand(n, generator=gen) * 2 - 1  # noqa: E731  uniform in [-1, 1]
+    angle = u() * math.radians(cfg.rotation)
+    scale = 1 + u() * cfg.scale
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(n)
+    tx, ty = u() * 2 * cfg.shift, u() * 2 * cfg.shift  # grid coordinates span 2 per side
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _erase(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020): with probability ``p`` one rectangle of 2-25% of the image,
+    aspect ratio 0.3-3.3, is filled with uniform noise."""
+    n, _, h, w = x.shape
+    area = (0.02 + torch.rand(n, generator=gen) * 0.23) * h * w
+    aspect = torch.exp(math.log(0.3) + torch.rand(n, generator=gen) * (math.log(3.3) - math.log(0.3)))
+    eh = torch.sqrt(area * aspect).clamp(1, h)
+    ew = torch.sqrt(area / aspect).clamp(1, w)
+    top = torch.rand(n, generator=gen) * (h - eh)
+    left = torch.rand(n, generator=gen) * (w - ew)
+    on = torch.rand(n, generator=gen) < p
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    mask = ((rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1)) &
+            (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1)) & on.view(-1, 1, 1))
+    noise = torch.rand(x.shape, generator=gen)
+    return torch.where(mask.unsqueeze(1).to(x.device), noise.to(x.device, x.dtype), x)
+
+
+def batch_augmenter(cfg: AugmentConfig, *, seed: int) -> Callable[[dict], dict] | None:
+    """A function that augments ``batch["pixels"]`` in a training batch, or None when nothing is on."""
+    geometric = cfg.rotation > 0 or cfg.shift > 0 or cfg.scale > 0
+    if not (cfg.hflip or geometric or cfg.random_erasing > 0):
+        return None
+    gen = torch.Generator().manual_seed(seed)
+
+    def augment(batch: dict) -> dict:
+        x = batch["pixels"]
+        if geometric:
+            x = _affine(x, cfg, gen)
+        elif cfg.hflip:  # exact flips, no resampling
+            flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        if cfg.random_erasing > 0:
+            x = _erase(x, cfg.random_erasing, gen)
+        return {**batch, "pixels": x}
+
+    return augment
+
+
+def tta_views(x: torch.Tensor, mode: str, pad: int = 2) -> list[torch.Tensor]:
+    """The views whose predictions are averaged: the image (``none``), and its mirror (``flip``), or the
+    centre and four corner crops of the image padded by ``pad`` pixels, each with its mirror (``ten-crop``)."""
+    if mode == "none":
+        return [x]
+    if mode == "flip":
+        return [x, x.flip(-1)]
+    if mode == "ten-crop":
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+        crops = [padded[..., pad:pad + h, pad:pad + w]] + [
+            padded[..., r:r + h, c:c + w] for r in (0, 2 * pad) for c in (0, 2 * pad)]
+        return crops + [c.flip(-1) for c in crops]
+    raise unknown_name("eval.tta", mode, ("none", "flip", "ten-crop"))

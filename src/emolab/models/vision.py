@@ -1,0 +1,226 @@
+"""Image classifiers for 48x48 grayscale faces (FER2013, FER+): ``mlp``, ``cnn-small``, ``vgg-fer`` and
+``resnet18-fer``, trained by the same loop as the text encoders.
+
+A module takes ``pixels``: float ``(N, 1, H, W)`` in [0, 1] and normalises it with the training set's
+mean and std, held as buffers so a saved or exported model needs nothing else. Augmentation runs on
+whole batches (on the GPU when there is one) in :mod:`emolab.models.augment`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from emolab.config import ModelConfig, RunConfig
+from emolab.errors import unknown_name
+from emolab.models.augment import batch_augmenter, tta_views
+from emolab.models.registry import read_model_card, register_model, write_model_card
+from emolab.models.torch_base import TorchClassifier
+from emolab.records import LabelSet
+
+TTA_MODES = ("none", "flip", "ten-crop")
+
+
+class Normalise(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(0.5))
+        self.register_buffer("std", torch.tensor(0.25))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def classifier_head(features: int, hidden: int, classes: int, dropout: float) -> nn.Sequential:
+    if hidden <= 0:
+        return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(features, classes))
+    return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(features, hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(dropout), nn.Linear(hidden, classes))
+
+
+def mlp(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+    """The first baseline of seed 004: flatten -> hidden -> classes."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(side * side, cfg.hidden_size), nn.ReLU(inplace=True),
+                         nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden_size, classes))
+
+
+def cnn_small(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+    """Three conv blocks (conv-BN-ReLU, max-pool, dropout), widths w, 2w, 4w, then a small head."""
+    w, layers, c_in = cfg.width, [], 1
+    for c in (w, 2 * w, 4 * w):
+        layers += [conv_bn(c_in, c), nn.MaxPool2d(2), nn.Dropout(cfg.dropout / 2)]
+        c_in = c
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(3), classifier_head(c_in * 9, cfg.hidden_size, classes, cfg.dropout))
+
+
+def vgg_fer(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+    """VGG-style: four stages of two 3x3 conv-BN-ReLU layers (w, 2w, 4w, 8w) with max-pooling, then a
+    fully connected head; the family behind the best single-network FER2013 results."""
+    w, layers, c_in = cfg.width, [], 1
+    for c in (w, 2 * w, 4 * w, 8 * w):
+        layers += [conv_bn(c_in, c), conv_bn(c, c), nn.MaxPool2d(2)]
+        c_in = c
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(3), classifier_head(c_in * 9, cfg.hidden_size, classes, cfg.dropout))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(c_in, c_out, stride), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(c_out))
+        self.skip = (nn.Identity() if stride == 1 and c_in == c_out else
+                     nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.body(x) + self.skip(x))
+
+
+def resnet18_fer(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+    """ResNet-18 (2-2-2-2 basic blocks) adapted to one channel and 48x48: a 3x3 stride-1 stem and no
+    stem max-pool, so the last stage still sees 6x6. Widths w, 2w, 4w, 8w (torchvision's: w = 64)."""
+    w = cfg.width
+    layers: list[nn.Module] = [conv_bn(1, w)]
+    c_in = w
+    for i, c in enumerate((w, 2 * w, 4 * w, 8 * w)):
+        layers += [BasicBlock(c_in, c, 1 if i == 0 else 2), BasicBlock(c, c, 1)]
+        c_in = c
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), classifier_head(c_in, 0, classes, cfg.dropout))
+
+
+ARCHITECTURES = {"mlp": mlp, "cnn-small": cnn_small, "vgg-fer": vgg_fer, "resnet18-fer": resnet18_fer}
+
+
+class ImageClassifierModule(nn.Module):
+    def __init__(self, arch: str, cfg: ModelConfig, classes: int, side: int = 48):
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise unknown_name("image model", arch, list(ARCHITECTURES))
+        self.normalise = Normalise()
+        self.net = ARCHITECTURES[arch](cfg, classes, side)
+        self.channels_last = False
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.normalise(pixels)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+
+# --- data for the training loop ----------------------------------------------------------------------
+
+
+class ImageSet(torch.utils.data.Dataset):
+    """uint8 images ``(N, H, W)`` with labels (and optional target distributions)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None = None):
+        self.images, self.labels, self.targets = images, labels, targets
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"pixels": self.images[i], "labels": self.labels[i], "index": i}
+        if self.targets is not None:
+            item["targets"] = self.targets[i]
+        return item
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W)`` -> float ``(N, 1, H, W)`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).float().div_(255.0)
+
+
+def collate_images(items: list[dict]) -> dict[str, torch.Tensor]:
+    out = {"pixels": to_pixels(np.stack([it["pixels"] for it in items])),
+           "labels": torch.as_tensor(np.array([it["labels"] for it in items]), dtype=torch.long),
+           "index": torch.tensor([it["index"] for it in items])}
+    if "targets" in items[0]:
+        out["targets"] = torch.as_tensor(np.stack([it["targets"] for it in items]), dtype=torch.float32)
+    return out
+
+
+# --- the classifier ----------------------------------------------------------------------------------
+
+
+class ImageClassifier(TorchClassifier):
+    """One class for every architecture in :data:`ARCHITECTURES`; registered once per name below."""
+
+    supports_resume = True
+    modality = "image"
+
+    def __init__(self, cfg: ModelConfig, labels: LabelSet, module: ImageClassifierModule, tta: str = "none"):
+        self.cfg, self.labels, self.module, self.tta = cfg, labels, module, tta
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.float32
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, labels: LabelSet) -> ImageClassifier:
+        return cls(cfg, labels, ImageClassifierModule(cls.name, cfg, len(labels)))
+
+    def task(self, dataset, run_cfg: RunConfig):
+        from emolab.training import TrainTask
+
+        train, val = dataset.split("train"), dataset.split("validation")
+        pixels = train.inputs.astype(np.float32) / 255.0
+        self.module.normalise.mean.fill_(float(pixels.mean()))
+        self.module.normalise.std.fill_(float(pixels.std()) or 1.0)
+        augment = batch_augmenter(run_cfg.train.augment, seed=run_cfg.seed)
+        return TrainTask(self.module, ImageSet(train.inputs, train.labels, train.soft_labels),
+                         ImageSet(val.inputs, val.labels), collate_images, self.labels.names,
+                         train_labels=train.labels, augment=augment)
+
+    def fit(self, dataset, run_cfg: RunConfig, log=None, *, workdir=None, resume=False):
+        from emolab.training import fit
+
+        if torch.cuda.is_available() and run_cfg.train.channels_last:
+            self.module.channels_last = True
+            self.module.to(memory_format=torch.channels_last)
+        task = self.task(dataset, run_cfg)
+        history = fit(task, run_cfg, workdir=workdir, resume=resume, log=log)
+        self.module = task.module.to(self.device)
+        self.tta = run_cfg.eval.tta
+        return history
+
+    @torch.inference_mode()
+    def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
+        images = np.asarray(inputs if isinstance(inputs, np.ndarray) else np.stack(list(inputs)) if len(inputs) else
+                            np.zeros((0, 48, 48), np.uint8))
+        if images.ndim == 2:
+            images = images[None]
+        if self.tta not in TTA_MODES:
+            raise unknown_name("eval.tta", self.tta, TTA_MODES)
+        self.module.to(self.device).eval()
+        out = np.empty((len(images), len(self.labels)), dtype=np.float64)
+        for start in range(0, len(images), batch_size):
+            x = to_pixels(images[start:start + batch_size]).to(self.device, self.dtype)
+            probs = torch.stack([torch.softmax(self.module(pixels=v).float(), -1)
+                                 for v in tta_views(x, self.tta)]).mean(0)
+            out[start:start + len(x)] = probs.cpu().numpy()
+        return out
+
+    def save(self, folder: Path) -> None:
+        folder = self.save_weights(folder)
+        write_model_card(folder, self.name, self.labels, {"config": self.cfg.__dict__, "tta": self.tta})
+
+    @classmethod
+    def load(cls, folder: Path) -> ImageClassifier:
+        from safetensors.torch import load_file
+
+        card = read_model_card(folder)
+        cfg, labels = ModelConfig(**card["config"]), LabelSet.from_dict(card["labels"])
+        module = ImageClassifierModule(card["model"], cfg, len(labels))
+        module.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
+        module.eval()
+        return cls(cfg, labels, module, card.get("tta", "none"))
+
+
+for _name in ARCHITECTURES:
+    register_model(_name)(type(f"ImageClassifier_{_name.replace('-', '_')}", (ImageClassifier,), {}))

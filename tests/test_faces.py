@@ -1,0 +1,288 @@
+"""Faces: FER2013 / FER+ / image-folder loading, the CNN registry, batch augmentation, test-time
+augmentation and a whole run, on tiny synthetic 48x48 images (learnable: each class lights one patch)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emolab.config import AugmentConfig, ModelConfig, config_from_dict
+from emolab.data import load_dataset
+from emolab.data.images import FER2013_LABELS, FERPLUS_COLUMNS, ferplus_targets
+from emolab.errors import DataError
+from emolab.models.augment import batch_augmenter, tta_views
+from emolab.models.vision import ARCHITECTURES, ImageClassifierModule
+from emolab.pipeline import evaluate_run, run
+from tests.conftest import SHARED
+from tests.test_cli import emolab
+
+USAGES = ["Training"] * 8 + ["PublicTest", "PrivateTest"]
+
+
+def face(label: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise with a bright 12x12 patch at a position given by the label."""
+    img = rng.integers(0, 90, size=(48, 48))
+    r, c = divmod(label, 3)
+    img[r * 16: r * 16 + 12, c * 16: c * 16 + 12] = 230
+    return img.astype(np.uint8)
+
+
+def write_fer(folder: Path, n: int = 210, *, gz: bool = False, classes: int = 7, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = ["emotion,pixels,Usage"]
+    for i in range(n):
+        y = i % classes
+        lines.append(f"{y},{' '.join(map(str, face(y, rng).ravel()))},{USAGES[i % len(USAGES)]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    if gz:
+        path = folder / "fer2013.csv.gz"
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path = folder / "fer2013.csv"
+        path.write_text(text)
+    return path
+
+
+def fer_config(tmp_path: Path, folder: Path, model: str = "cnn-small", **train) -> dict:
+    return {
+        "data": {"name": "fer2013", "path": str(folder)},
+        "model": {"name": model, "width": 8, "hidden_size": 32, "dropout": 0.1},
+        "train": {"epochs": 3, "batch_size": 16, "lr": 0.02, "optimizer": "sgd", "scheduler": "onecycle",
+                  "warmup_ratio": 0.3, "weight_decay": 0.0, **train},
+        "eval": {"timing": False, "batch_size": 32},
+        "output": {"dir": str(tmp_path / "runs"), "name": "faces"},
+        "seed": 3,
+    }
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_fer2013_csv_splits_by_usage(tmp_path, gz):
+    write_fer(tmp_path / "fer", 70, gz=gz)
+    ds = load_dataset(config_from_dict({"data": {"name": "fer2013", "path": str(tmp_path / "fer")}}).data)
+    assert ds.modality == "image" and ds.labels.names == FER2013_LABELS
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 56, "validation": 7, "test": 7}
+    train = ds.split("train")
+    assert train.inputs.dtype == np.uint8 and train.inputs.shape == (56, 48, 48)
+    assert train.labels[:3].tolist() == [0, 1, 2]  # file order kept
+    assert train.inputs[0, 2, 2] == 230  # class 0's patch is top-left
+
+
+def test_bad_pixel_rows_name_the_line_or_are_skipped_and_counted(tmp_path):
+    path = write_fer(tmp_path / "fer", 30)
+    lines = path.read_text().splitlines()
+    lines[4] = "2,1 2 3,Training"  # too few values, line 5 of the file
+    lines[9] = "1," + " ".join(["7"] * 2303 + ["x"]) + ",Training"  # unparseable, line 10
+    path.write_text("\n".join(lines) + "\n")
+    cfg = config_from_dict({"data": {"name": "fer2013", "path": str(tmp_path / "fer")}})
+    with pytest.raises(DataError, match=r"fer2013.csv:5: pixels: 3 values, expected 2304"):
+        load_dataset(cfg.data)
+    lines[4] = path.read_text().splitlines()[5]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"fer2013.csv:10: pixels: unparseable value 'x'"):
+        load_dataset(cfg.data)
+    cfg = config_from_dict({"data": {"name": "fer2013", "path": str(tmp_path / "fer"), "skip_bad_rows": True}})
+    ds = load_dataset(cfg.data)
+    assert ds.info["skipped_rows"] == 1 and ds.info["skipped_lines"] == [10]
+    assert sum(len(s) for s in ds.splits.values()) == 29
+
+
+def test_fer2013_cli_error_has_no_traceback(tmp_path):
+    folder = tmp_path / "fer"
+    folder.mkdir()
+    (folder / "fer2013.csv").write_text("emotion,pixels,Usage\n9,1 2,Training\n")
+    res = emolab("data", "stats", "fer2013", "--path", folder, "--out", tmp_path / "stats", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "fer2013.csv:2: emotion '9' is not a class id 0..6" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_ferplus_majority_protocol():
+    votes = np.array([
+        [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],  # single votes dropped: neutral 6 of 8 -> neutral
+        [4, 0, 0, 1, 3, 2, 0, 0, 0, 0],  # 4 of 9 is no majority -> dropped
+        [0, 0, 0, 0, 0, 0, 0, 0, 6, 4],  # majority "unknown" -> dropped
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face -> dropped
+        [0, 1, 0, 0, 0, 0, 0, 9, 0, 0],  # contempt
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # only single votes -> dropped
+    ])
+    keep, top, shares = ferplus_targets(votes)
+    assert keep.tolist() == [True, False, False, False, True, False]
+    assert top[0] == 0 and top[4] == 7
+    assert shares[0].tolist() == [1, 0, 0, 0, 0, 0, 0, 0]
+    assert shares[1].sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mode", ["majority", "votes"])
+def test_ferplus_loader(tmp_path, mode):
+    write_fer(tmp_path / "fer", 20)
+    rows = ["Usage,Image name," + ",".join(FERPLUS_COLUMNS)]
+    for i in range(20):
+        v = [0] * 10
+        v[i % 10] = 7
+        v[(i + 1) % 8] = 3
+        rows.append(f"{USAGES[i % 10]},fer{i:07d}.png," + ",".join(map(str, v)))
+    (tmp_path / "fer" / "fer2013new.csv").write_text("\n".join(rows) + "\n")
+    cfg = config_from_dict({"data": {"name": "ferplus", "path": str(tmp_path / "fer"), "label_mode": mode}})
+    ds = load_dataset(cfg.data)
+    assert len(ds.labels) == 8
+    assert sum(len(s) for s in ds.splits.values()) == 16  # rows whose majority is unknown / not a face dropped
+    assert sum(ds.info["dropped_no_majority"].values()) == 4
+    train = ds.split("train")
+    assert set(train.labels.tolist()) <= set(range(8))
+    if mode == "votes":
+        assert np.allclose(train.soft_labels.sum(axis=1), 1.0)
+        assert (train.soft_labels.argmax(axis=1) == train.labels).all()
+    else:
+        assert train.soft_labels is None
+
+
+def test_ferplus_rows_must_align(tmp_path):
+    write_fer(tmp_path / "fer", 20)
+    (tmp_path / "fer" / "fer2013new.csv").write_text("Usage,Image name," + ",".join(FERPLUS_COLUMNS) +
+                                                     "\nTraining,a.png,10,0,0,0,0,0,0,0,0,0\n")
+    cfg = config_from_dict({"data": {"name": "ferplus", "path": str(tmp_path / "fer")}})
+    with pytest.raises(DataError, match="has 1 rows but fer2013.csv has 20"):
+        load_dataset(cfg.data)
+
+
+def test_image_folder_layout(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 10), ("test", 3)):
+        for k, name in enumerate(("happy", "sad")):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(face(k, rng)).resize((64, 64)).convert("RGB").save(tmp_path / split / name / f"{i}.png")
+    cfg = config_from_dict({"data": {"name": "imagefolder", "path": str(tmp_path), "validation_ratio": 0.2}})
+    ds = load_dataset(cfg.data)
+    assert ds.labels.names == ("happy", "sad")
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 16, "validation": 4, "test": 6}
+    assert ds.split("test").inputs.shape == (6, 48, 48)
+    (tmp_path / "test" / "angry").mkdir()
+    with pytest.raises(DataError, match="unknown class folder 'angry'"):
+        load_dataset(cfg.data)
+
+
+@pytest.mark.skipif(not (SHARED / "fer2013" / "fer2013.csv.gz").is_file(), reason="shared FER2013 not found")
+def test_shared_fer2013_and_ferplus_sizes():
+    fer = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data)
+    assert {k: len(v) for k, v in fer.splits.items()} == {"train": 28556, "validation": 3579, "test": 3573}
+    assert np.bincount(fer.split("test").labels).tolist() == [489, 55, 527, 876, 588, 414, 624]
+    plus = load_dataset(config_from_dict({"data": {"name": "ferplus"}}).data)
+    assert {k: len(v) for k, v in plus.splits.items()} == {"train": 25055, "validation": 3199, "test": 3152}
+
+
+# --- models and augmentation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_maps_faces_to_logits_and_learns(arch):
+    torch.manual_seed(0)
+    module = ImageClassifierModule(arch, ModelConfig(width=4, hidden_size=16, dropout=0.0), 7)
+    rng = np.random.default_rng(0)
+    y = torch.arange(14) % 7
+    x = torch.from_numpy(np.stack([face(int(k), rng) for k in y])).unsqueeze(1).float() / 255
+    opt = torch.optim.Adam(module.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(module(pixels=x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert module(pixels=x).shape == (14, 7)
+    assert losses[-1] < losses[0]
+
+
+def test_unknown_architecture_lists_the_valid_ones():
+    with pytest.raises(Exception, match="vgg-fer"):
+        ImageClassifierModule("vgg-19", ModelConfig(), 7)
+
+
+def test_batch_augmentation_is_seeded_and_shape_preserving():
+    x = torch.rand(8, 1, 48, 48)
+    cfg = AugmentConfig(hflip=True, rotation=15, shift=0.1, scale=0.1, random_erasing=0.5)
+    a = batch_augmenter(cfg, seed=1)({"pixels": x})["pixels"]
+    b = batch_augmenter(cfg, seed=1)({"pixels": x})["pixels"]
+    c = batch_augmenter(cfg, seed=2)({"pixels": x})["pixels"]
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert batch_augmenter(AugmentConfig(), seed=1) is None
+    flips = batch_augmenter(AugmentConfig(hflip=True), seed=0)({"pixels": x})["pixels"]
+    for orig, out in zip(x, flips):  # exact: each image is itself or its mirror
+        assert torch.equal(out, orig) or torch.equal(out, orig.flip(-1))
+    assert any(not torch.equal(o, i) for o, i in zip(flips, x))
+
+
+def test_tta_views():
+    x = torch.rand(2, 1, 48, 48)
+    assert len(tta_views(x, "none")) == 1
+    assert torch.equal(tta_views(x, "flip")[1], x.flip(-1))
+    views = tta_views(x, "ten-crop")
+    assert len(views) == 10 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[0], x)  # the centre crop of the padded image is the image
+
+
+# --- training, evaluation, report ---------------------------------------------------------------------
+
+
+def test_fer_run_end_to_end_with_augmentation_and_ten_crop(tmp_path):
+    write_fer(tmp_path / "fer", 210)
+    raw = fer_config(tmp_path, tmp_path / "fer", epochs=6, early_stopping_metric="cross_entropy",
+                     augment={"hflip": False, "shift": 0.05, "random_erasing": 0.2}, class_weights=True)
+    raw["eval"]["tta"] = "ten-crop"
+    out = run(config_from_dict(raw), say=quiet)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.8  # the patch position is easy to learn
+    assert "disgust" in metrics["test"]["per_class"]
+    assert np.array(metrics["test"]["confusion_matrix"]).shape == (7, 7)
+    for f in ("plots/confusion_test.png", "plots/learning_curves.png", "metrics.md", "predictions_test.npz",
+              "model/model.safetensors", "report.html", "report.md", "analysis/errors.csv"):
+        assert (out / f).is_file(), f
+    card = json.loads((out / "model" / "emolab_model.json").read_text())
+    assert card["model"] == "cnn-small" and card["tta"] == "ten-crop"
+    lrs = [json.loads(x)["lr"] for x in (out / "steps.jsonl").read_text().splitlines()]
+    assert lrs[0] < max(lrs) and lrs[-1] < 0.01 * max(lrs)  # one-cycle: up, then down to ~0
+    again = evaluate_run(out, "test", precision="fp32", say=quiet)  # the saved model, loaded back
+    assert again["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+
+
+def test_soft_vote_targets_train(tmp_path):
+    from emolab.data.images import FERPLUS_LABELS
+    from emolab.models import create_model
+    from emolab.records import Dataset, LabelSet, Split
+
+    rng = np.random.default_rng(0)
+    y = np.arange(64) % 8
+    images = np.stack([face(int(k % 7), rng) for k in y])
+    soft = np.full((64, 8), 0.02)
+    soft[np.arange(64), y] = 0.86
+    split = Split(np.arange(64).astype(str), images, y, soft / soft.sum(1, keepdims=True))
+    ds = Dataset("toy", LabelSet(FERPLUS_LABELS), {"train": split, "validation": split}, "image")
+    cfg = config_from_dict(fer_config(tmp_path, tmp_path, epochs=2))
+    model = create_model(cfg.model, ds.labels)
+    history = model.fit(ds, cfg)
+    assert len(history) == 2 and np.isfinite(history[-1].train["loss"])
+
+
+def test_sanity_check_for_a_cnn(tmp_path):
+    from emolab.sanity import sanity_check
+
+    write_fer(tmp_path / "fer", 140)
+    cfg = config_from_dict(fer_config(tmp_path, tmp_path / "fer", lr=0.01, optimizer="adamw"))
+    result = sanity_check(cfg, n=20, epochs=25, say=quiet)
+    assert result["passed"] and result["train_accuracy"] == 1.0
