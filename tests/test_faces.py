@@ -286,3 +286,44 @@ def test_sanity_check_for_a_cnn(tmp_path):
     cfg = config_from_dict(fer_config(tmp_path, tmp_path / "fer", lr=0.01, optimizer="adamw"))
     result = sanity_check(cfg, n=20, epochs=25, say=quiet)
     assert result["passed"] and result["train_accuracy"] == 1.0
+
+
+def test_image_run_report_shows_faces_instead_of_highlighted_text(tmp_path):
+    import re
+
+    from tests.test_analysis_report import SECTIONS, _sections
+
+    write_fer(tmp_path / "fer", 280, seed=1)
+    raw = fer_config(tmp_path, tmp_path / "fer", epochs=1, lr=0.002)  # undertrained: plenty of errors
+    raw["eval"]["timing"] = True
+    raw["eval"]["timing_examples"] = 10
+    out = run(config_from_dict(raw), say=quiet)
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert analysis["modality"] == "image" and "low_contrast" in analysis["tags"]
+    assert analysis["baseline"]["model"].startswith("logistic regression on 24x24")
+    for f in ("analysis/misclassified_faces.png", "analysis/occlusion_faces.png", "plots/sample_faces.png"):
+        assert (out / f).is_file(), f
+    md = (out / "report.md").read_text()
+    sections = _sections(md)
+    for name in SECTIONS + ["Why the faces were misread", "Base vs fine-tuned"]:
+        assert sections.get(name), name
+    assert "Why the texts were misread" not in sections
+    assert "48x48 face images" in sections["Task"]
+    assert len([ln for ln in sections["Misclassified test samples"].splitlines() if re.match(r"\| \d+ \|", ln)]) >= 10
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 6 and not re.search(r'src="(?!data:)', html)
+
+
+def test_occlusion_map_finds_the_informative_patch():
+    from emolab.analysis.faces import occlusion_map
+
+    img = np.full((48, 48), 60, np.uint8)
+    img[8:16, 8:16] = 250
+
+    def predict_proba(x):  # "class 1" iff the top-left patch is bright
+        p1 = 1 / (1 + np.exp(-(x[:, 8:16, 8:16].astype(float).mean(axis=(1, 2)) - 120) / 20))
+        return np.stack([1 - p1, p1], axis=1)
+
+    m = occlusion_map(predict_proba, img, 1)
+    assert m.shape == (48, 48)
+    assert np.unravel_index(m.argmax(), m.shape)[0] < 20 and m[40:, 40:].max() == pytest.approx(0.0)

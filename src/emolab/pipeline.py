@@ -16,7 +16,7 @@ import yaml
 from emolab import plots
 from emolab.config import RunConfig, config_from_dict, dump_config
 from emolab.data import load_dataset
-from emolab.data.stats import dataset_stats
+from emolab.data.stats import dataset_stats, sample_faces
 from emolab.errors import EmolabError
 from emolab.evaluation import evaluate, metrics_markdown, predict, time_inference
 from emolab.models import create_model, load_model
@@ -129,6 +129,9 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         plots.class_distribution({s: v["class_counts"] for s, v in stats["splits"].items()},
                                  run_dir.file("plots/class_distribution.png"),
                                  title=f"{ds.name}: class distribution")
+        if ds.modality == "image":
+            plots.face_grid(sample_faces(ds.split("train"), ds.labels.names), run_dir.file("plots/sample_faces.png"),
+                            title=f"{ds.name}: sample training faces per class")
 
     model = create_model(cfg.model, ds.labels)
     say(f"training {cfg.model.name}")

@@ -259,3 +259,25 @@ def captioned_faces(images: Sequence[np.ndarray], captions: Sequence[str], path:
             ax.set_title(captions[i], fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def occlusion_faces(images: Sequence[np.ndarray], maps: Sequence[np.ndarray], captions: Sequence[str],
+                    path: Path, *, title: str = "Where the model looked: occlusion maps of misread faces") -> Path:
+    """Each face beside its occlusion map overlaid (red: hiding this region lowers the predicted label)."""
+    plt = _plt()
+    n = max(len(images), 1)
+    cols = 4  # two (face, map) pairs per row
+    nrows = int(np.ceil(n / 2))
+    fig, axes = plt.subplots(nrows, cols, figsize=(7.2, 1.95 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (img, m, cap) in enumerate(zip(images, maps, captions)):
+        a, b = axes[i // 2][2 * (i % 2)], axes[i // 2][2 * (i % 2) + 1]
+        a.imshow(img, cmap="gray", vmin=0, vmax=255)
+        a.set_title(cap, fontsize=7)
+        b.imshow(img, cmap="gray", vmin=0, vmax=255)
+        scale = max(float(np.abs(m).max()), 1e-9)
+        b.imshow(m, cmap="bwr", vmin=-scale, vmax=scale, alpha=0.55)
+        b.set_title("occlusion", fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)

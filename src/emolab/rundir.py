@@ -202,7 +202,9 @@ def read_predictions(run_path: str | Path, split: str) -> Predictions:
     card = json.loads((run_path / "model" / "emolab_model.json").read_text())
     npz = np.load(npz_file)
     table = pd.read_csv(run_path / f"predictions_{split}.csv", dtype={"input": str}, keep_default_na=False)
-    return Predictions(ids=npz["ids"], inputs=table["input"].tolist(), y_true=npz["y_true"], probs=npz["probs"],
+    texts = table["input"].tolist()
+    inputs = None if card.get("modality") == "image" or not any(texts) else texts  # images: re-read by id
+    return Predictions(ids=npz["ids"], inputs=inputs, y_true=npz["y_true"], probs=npz["probs"],
                        labels=LabelSet.from_dict(card["labels"]), split=split)
 
 

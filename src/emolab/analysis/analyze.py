@@ -61,13 +61,14 @@ def errors_csv(rows: list[dict], tags: dict[str, np.ndarray], notes: dict[str, d
 
 
 def analyze_predictions(preds: Predictions, *, modality: str = "text", max_length: int | None = None,
-                        top: int = 20, near_tie: float = 0.1) -> dict[str, Any]:
-    """The whole analysis of one split as a JSON-ready dict (pure: no files)."""
+                        top: int = 20, near_tie: float = 0.1, images: np.ndarray | None = None) -> dict[str, Any]:
+    """The whole analysis of one split as a JSON-ready dict (pure: no files). ``images`` (uint8, aligned
+    with ``preds``) feed the image tags."""
     if preds.labels.multi_label:
         raise EmolabError("error analysis handles single-label runs",
                           hint="for GoEmotions use multi_label_policy: drop or first to analyse errors")
     issues, quality = label_issues(preds)
-    tags = tag_examples(preds, modality=modality, max_length=max_length, label_issues=issues)
+    tags = tag_examples(preds, modality=modality, max_length=max_length, label_issues=issues, images=images)
     wrong = preds.y_pred != preds.y_true
     pairs = confusion_pairs(preds)
     for pair in pairs:
@@ -76,6 +77,7 @@ def analyze_predictions(preds: Predictions, *, modality: str = "text", max_lengt
     names = preds.labels.names
     return {
         "split": preds.split,
+        "modality": modality,
         "n": int(len(preds.ids)),
         "errors": int(wrong.sum()),
         "misclassified": misclassified(preds, top=top),
@@ -127,8 +129,10 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
                           hint="give a folder written by `emolab run`")
     cfg = yaml.safe_load((run_path / "config.yaml").read_text())
     preds = read_predictions(run_path, split)
-    modality = "image" if preds.inputs is None or cfg["data"]["name"].startswith("fer") else "text"
-    result = analyze_predictions(preds, modality=modality, max_length=cfg["model"].get("max_length"), top=top)
+    modality = "text" if preds.inputs is not None else "image"
+    images = split_images(cfg, preds, split) if modality == "image" else None
+    result = analyze_predictions(preds, modality=modality, max_length=cfg["model"].get("max_length"), top=top,
+                                 images=images)
     tags = result.pop("_tags")
     out = run_path / "analysis"
     errors_file = out / "errors.csv"
@@ -157,10 +161,34 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
     if baseline and modality == "text" and cfg["model"]["name"] != "tfidf":
         say("scoring the TF-IDF baseline on the same test set")
         result["baseline"] = baseline_scores(cfg, cfg.get("seed", 42))
+    if modality == "image":
+        from emolab.analysis.faces import face_figures, pixel_baseline_scores
+
+        say("drawing misclassified faces and occlusion maps")
+        result["plots"].update(face_figures(run_path, preds, images, result["misclassified"], out,
+                                            explain=attributions))
+        if baseline and cfg["model"]["name"] != "mlp":
+            say("scoring the pixel logistic-regression baseline on the same test set")
+            result["baseline"] = pixel_baseline_scores(cfg, cfg.get("seed", 42))
     atomic_write(out / "analysis.json", to_json(result) + "\n")
     say(f"{result['errors']} errors of {result['n']} ({split}); {result['label_issue_count']} likely label errors; "
         f"wrote {out}")
     return result
+
+
+def split_images(cfg: dict, preds: Predictions, split: str) -> np.ndarray:
+    """The uint8 images behind an image run's saved predictions, re-read from its dataset by id."""
+    from emolab.config import config_from_dict
+    from emolab.data import load_dataset
+
+    data = load_dataset(config_from_dict({"data": cfg["data"], "seed": cfg.get("seed", 42)}).data,
+                        cfg.get("seed", 42)).split(split)
+    where = {str(i): k for k, i in enumerate(data.ids)}
+    missing = [str(i) for i in preds.ids if str(i) not in where]
+    if missing:
+        raise EmolabError(f"{len(missing)} predicted ids (e.g. {missing[0]!r}) are not in the {split} split of "
+                          f"{cfg['data']['name']}", hint="the dataset changed since the run; re-run it")
+    return data.inputs[[where[str(i)] for i in preds.ids]]
 
 
 def _per_class(preds: Predictions) -> dict[str, dict[str, float]]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from emolab import plots
 from emolab.config import RunConfig
 from emolab.data.registry import load_dataset
-from emolab.data.stats import dataset_stats, policy_drops
+from emolab.data.stats import dataset_stats, policy_drops, sample_faces
 from emolab.rundir import atomic_write, to_json
 
 
@@ -47,16 +46,6 @@ def _image_table(stats: dict, tag: str) -> Table:
         table.add_row(s, "x".join(map(str, e["image_shape"])), str(e["pixel_mean"]), str(e["pixel_std"]),
                       str(e["near_blank_images"]), str(e["duplicate_images"]))
     return table
-
-
-def sample_faces(split, names, per_class: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
-    """Up to ``per_class`` seeded random images of each class."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for k, name in enumerate(names):
-        idx = np.flatnonzero(split.labels == k)
-        out[name] = split.inputs[np.sort(rng.choice(idx, size=min(per_class, len(idx)), replace=False))]
-    return out
 
 
 def show_stats(cfg: RunConfig, taxonomies: list, out: Path, console: Console) -> list[dict]:

@@ -73,6 +73,16 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
             "splits": splits, "cross_split_duplicates": leakage, "info": ds.info, "files": ds.files}
 
 
+def sample_faces(split, names, per_class: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Up to ``per_class`` seeded random images of each class."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, name in enumerate(names):
+        idx = np.flatnonzero(split.labels == k)
+        out[name] = split.inputs[np.sort(rng.choice(idx, size=min(per_class, len(idx)), replace=False))]
+    return out
+
+
 def policy_drops(cfg, seed: int = 42) -> dict[str, dict[str, int]]:
     """GoEmotions: examples kept / dropped per split under each multi-label policy."""
     from dataclasses import replace

@@ -208,7 +208,8 @@ class ImageClassifier(TorchClassifier):
 
     def save(self, folder: Path) -> None:
         folder = self.save_weights(folder)
-        write_model_card(folder, self.name, self.labels, {"config": self.cfg.__dict__, "tta": self.tta})
+        write_model_card(folder, self.name, self.labels, {"config": self.cfg.__dict__, "tta": self.tta,
+                                                          "modality": "image"})
 
     @classmethod
     def load(cls, folder: Path) -> ImageClassifier:

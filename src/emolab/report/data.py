@@ -55,6 +55,8 @@ class ReportData:
     baseline: dict[str, Any] | None = None
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     compression: list[dict[str, Any]] = field(default_factory=list)
+    modality: str = "text"
+    face_figures: list[tuple[str, str]] = field(default_factory=list)  # image runs: instead of highlighted text
 
 
 def _read(path: Path) -> Any:
@@ -98,7 +100,8 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
                              f"(annotate `analysis/errors.csv`), or merge the classes if the distinction is not needed.")
         for name, s in analysis["tag_stats"].items():
             if name != "likely_label_error" and s["tagged_errors"] >= 5 and s["lift"] >= 1.2:
-                hyp.append(f"Errors concentrate on texts tagged **{name}**: error rate {s['error_rate_tagged']:.1%} "
+                hyp.append(f"Errors concentrate on {'images' if analysis.get('modality') == 'image' else 'texts'} "
+                           f"tagged **{name}**: error rate {s['error_rate_tagged']:.1%} "
                            f"vs {s['error_rate_untagged']:.1%} without ({s['tagged_errors']} errors).")
                 idea = {
                     "negation": "Negation trips the model: add training examples with negated emotions (augmentation) "
@@ -108,6 +111,8 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
                     "truncated": "Truncated inputs fail more often: raise `model.max_length`.",
                     "several_emotions": "Texts with words of several emotions are confused: the task may need "
                                         "multi-label outputs, or a model that weighs context over keywords.",
+                    "low_contrast": "Low-contrast faces fail more often: equalise histograms when loading, or add "
+                                    "brightness/contrast augmentation.",
                     "short": "Very short texts fail more often: they carry little signal; consider abstaining "
                              "below a confidence threshold.",
                     "likely_label_error": "Many errors are probably label noise: relabel the flagged examples or "
@@ -185,7 +190,14 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
     data_name = cfg["data"]["name"]
     model_cfg = cfg["model"]
     backbone = model_cfg.get("backbone") if model_cfg["name"] == "transformer" else None
+    card = _read(run / "model" / "emolab_model.json") or {}
+    modality = card.get("modality", "text")
+    faces = [(caption, rel) for caption, rel in [
+        ("Most confidently misclassified test faces (true → predicted, confidence)", "analysis/misclassified_faces.png"),
+        ("Occlusion maps: where the model looked when it misread these faces", "analysis/occlusion_faces.png"),
+    ] if (run / rel).is_file()]
     figures = [(caption, rel) for caption, rel in [
+        ("Sample training faces per class", "plots/sample_faces.png"),
         ("Class distribution per split", "plots/class_distribution.png"),
         ("Learning curves (train vs validation)", "plots/learning_curves.png"),
         ("Learning rate, gradient norm and loss per optimizer step", "plots/steps.png"),
@@ -216,7 +228,8 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         title=f"emolab report: {run.name}",
         run=run.name,
         task=("Multi-label" if metrics.get("tuned_thresholds") else "Single-label") +
-             f" emotion / sentiment classification of text into {len((stats or {}).get('labels', []))} classes "
+             f" emotion / sentiment classification of {'48x48 face images' if modality == 'image' else 'text'} "
+             f"into {len((stats or {}).get('labels', []))} classes "
              f"({', '.join((stats or {}).get('labels', []))}).",
         dataset={"name": data_name, "config": cfg["data"], "stats": stats, "citation": DATASET_CITATIONS.get(data_name)},
         model={"name": model_cfg["name"], "backbone": backbone, "pooling": model_cfg.get("pooling"),
@@ -244,6 +257,8 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         baseline=(analysis or {}).get("baseline"),
         leaderboard=leaderboard,
         compression=_read(run / "compression" / "results.json") or [],
+        modality=modality,
+        face_figures=faces,
     )
 
 
@@ -251,6 +266,8 @@ MODEL_KEYS = {
     "tfidf": ("name", "classifier", "word_ngrams", "char_ngrams", "max_features", "C"),
     "transformer": ("name", "backbone", "pooling", "dropout", "freeze_embeddings", "freeze_layers", "max_length",
                     "backbone_config"),
+    **{name: ("name", "width", "hidden_size", "dropout") for name in ("cnn-small", "vgg-fer", "resnet18-fer")},
+    "mlp": ("name", "hidden_size", "dropout"),
 }
 
 

@@ -52,7 +52,7 @@ def render_html(data: ReportData, run: Path) -> str:
 
     env = _env(run)
     body = markdown.markdown(render_markdown(data, run), extensions=["tables", "fenced_code"])
-    for _caption, rel in data.figures:
+    for _caption, rel in [*data.figures, *data.face_figures]:
         body = body.replace(f'src="{rel}"', f'src="{env.filters["embed"](rel)}"')
     return env.get_template("report.html.j2").render(r=data, body=body)
 
