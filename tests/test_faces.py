@@ -327,3 +327,23 @@ def test_occlusion_map_finds_the_informative_patch():
     m = occlusion_map(predict_proba, img, 1)
     assert m.shape == (48, 48)
     assert np.unravel_index(m.argmax(), m.shape)[0] < 20 and m[40:, 40:].max() == pytest.approx(0.0)
+
+
+def test_predict_cli_classifies_image_files_and_folders(tmp_path):
+    from PIL import Image
+
+    write_fer(tmp_path / "fer", 210)
+    out = run(config_from_dict(fer_config(tmp_path, tmp_path / "fer", epochs=4)), say=quiet)
+    rng = np.random.default_rng(5)
+    (tmp_path / "faces").mkdir()
+    for k in (0, 4):
+        Image.fromarray(face(k, rng)).resize((96, 96)).save(tmp_path / "faces" / f"class{k}.png")
+    res = emolab("predict", out, tmp_path / "faces", "--output", tmp_path / "p.csv", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) == 2 and table["input"].str.endswith(".png").all()
+    assert {c for c in table.columns if c.startswith("p_")} == {f"p_{n}" for n in FER2013_LABELS}
+    res = emolab("predict", out, tmp_path / "missing.png", cwd=tmp_path)
+    assert res.returncode == 2 and "image not found" in res.stderr

@@ -69,12 +69,12 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory"),
-    texts: Optional[List[str]] = typer.Argument(None, help="Texts to classify"),
+    texts: Optional[List[str]] = typer.Argument(None, help="Texts to classify (image runs: image files or folders)"),
     input: Optional[Path] = typer.Option(None, "--input", help="A file with one text per line"),
     output: Optional[Path] = typer.Option(None, "--output", help="Write a CSV of labels and probabilities here"),
 ):
-    """Print (or write) the predicted label and probabilities for each text."""
-    from emolab.pipeline import predict_texts
+    """Print (or write) the predicted label and probabilities for each text (or image)."""
+    from emolab.pipeline import predict_inputs
     from emolab.rundir import atomic_write
 
     items = list(texts or [])
@@ -85,8 +85,8 @@ def predict(
             raise EmolabError(f"file not found: {input}", hint="--input takes a text file, one text per line")
         items += [line for line in read_lines(input) if line.strip()]
     if not items:
-        raise EmolabError("no texts to classify", hint='give texts as arguments or --input FILE')
-    labels, probs, names = predict_texts(run_dir, items)
+        raise EmolabError("nothing to classify", hint='give texts (image runs: image paths) as arguments or --input FILE')
+    items, labels, probs, names = predict_inputs(run_dir, items)
     if output is not None:
         import csv
         import io
@@ -208,6 +208,7 @@ def compress(
     max_train_steps: Optional[int] = typer.Option(None, help="Cap on optimizer steps of every fine-tune"),
     timing_examples: int = typer.Option(100, help="Examples timed per round"),
     timing_rounds: int = typer.Option(3, help="Interleaved timing rounds (medians are reported)"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch and ONNX Runtime alike"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing RUN/compression/"),
 ):
     """Compress a run's model with each method; writes RUN/compression/ (table, Pareto and sparsity plots)."""
@@ -219,7 +220,7 @@ def compress(
         recovery_epochs=recovery_epochs, sweep_recovery_epochs=sweep_recovery_epochs, distill_epochs=distill_epochs,
         temperature=temperature, max_eval_examples=max_eval_examples, half_eval_examples=half_eval_examples,
         max_train_examples=max_train_examples, max_train_steps=max_train_steps, timing_examples=timing_examples,
-        timing_rounds=timing_rounds)
+        timing_rounds=timing_rounds, threads=threads)
     run_compress(run_dir, options, overwrite=overwrite, say=_say)
 
 

@@ -219,10 +219,30 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
     return metrics
 
 
-def predict_texts(run_path: str | Path, texts: list[str]) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
-    """Labels and probabilities for raw inputs, from a saved run (no network)."""
+def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], list[str], np.ndarray, tuple[str, ...]]:
+    """Labels and probabilities for raw inputs, from a saved run (no network): texts for a text model,
+    image files or folders of images for an image model. Returns (inputs, labels, probabilities, names),
+    with folders expanded to their image files."""
     model = load_model(run_path)
-    probs = model.predict_proba(texts)
+    texts = items
+    if getattr(model, "modality", "text") == "image":
+        from emolab.data.images import IMAGE_SUFFIXES, SIDE, read_image
+
+        files = []
+        for item in map(Path, items):
+            if item.is_dir():
+                files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            elif item.is_file():
+                files.append(item)
+            else:
+                raise EmolabError(f"image not found: {item}", hint="give image files or folders of images")
+        if not files:
+            raise EmolabError("no images found", hint="give .png/.jpg files or folders holding them")
+        texts = [str(f) for f in files]
+        inputs = np.stack([read_image(f, SIDE) for f in files])  # grayscale 48x48, as the face models are trained
+    else:
+        inputs = texts
+    probs = model.predict_proba(inputs)
     names = model.labels.names
     if model.labels.multi_label:  # the thresholds tuned on validation when the run has them
         metrics_file = Path(run_path) / "metrics.json"
@@ -231,4 +251,4 @@ def predict_texts(run_path: str | Path, texts: list[str]) -> tuple[list[str], np
         labels = [";".join(n for n, p, t in zip(names, row, thresholds) if p >= t) for row in probs]
     else:
         labels = [names[i] for i in probs.argmax(axis=1)]
-    return labels, probs, names
+    return texts, labels, probs, names
