@@ -1,0 +1,119 @@
+"""Face models: training and inference images/second on this machine, for every registered image model.
+
+    python benchmarks/image_throughput.py --rounds 3 --out benchmarks/results/image_throughput.md
+
+Training: SGD steps at batch 64 on real FER2013 faces, with the CPU preset's augmentation (flip, rotation,
+shift, zoom, random erasing) applied per batch, i.e. what `emolab run configs/fer2013-*.yaml` does per step.
+Inference: `predict_proba` at batch 256 without test-time augmentation (ten-crop costs 10x that).
+Models alternate within each round, so a slow moment of a shared machine hits all of them; medians over
+rounds are reported, with the epoch time they imply for FER2013's 28,556 training images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emolab.config import AugmentConfig, ModelConfig, config_from_dict
+from emolab.data import load_dataset
+from emolab.models import create_model
+from emolab.models.augment import batch_augmenter
+from emolab.models.vision import ARCHITECTURES, to_pixels
+
+PRESETS = {  # the sizes the shipped configs use
+    "mlp": ModelConfig(name="mlp", hidden_size=512, dropout=0.3),
+    "cnn-small": ModelConfig(name="cnn-small", width=32, hidden_size=256, dropout=0.3),
+    "vgg-fer": ModelConfig(name="vgg-fer", width=32, hidden_size=256, dropout=0.3),
+    "resnet18-fer": ModelConfig(name="resnet18-fer", width=64, dropout=0.3),
+}
+TRAIN_IMAGES = 28556
+
+
+def train_rate(cfg: ModelConfig, images: np.ndarray, labels: np.ndarray, steps: int, batch: int) -> float:
+    torch.manual_seed(0)
+    model = create_model(cfg, _labels())
+    module = model.module.train()
+    opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    augment = batch_augmenter(AugmentConfig(hflip=True, rotation=10, shift=0.1, scale=0.1, random_erasing=0.25),
+                              seed=0)
+    rng = np.random.default_rng(0)
+
+    def step() -> None:
+        idx = rng.choice(len(images), size=batch, replace=False)
+        x = augment({"pixels": to_pixels(images[idx])})["pixels"]
+        loss = torch.nn.functional.cross_entropy(module(pixels=x), torch.as_tensor(labels[idx]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def predict_rate(cfg: ModelConfig, images: np.ndarray) -> float:
+    model = create_model(cfg, _labels())
+    model.module.eval()
+    model.predict_proba(images[:256], batch_size=256)
+    start = time.perf_counter()
+    model.predict_proba(images, batch_size=256)
+    return len(images) / (time.perf_counter() - start)
+
+
+def _labels():
+    from emolab.data.images import FER2013_LABELS
+    from emolab.records import LabelSet
+
+    return LabelSet(FER2013_LABELS)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10, help="training steps timed per model and round")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--models", default=",".join(ARCHITECTURES))
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data)
+    train, test = ds.split("train"), ds.split("test")
+    names = args.models.split(",")
+    rates: dict[str, dict[str, list[float]]] = {n: {"train": [], "predict": []} for n in names}
+    for r in range(args.rounds):
+        for n in names:
+            steps = args.steps * (10 if n == "mlp" else 1)
+            rates[n]["train"].append(train_rate(PRESETS[n], train.inputs, train.labels, steps, args.batch))
+            rates[n]["predict"].append(predict_rate(PRESETS[n], test.inputs[:1024]))
+            print(f"round {r + 1}: {n}: train {rates[n]['train'][-1]:.1f} img/s, "
+                  f"predict {rates[n]['predict'][-1]:.1f} img/s", flush=True)
+    lines = ["# Face models: training and inference throughput", "",
+             f"Command: `python benchmarks/image_throughput.py --rounds {args.rounds} --steps {args.steps}"
+             f"{f' --threads {args.threads}' if args.threads else ''}`", "",
+             f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads, no GPU. Medians over {args.rounds} alternating rounds.", "",
+             "| model | parameters | train img/s (batch 64, augmented) | per-round train img/s | FER2013 epoch (min) | "
+             "inference img/s (batch 256) |", "|---|---|---|---|---|---|"]
+    for n in names:
+        params = create_model(PRESETS[n], _labels()).num_parameters()
+        tr, pr = statistics.median(rates[n]["train"]), statistics.median(rates[n]["predict"])
+        lines.append(f"| {n} | {params / 1e6:.2f}M | {tr:.1f} | {', '.join(f'{x:.1f}' for x in rates[n]['train'])} | "
+                     f"{TRAIN_IMAGES / tr / 60:.1f} | {pr:.0f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
