@@ -127,3 +127,59 @@ def test_two_workers_share_a_postgresql_study(tmp_path, sweep_config):
         as_postgres(f"pg_ctl -D {data}/db -m fast stop")
         shutil.rmtree(data, ignore_errors=True)
 
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_worker_loses_only_its_running_trial(tmp_path):
+    """Kill a worker in the middle of a trial; a second worker finds the trial's heartbeat stale, marks it
+    failed, re-runs it (same parameters) and finishes the study: only the killed trial is lost."""
+    import signal
+    import time
+
+    import numpy as np
+    import optuna
+    import pandas as pd
+
+    from tests.conftest import make_texts
+
+    texts, ys = make_texts(6000, seed=2)  # large enough that one trial takes seconds
+    rng = np.random.default_rng(2)
+    texts = [t + " " + " ".join(rng.choice(["alpha", "beta", "gamma", "delta", "omega"], size=12)) for t in texts]
+    data = tmp_path / "big.csv"
+    pd.DataFrame({"sentence": texts, "emotion": ys}).to_csv(data, index=False)
+    cfg = {"data": {"name": "csv", "path": str(data), "text_column": "sentence", "label_column": "emotion"},
+           "model": {"name": "tfidf", "classifier": "svm", "char_ngrams": [1, 6], "max_features": None},
+           "eval": {"timing": False, "report": False},
+           "sweep": {"metric": "macro_f1", "dir": str(tmp_path / "sweeps"), "pruner": "none",
+                     "space": {"model.C": {"type": "loguniform", "low": 0.01, "high": 10.0}}}}
+    path = tmp_path / "kill.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EMOLAB_SWEEP_HEARTBEAT": "1,3"}
+    cmd = [sys.executable, "-m", "emolab.cli", "sweep", str(path), "--trials", "3"]
+    url = f"sqlite:///{tmp_path / 'sweeps' / 'kill' / 'study.db'}"
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    running = None
+    while running is None and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+        try:
+            trials = optuna.load_study(study_name="kill", storage=url).trials
+        except Exception:  # the study does not exist yet
+            continue
+        running = next((t for t in trials if t.state == optuna.trial.TrialState.RUNNING), None)
+    assert running is not None, "the first worker never started a trial"
+    time.sleep(1.5)  # in the middle of the trial, after at least one heartbeat
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    time.sleep(4)  # past the grace period: the killed trial's heartbeat is stale
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    study = optuna.load_study(study_name="kill", storage=url)
+    by_state = {s: [t for t in study.trials if t.state == s] for s in optuna.trial.TrialState}
+    failed = by_state[optuna.trial.TrialState.FAIL]
+    assert [t.number for t in failed] == [running.number]  # the killed trial, and nothing else, was lost ...
+    retried = [t for t in by_state[optuna.trial.TrialState.COMPLETE]
+               if t.system_attrs.get("failed_trial") == running.number]
+    assert len(retried) == 1 and retried[0].params == running.params  # ... and re-run with its parameters
+    assert len(by_state[optuna.trial.TrialState.COMPLETE]) >= 3
+    assert not by_state[optuna.trial.TrialState.RUNNING] and not by_state[optuna.trial.TrialState.WAITING]
