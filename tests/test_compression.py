@@ -201,3 +201,20 @@ def test_report_shows_the_compression_table(tiny_run, compressed):
 
     md = render_markdown(gather(tiny_run), tiny_run)
     assert "## Compression" in md and "| prune-structured |" in md and "compression/pareto.png" in md
+
+
+def test_compress_runs_on_a_face_cnn(tmp_path):
+    """Channel pruning, int8 and the sparsity sweep on a tiny FER2013 CNN (needs the image models)."""
+    pytest.importorskip("emolab.models.vision")
+    faces = pytest.importorskip("tests.test_faces")
+    faces.write_fer(tmp_path / "fer", n=140)
+    out = run(config_from_dict(faces.fer_config(tmp_path, tmp_path / "fer", epochs=1)), say=lambda _m: None)
+    methods = ("prune-channels", "dynamic-int8", "prune-unstructured")
+    compress(out, CompressOptions(methods=methods, tolerance=0.99, sparsities=(0.5,), max_train_steps=2,
+                                  timing_examples=4, timing_rounds=1, half_eval_examples=10), say=lambda _m: None)
+    rows = {r["method"]: r for r in json.loads((out / "compression" / "results.json").read_text())}
+    assert rows["prune-channels"]["params_total"] < 0.5 * rows["fp32"]["params_total"]
+    assert rows["dynamic-int8"]["file_bytes"] < rows["fp32"]["file_bytes"]
+    assert rows["prune-unstructured-global@50%"]["params_nonzero"] < rows["fp32"]["params_nonzero"]
+    with pytest.raises(EmolabError, match="does not apply to image models"):
+        compress(out, CompressOptions(methods=("onnx-int8",)), overwrite=True, say=lambda _m: None)

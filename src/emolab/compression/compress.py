@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emolab.compression.measure import CompressionResult, EvalSet, quality, result, time_candidates
-from emolab.compression.methods import METHODS, CompressOptions, Context, fp32, list_methods
+from emolab.compression.methods import METHODS, CompressOptions, Context, fp32, list_methods, model_kind
 from emolab.errors import EmolabError
 from emolab.rundir import atomic_write, to_json
 
@@ -24,9 +24,9 @@ Say = Callable[[str], None]
 
 
 def _eval_set(model, ds, split: str, n: int | None, seed: int, batch_size: int) -> EvalSet:
-    part = ds.split(split)
-    if n is not None and n < len(part):
-        part = part.subset(np.sort(np.random.default_rng(seed).permutation(len(part))[:n]))
+    from emolab.compression.finetune import subsample
+
+    part = subsample(ds, split, n, seed).split(split)
     texts = list(part.inputs) if isinstance(part.inputs, list) else part.inputs
     probs = model.predict_proba(texts, batch_size=batch_size)
     return EvalSet(texts, np.asarray(part.labels), model.labels.names, probs)
@@ -56,16 +56,37 @@ def _finalize(partial: Path, final: Path) -> Path:
 def compress(run_path: str | Path, options: CompressOptions, *, overwrite: bool = False,
              say: Say = print) -> list[CompressionResult]:
     """Compress the run's model with every method in ``options.methods``; returns the table rows."""
-    from emolab.data import load_dataset
+    import torch
+
     from emolab.models import load_model
-    from emolab.pipeline import load_run_config, seed_everything
+    from emolab.pipeline import load_run_config
 
     run = Path(run_path)
     cfg = load_run_config(run)
     model = load_model(run)
+    threads_before = torch.get_num_threads()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    try:
+        return _compress(run, cfg, model, options, overwrite=overwrite, say=say)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _compress(run: Path, cfg, model, options: CompressOptions, *, overwrite: bool, say: Say) -> list[CompressionResult]:
+    import torch
+
+    from emolab.data import load_dataset
+    from emolab.pipeline import seed_everything
+
     if not hasattr(model, "module"):
         raise EmolabError(f"model {model.name!r} has no neural network to compress",
                           hint="compress a transformer or CNN run")
+    kind = model_kind(model)
+    wrong = [m for m in options.methods if m not in list_methods(kind)]
+    if wrong:
+        raise EmolabError(f"method {wrong[0]!r} does not apply to {kind} models",
+                          hint=f"for this run choose from: {', '.join(list_methods(kind))}")
     seed_everything(cfg.seed)
     work = _prepare_folder(run, "compression", overwrite)
     say(f"loading {cfg.data.name}")
@@ -73,11 +94,6 @@ def compress(run_path: str | Path, options: CompressOptions, *, overwrite: bool 
     split = "test" if "test" in ds.splits else cfg.eval.splits[-1]
     ev = _eval_set(model, ds, split, options.max_eval_examples, cfg.seed, cfg.eval.batch_size)
     ctx = Context(model, cfg, ds, options, ev, work / "models", say)
-    valid = list_methods(ctx.kind)
-    wrong = [m for m in options.methods if m not in valid]
-    if wrong:
-        raise EmolabError(f"method {wrong[0]!r} does not apply to {ctx.kind} models",
-                          hint=f"for this run choose from: {', '.join(valid)}")
 
     candidates, scores = fp32(ctx), [quality(ev.base_probs, ev)]
     for name in options.methods:
@@ -90,12 +106,13 @@ def compress(run_path: str | Path, options: CompressOptions, *, overwrite: bool 
             scores.append(q)
 
     say(f"timing {len(candidates)} models, {options.timing_rounds} interleaved rounds")
-    timing_inputs = ev.texts[: options.timing_examples]
-    timing = time_candidates({c.method: c.model for c in candidates}, timing_inputs, n=options.timing_examples,
-                             rounds=options.timing_rounds, say=say)
+    n_half = min(options.timing_examples, options.half_timing_examples)
+    timing = time_candidates({c.method: (c.model, n_half if c.precision in ("fp16", "bf16") else options.timing_examples)
+                              for c in candidates}, ev.texts, rounds=options.timing_rounds, say=say)
     base_p50 = timing["fp32"]["latency_p50_ms"]
     rows = [result(c, q, timing[c.method], base_p50) for c, q in zip(candidates, scores)]
-    _write(work, rows, ctx.sweep, options, split)
+    threads = {"torch_threads": torch.get_num_threads(), "onnxruntime_threads": options.threads or "default"}
+    _write(work, rows, ctx.sweep, options, split, threads)
     final = _finalize(work, run / "compression")
     say(f"wrote {final}/results.md")
     return rows
@@ -127,13 +144,15 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def results_markdown(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], options: CompressOptions,
-                     split: str) -> str:
+                     split: str, threads: dict) -> str:
     names = list(rows[0]["per_class_f1_delta"]) if rows else []
     out = ["# Compression results", "",
            f"Scored on the {split} split; Δ columns are against the fp32 model on the same examples "
            f"(fp16/bf16 rows on a subset: see n). Latency: per example at batch 1, median of "
-           f"{options.timing_rounds} interleaved rounds over {options.timing_examples} examples, tokenisation "
-           "included; ex/s: throughput at batch 32. File sizes: dense weights file and its gzip -6.", "",
+           f"{options.timing_rounds} interleaved rounds over {options.timing_examples} examples "
+           f"({min(options.timing_examples, options.half_timing_examples)} for fp16/bf16), tokenisation "
+           f"included, CPU threads {threads}; ex/s: throughput at batch 32. File sizes: dense weights file and its "
+           "gzip -6.", "",
            "**Unstructured pruning stores zeros in dense tensors: it changes neither the dense file size nor the "
            "latency; only the compressed (gzip) size shrinks.**", "", table_markdown(rows),
            "## Per-class F1 change (points)", "",
@@ -154,14 +173,15 @@ def results_markdown(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], op
     return "\n".join(out) + "\n"
 
 
-def _write(work: Path, rows: list[CompressionResult], sweep: list[dict], options: CompressOptions, split: str) -> None:
+def _write(work: Path, rows: list[CompressionResult], sweep: list[dict], options: CompressOptions, split: str,
+           threads: dict) -> None:
     from emolab import plots
 
     dicts = [r.to_dict() for r in rows]
     atomic_write(work / "results.json", to_json(dicts) + "\n")
     atomic_write(work / "sweep.json", to_json(sweep) + "\n")
-    atomic_write(work / "options.json", to_json(options.__dict__) + "\n")
-    atomic_write(work / "results.md", results_markdown(dicts, sweep, options, split))
+    atomic_write(work / "options.json", to_json({**options.__dict__, **threads}) + "\n")
+    atomic_write(work / "results.md", results_markdown(dicts, sweep, options, split, threads))
     plots.pareto(dicts, work / "pareto.png")
     for precision in ("fp32", "fp16"):
         points = [s for s in sweep if s["precision"] == precision]

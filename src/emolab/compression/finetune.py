@@ -7,6 +7,7 @@ rate and optionally a capped number of steps or training examples; nothing is ch
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Callable
 
 import numpy as np
@@ -15,13 +16,13 @@ from emolab.config import RunConfig
 from emolab.records import Dataset
 
 
-def subsample_train(ds: Dataset, n: int | None, seed: int) -> Dataset:
-    """The dataset with at most ``n`` training examples (a seeded random subset)."""
-    train = ds.split("train")
-    if n is None or n >= len(train):
+def subsample(ds: Dataset, split: str, n: int | None, seed: int) -> Dataset:
+    """The dataset with at most ``n`` examples in ``split`` (a seeded random subset, in file order)."""
+    part = ds.split(split)
+    if n is None or n >= len(part):
         return ds
-    idx = np.sort(np.random.default_rng(seed).permutation(len(train))[:n])
-    return dataclasses.replace(ds, splits={**ds.splits, "train": train.subset(idx)})
+    idx = np.sort(np.random.default_rng(seed).permutation(len(part))[:n])
+    return dataclasses.replace(ds, splits={**ds.splits, split: part.subset(idx)})
 
 
 class WithTargets:
@@ -60,13 +61,16 @@ def finetune(model, ds: Dataset, cfg: RunConfig, *, epochs: int, lr: float, max_
     default cross-entropy on hard labels (distillation)."""
     from emolab.training import fit
 
-    task = model.task(ds)
+    takes_cfg = len(inspect.signature(model.task).parameters) >= 2  # image models: task(dataset, run_cfg)
+    task = model.task(ds, cfg) if takes_cfg else model.task(ds)
     if targets is not None:
         task.train_set = WithTargets(task.train_set, targets)
         task.collate = _collate_with_targets(task.collate)
     task.loss = loss
+    # AdamW with a plain linear decay and no warmup, whatever the run used: a few hundred steps from
+    # trained weights need neither warmup nor a cyclic schedule.
     train = dataclasses.replace(cfg.train, epochs=epochs, lr=lr, max_steps=max_steps, patience=None,
-                                keep_checkpoints=False)
+                                keep_checkpoints=False, optimizer="adamw", scheduler="linear", warmup_ratio=0.0)
     history = fit(task, dataclasses.replace(cfg, train=train))
     model.module = task.module
     model.module.eval()

@@ -147,12 +147,13 @@ def quality(probs: np.ndarray, ev: EvalSet, *, max_flip_examples: int = 5) -> di
 # --- speed ---------------------------------------------------------------------------------------------
 
 
-def time_candidates(models: dict[str, Any], inputs, *, n: int, rounds: int,
+def time_candidates(models: dict[str, tuple[Any, int]], inputs, *, rounds: int,
                     say: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """Median over ``rounds`` interleaved rounds of batch-1 p50/p95 latency and batch-32 throughput."""
+    """Median over ``rounds`` interleaved rounds of batch-1 p50/p95 latency and batch-32 throughput;
+    ``models`` maps a name to ``(model, number of inputs to time it on)``."""
     per_round: dict[str, list[dict[str, float]]] = {k: [] for k in models}
     for r in range(rounds):
-        for name, model in models.items():
+        for name, (model, n) in models.items():
             per_round[name].append(time_inference(model, inputs, batch_sizes=(1, 32), n=n))
         say(f"timing round {r + 1}/{rounds} done")
     out = {}

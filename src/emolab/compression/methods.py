@@ -30,9 +30,11 @@ class CompressOptions:
     scopes: tuple[str, ...] = ("global", "layer")  # unstructured: rank weights over all layers, or per layer
     sweep_recovery_epochs: int = 0  # unstructured: recovery fine-tune per sweep point (0: none)
     recovery_epochs: int = 1  # structured pruning
-    recovery_lr: float = 5e-5
+    recovery_lr: float = 5e-5  # transformers
+    cnn_recovery_lr: float = 1e-3  # CNNs (prune-channels)
     max_train_steps: int | None = None  # cap on optimizer steps of every fine-tune (smoke runs, tests)
     max_train_examples: int | None = None  # training examples for fine-tunes and distillation (None: all)
+    max_val_examples: int | None = 1000  # validation examples scored after each fine-tune epoch
     head_fraction: float = 0.5  # attention heads removed per layer
     ffn_fraction: float = 0.5  # feed-forward neurons removed per layer
     channel_fraction: float = 0.5  # CNN conv channels removed
@@ -45,6 +47,8 @@ class CompressOptions:
     half_eval_examples: int | None = 500  # fp16/bf16 on CPU are slow: scored on the first N only
     timing_examples: int = 100
     timing_rounds: int = 3
+    half_timing_examples: int = 20  # fp16/bf16 are timed on fewer examples (slow on CPU)
+    threads: int | None = None  # CPU threads for PyTorch and ONNX Runtime alike (None: their defaults)
 
     def __post_init__(self):
         problems = []
@@ -63,8 +67,8 @@ class CompressOptions:
             problems.append(f"scopes must be global and/or layer, got {bad_scopes}")
         if self.temperature <= 0 or not 0 <= self.alpha <= 1:
             problems.append(f"temperature must be > 0 and alpha in [0, 1], got {self.temperature}, {self.alpha}")
-        if self.timing_rounds < 1 or self.timing_examples < 1:
-            problems.append("timing_rounds and timing_examples must be >= 1")
+        if self.timing_rounds < 1 or self.timing_examples < 1 or (self.threads is not None and self.threads < 1):
+            problems.append("timing_rounds, timing_examples and threads must be >= 1")
         if problems:
             raise EmolabError("invalid compression options: " + "; ".join(problems))
 
@@ -82,22 +86,28 @@ class Context:
 
     @property
     def kind(self) -> str:
-        return "text" if hasattr(self.model, "tokenizer") else "image"
+        return model_kind(self.model)
 
     def score(self, model, n: int | None = None) -> dict[str, Any]:
         ev = self.evalset.head(n)
         return quality(model.predict_proba(ev.texts, batch_size=self.cfg.eval.batch_size), ev)
 
     def train_data(self) -> Dataset:
-        from emolab.compression.finetune import subsample_train
+        from emolab.compression.finetune import subsample
 
-        return subsample_train(self.dataset, self.options.max_train_examples, self.cfg.seed)
+        ds = subsample(self.dataset, "train", self.options.max_train_examples, self.cfg.seed)
+        return subsample(ds, "validation", self.options.max_val_examples, self.cfg.seed)
 
     def finetune(self, model, *, epochs: int, lr: float, **kwargs) -> list:
         from emolab.compression.finetune import finetune
 
         return finetune(model, self.train_data(), self.cfg, epochs=epochs, lr=lr,
                         max_steps=self.options.max_train_steps, **kwargs)
+
+
+def model_kind(model) -> str:
+    """``text`` or ``image``: which methods apply."""
+    return getattr(model, "modality", None) or ("text" if hasattr(model, "tokenizer") else "image")
 
 
 def _saved(ctx: Context, method: str, model, **kw) -> Candidate:
@@ -210,7 +220,7 @@ def prune_channels(ctx: Context) -> list[Candidate]:
     side = int(getattr(ctx.cfg.data, "image_size", 48) or 48)
     counts = cut(model.module.cpu().eval(), {"pixels": torch.zeros(1, 1, side, side)}, ratio=o.channel_fraction)
     if o.recovery_epochs:
-        ctx.finetune(model, epochs=o.recovery_epochs, lr=o.recovery_lr)
+        ctx.finetune(model, epochs=o.recovery_epochs, lr=o.cnn_recovery_lr)
     total, nonzero = count_parameters(model.module)
     return [Candidate("prune-channels", model, total, nonzero, artifact=state_bytes(model.module),
                       notes=f"{o.channel_fraction:.0%} of conv channels removed, {o.recovery_epochs} recovery epoch(s)",
@@ -230,7 +240,8 @@ def _onnx(int8: bool):
         from emolab.compression.quantize import export_onnx
 
         name = "onnx-int8" if int8 else "onnx"
-        model = export_onnx(ctx.model, ctx.out / name, int8=int8, source=str(ctx.model.cfg.backbone))
+        model = export_onnx(ctx.model, ctx.out / name, int8=int8, source=str(ctx.model.cfg.backbone),
+                            threads=ctx.options.threads)
         return [_same_size(ctx, model, name, precision="int8" if int8 else "fp32", artifact=ctx.out / name / "model.onnx",
                            notes=("ONNX Runtime, dynamic int8 weights" if int8 else "ONNX Runtime, fp32") +
                                  f"; deployable folder compression/models/{name}")]

@@ -50,7 +50,8 @@ def _export_graph(model, path: Path) -> list[str]:
     return names
 
 
-def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "") -> OnnxClassifier:
+def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "",
+                threads: int | None = None) -> OnnxClassifier:
     """Write a deployable ONNX model folder (graph, tokenizer, model card) and load it back."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,4 +70,4 @@ def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "") ->
             "opset": 17, "quantization": "onnxruntime dynamic, QInt8 weights" if int8 else None}
     write_model_card(folder, OnnxClassifier.name, model.labels,
                      {"max_length": model.cfg.max_length, "inputs": names, "onnx": info})
-    return OnnxClassifier.load(folder)
+    return OnnxClassifier.load(folder, threads=threads)

@@ -85,7 +85,7 @@ class OnnxClassifier:
                          {"max_length": self.max_length, "inputs": self.inputs, "onnx": self.info})
 
     @classmethod
-    def load(cls, folder: Path) -> OnnxClassifier:
+    def load(cls, folder: Path, *, threads: int | None = None) -> OnnxClassifier:
         from transformers import AutoTokenizer
 
         folder = Path(folder)
@@ -93,4 +93,4 @@ class OnnxClassifier:
         if not (folder / ONNX_FILE).is_file():
             raise EmolabError(f"{folder} has no {ONNX_FILE}", hint="export the run again: emolab export RUN --format onnx")
         return cls(folder, LabelSet.from_dict(card["labels"]), AutoTokenizer.from_pretrained(folder / "tokenizer"),
-                   max_length=card["max_length"], inputs=card["inputs"], info=card.get("onnx", {}))
+                   max_length=card["max_length"], inputs=card["inputs"], info=card.get("onnx", {}), threads=threads)
