@@ -347,3 +347,24 @@ def test_predict_cli_classifies_image_files_and_folders(tmp_path):
     assert {c for c in table.columns if c.startswith("p_")} == {f"p_{n}" for n in FER2013_LABELS}
     res = emolab("predict", out, tmp_path / "missing.png", cwd=tmp_path)
     assert res.returncode == 2 and "image not found" in res.stderr
+
+
+def test_resume_of_an_augmented_cnn_ends_with_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    write_fer(tmp_path / "fer", 140)
+    base = fer_config(tmp_path, tmp_path / "fer", epochs=3, augment={"hflip": True, "rotation": 10,
+                                                                      "random_erasing": 0.5})
+    straight = run(config_from_dict({**base, "output": {"dir": str(tmp_path / "a"), "name": "r"}}), say=quiet)
+
+    def crash_after_first_epoch(msg: str) -> None:
+        if msg.startswith("epoch 1:"):
+            raise KeyboardInterrupt
+
+    cfg = config_from_dict({**base, "output": {"dir": str(tmp_path / "b"), "name": "r"}})
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, say=crash_after_first_epoch)
+    resumed = run(cfg, resume=True, say=quiet)
+    a = load_file(str(straight / "model" / "model.safetensors"))
+    b = load_file(str(resumed / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

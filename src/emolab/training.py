@@ -253,6 +253,8 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
     total = tc.max_steps or updates_per_epoch * tc.epochs
     schedule = _Schedule(optimizer, tc.scheduler, int(tc.warmup_ratio * total), total)
     accelerator.register_for_checkpointing(schedule)
+    if hasattr(task.augment, "state_dict"):  # its random state, so a resumed run augments identically
+        accelerator.register_for_checkpointing(task.augment)
     loss_fn = _loss_fn(task, cfg, accelerator.device)
     train_loss = task.loss or loss_fn
 

@@ -8,8 +8,6 @@ is on. Draws come from a seeded generator, so a seeded run is repeatable.
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 
@@ -49,16 +47,18 @@ def _erase(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     return torch.where(mask.unsqueeze(1).to(x.device), noise.to(x.device, x.dtype), x)
 
 
-def batch_augmenter(cfg: AugmentConfig, *, seed: int) -> Callable[[dict], dict] | None:
-    """A function that augments ``batch["pixels"]`` in a training batch, or None when nothing is on."""
-    geometric = cfg.rotation > 0 or cfg.shift > 0 or cfg.scale > 0
-    if not (cfg.hflip or geometric or cfg.random_erasing > 0):
-        return None
-    gen = torch.Generator().manual_seed(seed)
+class BatchAugmenter:
+    """Augments ``batch["pixels"]`` of a training batch. Its generator state is checkpointed with the
+    run (``state_dict``), so ``--resume`` draws the same augmentations as an uninterrupted run."""
 
-    def augment(batch: dict) -> dict:
-        x = batch["pixels"]
-        if geometric:
+    def __init__(self, cfg: AugmentConfig, seed: int):
+        self.cfg = cfg
+        self.geometric = cfg.rotation > 0 or cfg.shift > 0 or cfg.scale > 0
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch: dict) -> dict:
+        x, cfg, gen = batch["pixels"], self.cfg, self.gen
+        if self.geometric:
             x = _affine(x, cfg, gen)
         elif cfg.hflip:  # exact flips, no resampling
             flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
@@ -67,7 +67,18 @@ def batch_augmenter(cfg: AugmentConfig, *, seed: int) -> Callable[[dict], dict] 
             x = _erase(x, cfg.random_erasing, gen)
         return {**batch, "pixels": x}
 
-    return augment
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
+
+
+def batch_augmenter(cfg: AugmentConfig, *, seed: int) -> BatchAugmenter | None:
+    """The training-batch augmenter for ``cfg``, or None when nothing is switched on."""
+    if not (cfg.hflip or cfg.rotation > 0 or cfg.shift > 0 or cfg.scale > 0 or cfg.random_erasing > 0):
+        return None
+    return BatchAugmenter(cfg, seed)
 
 
 def tta_views(x: torch.Tensor, mode: str, pad: int = 2) -> list[torch.Tensor]:
