@@ -61,3 +61,9 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EMOLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+def crash_after_first_epoch(msg: str) -> None:
+    """A ``say`` callback that interrupts a run once its first epoch is logged (for resume tests)."""
+    if msg.startswith("epoch 1:"):
+        raise KeyboardInterrupt

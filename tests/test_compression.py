@@ -2,8 +2,6 @@
 
 import copy
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -145,24 +143,32 @@ def test_onnx_export_round_trip_matches_pytorch(tiny_run, tmp_path):
         export_run(tiny_run, out=tmp_path / "onnx", say=lambda _m: None)
 
 
-def test_cli_export_then_predict_and_clean_errors(tiny_run, tmp_path):
-    def emolab(*args):
-        env = {**os.environ, "COLUMNS": "200"}
-        return subprocess.run([sys.executable, "-m", "emolab.cli", *map(str, args)], capture_output=True, text=True,
-                              env=env, timeout=300)
+def test_cli_export_then_predict_and_clean_errors(tiny_run, compressed, tmp_path, monkeypatch, capsys):
+    from emolab.cli import main
 
-    out = tmp_path / "deploy"
-    r = emolab("export", tiny_run, "--format", "onnx", "--int8", "--out", out)
-    assert r.returncode == 0, r.stderr
-    r = emolab("predict", out, "i feel glad today")
-    assert r.returncode == 0 and "i feel glad today" in r.stdout, r.stderr
-    r = emolab("compress", tiny_run, "--methods", "fp16,prune-magic")
-    assert r.returncode == 2 and "unknown compression method 'prune-magic'" in r.stderr
-    assert "prune-structured" in r.stderr and "Traceback" not in r.stderr
-    r = emolab("compress", tiny_run, "--methods", "fp16")
-    assert r.returncode == 2 and "compression exists" in r.stderr and "--overwrite" in r.stderr
-    r = emolab("export", tiny_run, "--format", "tflite")
-    assert r.returncode == 2 and "unknown export format 'tflite'" in r.stderr
+    def emolab(*args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["emolab", *map(str, args)])
+        monkeypatch.setenv("COLUMNS", "200")
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    deploy = tmp_path / "deploy"
+    code, out, err = emolab("export", tiny_run, "--format", "onnx", "--int8", "--out", deploy)
+    assert code == 0, err
+    code, out, err = emolab("predict", deploy, "i feel glad today")
+    assert code == 0 and "i feel glad today" in out, err
+    code, out, err = emolab("compress", tiny_run, "--methods", "fp16,prune-magic")
+    assert code == 2 and "unknown compression method 'prune-magic'" in err
+    assert "prune-structured" in err and "Traceback" not in err
+    code, out, err = emolab("compress", tiny_run, "--methods", "fp16")
+    assert code == 2 and "compression exists" in err and "--overwrite" in err
+    code, out, err = emolab("export", tiny_run, "--format", "tflite")
+    assert code == 2 and "unknown export format 'tflite'" in err
 
 
 def test_method_that_does_not_fit_the_model_kind_is_refused(tiny_run):

@@ -18,7 +18,7 @@ from emolab.errors import DataError
 from emolab.models.augment import batch_augmenter, tta_views
 from emolab.models.vision import ARCHITECTURES, ImageClassifierModule
 from emolab.pipeline import evaluate_run, run
-from tests.conftest import SHARED
+from tests.conftest import SHARED, crash_after_first_epoch
 from tests.test_cli import emolab
 
 USAGES = ["Training"] * 8 + ["PublicTest", "PrivateTest"]
@@ -356,10 +356,6 @@ def test_resume_of_an_augmented_cnn_ends_with_the_same_weights(tmp_path):
     base = fer_config(tmp_path, tmp_path / "fer", epochs=3, augment={"hflip": True, "rotation": 10,
                                                                       "random_erasing": 0.5})
     straight = run(config_from_dict({**base, "output": {"dir": str(tmp_path / "a"), "name": "r"}}), say=quiet)
-
-    def crash_after_first_epoch(msg: str) -> None:
-        if msg.startswith("epoch 1:"):
-            raise KeyboardInterrupt
 
     cfg = config_from_dict({**base, "output": {"dir": str(tmp_path / "b"), "name": "r"}})
     with pytest.raises(KeyboardInterrupt):

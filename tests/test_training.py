@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from emolab.config import config_from_dict
 from emolab.models.text import POOLINGS, create_pooling
 from emolab.pipeline import evaluate_run, run
-from tests.conftest import TINY_ENCODER
+from tests.conftest import TINY_ENCODER, crash_after_first_epoch
 
 
 def tiny_config(tmp_path: Path, csv: Path, **train) -> dict:
@@ -80,10 +80,6 @@ def test_training_learns_and_history_has_every_metric(tmp_path, tiny_csv):
 def test_resume_ends_with_the_same_weights(tmp_path, tiny_csv):
     base = tiny_config(tmp_path, tiny_csv, epochs=3)
     straight = run(config_from_dict({**base, "output": {"dir": str(tmp_path / "a"), "name": "r"}}), say=quiet)
-
-    def crash_after_first_epoch(msg: str) -> None:
-        if msg.startswith("epoch 1:"):
-            raise KeyboardInterrupt
 
     cfg = config_from_dict({**base, "output": {"dir": str(tmp_path / "b"), "name": "r"}})
     with pytest.raises(KeyboardInterrupt):
