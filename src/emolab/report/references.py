@@ -38,6 +38,10 @@ PUBLISHED: dict[str, list[tuple[str, str, float, str, str]]] = {
         ("2013 challenge winner", "accuracy", 0.712, "PrivateTest", "Tang 2013"),
         ("VGG variant", "accuracy", 0.7328, "PrivateTest", "Khaireddin & Chen 2021"),
     ],
+    "ferplus": [
+        ("VGG13, majority-vote labels", "accuracy", 0.84, "FER+ test (PrivateTest rows)",
+         "Barsoum et al. 2016 (0.84-0.85)"),
+    ],
 }
 
 DATASET_CITATIONS = {
@@ -47,6 +51,8 @@ DATASET_CITATIONS = {
             "EMNLP; Wang et al. (2019). GLUE. ICLR.",
     "fer2013": "Goodfellow et al. (2013). Challenges in Representation Learning: A report on three machine "
                "learning contests. arXiv:1307.0414.",
+    "ferplus": "Barsoum et al. (2016). Training Deep Networks for Facial Expression Recognition with Crowd-Sourced "
+               "Label Distribution. ICMI; images from Goodfellow et al. (2013), arXiv:1307.0414.",
 }
 
 MODEL_CITATIONS = {
