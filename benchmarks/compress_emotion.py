@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--max-eval-examples", type=int, default=None)
     ap.add_argument("--half-eval-examples", type=int, default=200)
     ap.add_argument("--max-train-examples", type=int, default=None)
+    ap.add_argument("--max-val-examples", type=int, default=1000)
+    ap.add_argument("--importance-batches", type=int, default=16)
     ap.add_argument("--recovery-epochs", type=int, default=1)
     ap.add_argument("--distill-epochs", type=int, default=2)
     ap.add_argument("--timing-examples", type=int, default=100)
@@ -80,7 +82,8 @@ def main() -> None:
     options = CompressOptions(
         methods=tuple(args.methods.split(",")), sparsities=tuple(float(s) for s in args.sparsities.split(",")),
         max_eval_examples=args.max_eval_examples, half_eval_examples=args.half_eval_examples,
-        max_train_examples=args.max_train_examples, recovery_epochs=args.recovery_epochs,
+        max_train_examples=args.max_train_examples, max_val_examples=args.max_val_examples,
+        importance_batches=args.importance_batches, recovery_epochs=args.recovery_epochs,
         distill_epochs=args.distill_epochs, timing_examples=args.timing_examples, timing_rounds=args.timing_rounds,
         threads=args.threads)
     load_before, t0 = _load(), time.perf_counter()

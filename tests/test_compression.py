@@ -209,12 +209,28 @@ def test_report_shows_the_compression_table(tiny_run, compressed):
     assert "## Compression" in md and "| prune-structured |" in md and "compression/pareto.png" in md
 
 
+def _fer_csv(folder: Path, n: int) -> None:
+    """A tiny FER2013 file: 48x48 noise whose class shows as a bright square in one of seven places."""
+    rng = np.random.default_rng(1)
+    usage = ["Training"] * 6 + ["PublicTest", "PrivateTest"]
+    rows = ["emotion,pixels,Usage"]
+    for i in range(n):
+        img = rng.integers(0, 80, size=(48, 48))
+        y = i % 7
+        img[(y // 3) * 16:(y // 3) * 16 + 12, (y % 3) * 16:(y % 3) * 16 + 12] = 240
+        rows.append(f"{y},{' '.join(map(str, img.ravel()))},{usage[i % len(usage)]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fer2013.csv").write_text("\n".join(rows) + "\n")
+
+
 def test_compress_runs_on_a_face_cnn(tmp_path):
-    """Channel pruning, int8 and the sparsity sweep on a tiny FER2013 CNN (needs the image models)."""
-    pytest.importorskip("emolab.models.vision")
-    faces = pytest.importorskip("tests.test_faces")
-    faces.write_fer(tmp_path / "fer", n=140)
-    out = run(config_from_dict(faces.fer_config(tmp_path, tmp_path / "fer", epochs=1)), say=lambda _m: None)
+    """Channel pruning, int8 and the sparsity sweep on a tiny FER2013 CNN."""
+    _fer_csv(tmp_path / "fer", 140)
+    cfg = {"data": {"name": "fer2013", "path": str(tmp_path / "fer")},
+           "model": {"name": "cnn-small", "width": 8, "hidden_size": 32},
+           "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3}, "eval": {"timing": False, "report": False},
+           "output": {"dir": str(tmp_path / "runs"), "name": "faces"}, "seed": 3}
+    out = run(config_from_dict(cfg), say=lambda _m: None)
     methods = ("prune-channels", "dynamic-int8", "prune-unstructured")
     compress(out, CompressOptions(methods=methods, tolerance=0.99, sparsities=(0.5,), max_train_steps=2,
                                   timing_examples=4, timing_rounds=1, half_eval_examples=10), say=lambda _m: None)

@@ -72,7 +72,7 @@ class CompressionResult:
 
 
 def count_parameters(module) -> tuple[int, int]:
-    """(total, non-zero) elements over a module's parameters and float buffers that hold weights."""
+    """(total, non-zero) elements over a module's parameters."""
     total = nonzero = 0
     for p in module.parameters():
         total += p.numel()
