@@ -6,8 +6,9 @@ issue's targets checked against the measured table.
 
 Writes ``<run>/compression/`` (results.json, results.md, sweep.json, pareto.png, sparsity_fp32.png,
 sparsity_fp16.png, the saved compressed models) and a Markdown note with the command, the machine and its
-load, the table and the targets (met or not). Latency ratios come from interleaved timing rounds
-(each round times every model back to back), so load from other processes hits all models alike.
+load, the table and the targets (met or not). Latency is timed example by example with every model run
+on each example in turn, so load from other processes hits all models alike; speed-ups are medians of
+the per-example ratios.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def main() -> None:
         f"for PyTorch and ONNX Runtime alike; measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in "
         f"{minutes:.0f} min. Load average (1/5/15 min) {load_before} before, {_load()} after: **measured under "
         "contention** (other training runs shared the 2 cores), so absolute latencies are inflated and noisy; "
-        "speed-ups are ratios of medians from interleaved rounds (every model timed back to back in each round).", "",
+        "speed-ups are medians of per-example ratios (every example run through every model in turn).", "",
         "## Targets", "", *check_targets(rows, folder), "",
         (folder / "results.md").read_text().replace("# Compression results", "## Results", 1),
     ]

@@ -105,12 +105,11 @@ def _compress(run: Path, cfg, model, options: CompressOptions, *, overwrite: boo
             candidates.append(c)
             scores.append(q)
 
-    say(f"timing {len(candidates)} models, {options.timing_rounds} interleaved rounds")
+    say(f"timing {len(candidates)} models side by side, {options.timing_rounds} round(s)")
     n_half = min(options.timing_examples, options.half_timing_examples)
     timing = time_candidates({c.method: (c.model, n_half if c.precision in ("fp16", "bf16") else options.timing_examples)
                               for c in candidates}, ev.texts, rounds=options.timing_rounds, say=say)
-    base_p50 = timing["fp32"]["latency_p50_ms"]
-    rows = [result(c, q, timing[c.method], base_p50) for c, q in zip(candidates, scores)]
+    rows = [result(c, q, timing[c.method]) for c, q in zip(candidates, scores)]
     threads = {"torch_threads": torch.get_num_threads(), "onnxruntime_threads": options.threads or "default"}
     _write(work, rows, ctx.sweep, options, split, threads)
     final = _finalize(work, run / "compression")
@@ -148,9 +147,10 @@ def results_markdown(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], op
     names = list(rows[0]["per_class_f1_delta"]) if rows else []
     out = ["# Compression results", "",
            f"Scored on the {split} split; Δ columns are against the fp32 model on the same examples "
-           f"(fp16/bf16 rows on a subset: see n). Latency: per example at batch 1, median of "
-           f"{options.timing_rounds} interleaved rounds over {options.timing_examples} examples "
-           f"({min(options.timing_examples, options.half_timing_examples)} for fp16/bf16), tokenisation "
+           f"(fp16/bf16 rows on a subset: see n). Latency: per example at batch 1, median and p95 over "
+           f"{options.timing_rounds} round(s) of {options.timing_examples} examples "
+           f"({min(options.timing_examples, options.half_timing_examples)} for fp16/bf16), each example run "
+           "through every model in turn; speed-up: median per-example ratio of fp32 time to the model's; tokenisation "
            f"included, CPU threads {threads}; ex/s: throughput at batch 32. File sizes: dense weights file and its "
            "gzip -6.", "",
            "**Unstructured pruning stores zeros in dense tensors: it changes neither the dense file size nor the "

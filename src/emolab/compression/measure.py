@@ -1,22 +1,22 @@
 """What every compressed model is measured on: quality against the fp32 model, size, and speed.
 
 A method hands back :class:`Candidate` objects (a model with ``predict_proba`` plus what it knows about
-its own size); :func:`measure` turns each into a :class:`CompressionResult`, one row of the table.
-Latency is timed in interleaved rounds over all candidates, so a noisy, shared machine slows every
-candidate alike and the ratios between them stay meaningful; the table quotes the median of the rounds.
+its own size); :func:`result` turns each into a :class:`CompressionResult`, one row of the table.
+Latency is timed example by example, each example run through every candidate in turn, so a noisy,
+shared machine slows every candidate alike and the ratios between them stay meaningful.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from emolab.evaluation import time_inference
 from emolab.metrics import classification_metrics
 
 TABLE_COLUMNS = ("method", "precision", "n_eval", "accuracy", "macro_f1", "delta_accuracy", "delta_macro_f1",
@@ -60,7 +60,7 @@ class CompressionResult:
     latency_p50_ms: float | None  # batch 1, per example, median over timing rounds
     latency_p95_ms: float | None
     throughput_b32: float | None  # examples per second at batch 32
-    speedup_b1: float | None  # fp32 p50 / this p50, from the same rounds
+    speedup_b1: float | None  # median per-example ratio fp32 time / this time, timed side by side
     notes: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -147,34 +147,58 @@ def quality(probs: np.ndarray, ev: EvalSet, *, max_flip_examples: int = 5) -> di
 # --- speed ---------------------------------------------------------------------------------------------
 
 
-def time_candidates(models: dict[str, tuple[Any, int]], inputs, *, rounds: int,
-                    say: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """Median over ``rounds`` interleaved rounds of batch-1 p50/p95 latency and batch-32 throughput;
-    ``models`` maps a name to ``(model, number of inputs to time it on)``."""
-    per_round: dict[str, list[dict[str, float]]] = {k: [] for k in models}
+def _seconds(model, batch) -> float:
+    start = time.perf_counter()
+    model.predict_proba(batch, batch_size=len(batch))
+    return time.perf_counter() - start
+
+
+def time_candidates(models: dict[str, tuple[Any, int]], inputs, *, rounds: int, baseline: str = "fp32",
+                    say: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Batch-1 latency and batch-32 throughput of every model, interleaved example by example.
+
+    ``models`` maps a name to ``(model, number of inputs to time it on)``. Each example is run through
+    every model in turn before the next example, so a change of load on a shared machine hits all
+    models alike; ``speedup_b1`` is the median over examples (and rounds) of the per-example ratio
+    ``baseline time / model time``. Latencies are per example in ms, medians and 95th percentiles
+    over all rounds; the first two examples and one batch per model are run untimed as warm-up.
+    """
+    for model, n in models.values():
+        model.predict_proba(inputs[:2], batch_size=1)
+        model.predict_proba(inputs[:min(n, 32)], batch_size=32)
+    n_max = max(n for _, n in models.values())
+    lat = {k: np.full((rounds, n_max), np.nan) for k in models}
+    done = {k: [0.0, 0] for k in models}
     for r in range(rounds):
-        for name, (model, n) in models.items():
-            per_round[name].append(time_inference(model, inputs, batch_sizes=(1, 32), n=n))
+        for i in range(n_max):
+            for name, (model, n) in models.items():
+                if i < n:
+                    lat[name][r, i] = _seconds(model, inputs[i:i + 1]) * 1000
+        for start in range(0, n_max, 32):
+            for name, (model, n) in models.items():
+                if start < n:
+                    batch = inputs[start:min(start + 32, n)]
+                    done[name][0] += _seconds(model, batch)
+                    done[name][1] += len(batch)
         say(f"timing round {r + 1}/{rounds} done")
     out = {}
-    for name, rows in per_round.items():
-        out[name] = {"latency_p50_ms": float(np.median([t["batch_1_p50_ms"] for t in rows])),
-                     "latency_p95_ms": float(np.median([t["batch_1_p95_ms"] for t in rows])),
-                     "throughput_b32": float(np.median([t["batch_32_examples_per_s"] for t in rows])),
-                     "rounds_p50_ms": [round(t["batch_1_p50_ms"], 3) for t in rows]}
+    for name, t in lat.items():
+        ok = ~np.isnan(t)
+        ratio = lat[baseline][ok] / t[ok] if baseline in lat else np.array([np.nan])
+        out[name] = {"latency_p50_ms": float(np.median(t[ok])), "latency_p95_ms": float(np.percentile(t[ok], 95)),
+                     "throughput_b32": done[name][1] / done[name][0], "speedup_b1": float(np.median(ratio)),
+                     "rounds_p50_ms": [round(float(np.nanmedian(row)), 3) for row in t]}
     return out
 
 
-def result(c: Candidate, q: dict[str, Any], timing: dict[str, float] | None,
-           base_p50: float | None) -> CompressionResult:
+def result(c: Candidate, q: dict[str, Any], timing: dict[str, Any] | None) -> CompressionResult:
     dense, packed = artifact_sizes(c.artifact)
     t = timing or {}
-    p50 = t.get("latency_p50_ms")
     details = dict(c.details)
     if "rounds_p50_ms" in t:
         details["rounds_p50_ms"] = t["rounds_p50_ms"]
     return CompressionResult(
         method=c.method, precision=c.precision, **q, params_total=c.params_total, params_nonzero=c.params_nonzero,
-        file_bytes=dense, file_bytes_gzip=packed, latency_p50_ms=p50, latency_p95_ms=t.get("latency_p95_ms"),
-        throughput_b32=t.get("throughput_b32"), speedup_b1=(base_p50 / p50) if p50 and base_p50 else None,
-        notes=c.notes, details=details)
+        file_bytes=dense, file_bytes_gzip=packed, latency_p50_ms=t.get("latency_p50_ms"),
+        latency_p95_ms=t.get("latency_p95_ms"), throughput_b32=t.get("throughput_b32"),
+        speedup_b1=t.get("speedup_b1"), notes=c.notes, details=details)
