@@ -49,3 +49,31 @@ def test_demo_report_renders_when_present(tmp_path):
         pytest.skip("run `make demo` first")
     images, broken, errors = open_report(html, tmp_path / "demo.png")
     assert images >= 6 and broken == 0 and errors == []
+
+
+def test_fer2013_report_renders_with_face_grids(tmp_path, shared_data):
+    """A small FER2013 run (2,000 training faces, 2 epochs of the small CNN): its report shows the face
+    grids and occlusion maps in Chromium, every image loaded, no console error."""
+    if not (shared_data / "fer2013" / "fer2013.csv.gz").is_file():
+        pytest.skip("shared FER2013 not found")
+    from emolab.config import load_config
+    from emolab.pipeline import run
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "ferplus-cnn-small.yaml",
+                      ["data.name=fer2013", "data.max_train_examples=2000", "data.max_eval_examples=500",
+                       "train.epochs=2", f"output.dir={tmp_path}", "output.name=fer"])
+    out = run(cfg, say=lambda _m: None)
+    html = (out / "report.html").read_text()
+    assert "Why the faces were misread" in html and "Why the texts were misread" not in html
+    images, broken, errors = open_report(out / "report.html", tmp_path / "fer.png")
+    assert images >= 9 and broken == 0 and errors == []
+
+
+def test_fer2013_report_of_the_cpu_preset_renders_when_present(tmp_path):
+    """The report of `emolab run configs/fer2013-vgg.yaml`, if it exists in runs/fer2013-vgg."""
+    html = Path(__file__).resolve().parents[1] / "runs" / "fer2013-vgg" / "report.html"
+    if not html.is_file():
+        pytest.skip("run `emolab run configs/fer2013-vgg.yaml` first")
+    images, broken, errors = open_report(html, tmp_path / "fer-vgg.png")
+    assert images >= 9 and broken == 0 and errors == []
