@@ -12,6 +12,7 @@ rounds are reported, with the epoch time they imply for FER2013's 28,556 trainin
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -86,6 +87,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
     ds = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data)
     train, test = ds.split("train"), ds.split("test")
     names = args.models.split(",")
@@ -101,7 +103,9 @@ def main() -> None:
              f"Command: `python benchmarks/image_throughput.py --rounds {args.rounds} --steps {args.steps}"
              f"{f' --threads {args.threads}' if args.threads else ''}`", "",
              f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, no GPU. Medians over {args.rounds} alternating rounds.", "",
+             f"{torch.get_num_threads()} threads, no GPU. Medians over {args.rounds} alternating rounds. Load average "
+             f"(1/5/15 min) {load_before} before, {'/'.join(f'{x:.2f}' for x in os.getloadavg())} after: above 2 "
+             "means other jobs shared the cores and the absolute rates are low by that factor.", "",
              "| model | parameters | train img/s (batch 64, augmented) | per-round train img/s | FER2013 epoch (min) | "
              "inference img/s (batch 256) |", "|---|---|---|---|---|---|"]
     for n in names:
