@@ -42,13 +42,17 @@ def test_report_of_a_run_renders_in_chromium(tmp_path, shared_data):
     assert (tmp_path / "report.png").stat().st_size > 50_000
 
 
-def test_demo_report_renders_when_present(tmp_path):
-    """The `make demo` run's report, if it exists in runs/emotion-minilm."""
-    html = Path(__file__).resolve().parents[1] / "runs" / "emotion-minilm" / "report.html"
+@pytest.mark.parametrize("run_name, command, min_images", [
+    ("emotion-minilm", "make demo", 6),
+    ("fer2013-vgg", "emolab run configs/fer2013-vgg.yaml", 9),
+])
+def test_report_of_a_finished_run_renders_when_present(tmp_path, run_name, command, min_images):
+    """The report of a preset's full run (`make demo`, the FER2013 CPU preset), if it exists in runs/."""
+    html = Path(__file__).resolve().parents[1] / "runs" / run_name / "report.html"
     if not html.is_file():
-        pytest.skip("run `make demo` first")
-    images, broken, errors = open_report(html, tmp_path / "demo.png")
-    assert images >= 6 and broken == 0 and errors == []
+        pytest.skip(f"run `{command}` first")
+    images, broken, errors = open_report(html, tmp_path / f"{run_name}.png")
+    assert images >= min_images and broken == 0 and errors == []
 
 
 def test_fer2013_report_renders_with_face_grids(tmp_path, shared_data):
@@ -69,11 +73,3 @@ def test_fer2013_report_renders_with_face_grids(tmp_path, shared_data):
     images, broken, errors = open_report(out / "report.html", tmp_path / "fer.png")
     assert images >= 9 and broken == 0 and errors == []
 
-
-def test_fer2013_report_of_the_cpu_preset_renders_when_present(tmp_path):
-    """The report of `emolab run configs/fer2013-vgg.yaml`, if it exists in runs/fer2013-vgg."""
-    html = Path(__file__).resolve().parents[1] / "runs" / "fer2013-vgg" / "report.html"
-    if not html.is_file():
-        pytest.skip("run `emolab run configs/fer2013-vgg.yaml` first")
-    images, broken, errors = open_report(html, tmp_path / "fer-vgg.png")
-    assert images >= 9 and broken == 0 and errors == []
