@@ -191,9 +191,8 @@ class ImageClassifier(TorchClassifier):
 
     @torch.inference_mode()
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
-        images = np.asarray(inputs if isinstance(inputs, np.ndarray) else np.stack(list(inputs)) if len(inputs) else
-                            np.zeros((0, 48, 48), np.uint8))
-        if images.ndim == 2:
+        images = np.asarray(inputs, dtype=np.uint8)  # (N, H, W); a list of (H, W) arrays stacks the same way
+        if images.ndim == 2:  # one image
             images = images[None]
         if self.tta not in TTA_MODES:
             raise unknown_name("eval.tta", self.tta, TTA_MODES)
