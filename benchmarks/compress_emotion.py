@@ -1,8 +1,10 @@
-"""Compression trade-offs on a fine-tuned MiniLM-L6 run: every method of ``emolab compress``, then the
-issue's targets checked against the measured table.
+"""Compression trade-offs on a fine-tuned MiniLM-L6 run (or a FER2013 CNN run): every method of
+``emolab compress``, then the issue's targets checked against the measured table.
 
     nice -n 10 python benchmarks/compress_emotion.py --run runs/emotion-minilm \
         --out benchmarks/results/compression-emotion-minilm.md
+    python benchmarks/compress_emotion.py --run runs/fer2013-vgg --methods prune-channels,dynamic-int8,onnx-int8 \
+        --out benchmarks/results/compression-fer2013-vgg.md
 
 Writes ``<run>/compression/`` (results.json, results.md, sweep.json, pareto.png, sparsity_fp32.png,
 sparsity_fp16.png, the saved compressed models) and a Markdown note with the command, the machine and its
@@ -43,6 +45,14 @@ def _load() -> str:
 def check_targets(rows: list[dict], folder: Path) -> list[str]:
     """One line per target, saying met or missed with the measured numbers."""
     lines = []
+    if any(r["method"] in ("prune-channels", "onnx-int8") for r in rows) and not any(
+            r["method"].startswith(("prune-structured", "distill")) for r in rows):  # a CNN run
+        for method in ("prune-channels", "onnx-int8", "dynamic-int8"):
+            row = next((r for r in rows if r["method"] == method), None)
+            lines.append(f"- FER2013 CNN, {method}: " + ("**not run**" if row is None else
+                         f"accuracy {row['accuracy']:.4f} ({row['delta_accuracy'] * 100:+.2f} pt), batch-1 speed-up "
+                         f"{row['speedup_b1']:.2f}x, file {row['file_bytes'] / 1e6:.1f} MB"))
+        return lines
     for prefix, speedup, drop, text in TARGETS:
         row = next((r for r in rows if r["method"].startswith(prefix)), None)
         if row is None:
@@ -72,6 +82,10 @@ def main() -> None:
     ap.add_argument("--max-train-examples", type=int, default=None)
     ap.add_argument("--max-val-examples", type=int, default=1000)
     ap.add_argument("--importance-batches", type=int, default=16)
+    ap.add_argument("--head-fraction", type=float, default=0.5)
+    ap.add_argument("--ffn-fraction", type=float, default=0.5)
+    ap.add_argument("--channel-fraction", type=float, default=0.5)
+    ap.add_argument("--scopes", default="global,layer")
     ap.add_argument("--recovery-epochs", type=int, default=1)
     ap.add_argument("--distill-epochs", type=int, default=2)
     ap.add_argument("--timing-examples", type=int, default=100)
@@ -85,10 +99,19 @@ def main() -> None:
         max_eval_examples=args.max_eval_examples, half_eval_examples=args.half_eval_examples,
         max_train_examples=args.max_train_examples, max_val_examples=args.max_val_examples,
         importance_batches=args.importance_batches, recovery_epochs=args.recovery_epochs,
+        head_fraction=args.head_fraction, ffn_fraction=args.ffn_fraction, channel_fraction=args.channel_fraction,
+        scopes=tuple(args.scopes.split(",")),
         distill_epochs=args.distill_epochs, timing_examples=args.timing_examples, timing_rounds=args.timing_rounds,
         threads=args.threads)
     load_before, t0 = _load(), time.perf_counter()
-    compress(args.run, options, overwrite=args.overwrite, say=lambda m: print(m, flush=True))
+    load_max = 0.0
+
+    def say(message: str) -> None:
+        nonlocal load_max
+        load_max = max(load_max, os.getloadavg()[0])
+        print(message, flush=True)
+
+    compress(args.run, options, overwrite=args.overwrite, say=say)
     minutes = (time.perf_counter() - t0) / 60
     folder = Path(args.run) / "compression"
     rows = json.loads((folder / "results.json").read_text())
@@ -98,9 +121,10 @@ def main() -> None:
         f"Command: `{command}`", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s) "
         f"for PyTorch and ONNX Runtime alike; measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in "
-        f"{minutes:.0f} min. Load average (1/5/15 min) {load_before} before, {_load()} after: **measured under "
-        "contention** (other training runs shared the 2 cores), so absolute latencies are inflated and noisy; "
-        "speed-ups are medians of per-example ratios (every example run through every model in turn).", "",
+        f"{minutes:.0f} min. Load average (1/5/15 min) {load_before} before, {_load()} after"
+        + (": **measured under contention** (other jobs shared the 2 cores), so absolute latencies are inflated and "
+           "noisy" if max(load_max, os.getloadavg()[0]) > 2.5 else " (the benchmark alone on the cores)")
+        + "; speed-ups are medians of per-example ratios (every example run through every model in turn).", "",
         "## Targets", "", *check_targets(rows, folder), "",
         (folder / "results.md").read_text().replace("# Compression results", "## Results", 1),
     ]

@@ -143,19 +143,23 @@ def test_onnx_export_round_trip_matches_pytorch(tiny_run, tmp_path):
         export_run(tiny_run, out=tmp_path / "onnx", say=lambda _m: None)
 
 
-def test_cli_export_then_predict_and_clean_errors(tiny_run, compressed, tmp_path, monkeypatch, capsys):
+def _cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     from emolab.cli import main
 
+    monkeypatch.setattr(sys, "argv", ["emolab", *map(str, args)])
+    monkeypatch.setenv("COLUMNS", "200")
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_export_then_predict_and_clean_errors(tiny_run, compressed, tmp_path, monkeypatch, capsys):
     def emolab(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["emolab", *map(str, args)])
-        monkeypatch.setenv("COLUMNS", "200")
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        return _cli(monkeypatch, capsys, *args)
 
     deploy = tmp_path / "deploy"
     code, out, err = emolab("export", tiny_run, "--format", "onnx", "--int8", "--out", deploy)
@@ -223,20 +227,50 @@ def _fer_csv(folder: Path, n: int) -> None:
     (folder / "fer2013.csv").write_text("\n".join(rows) + "\n")
 
 
-def test_compress_runs_on_a_face_cnn(tmp_path):
-    """Channel pruning, int8 and the sparsity sweep on a tiny FER2013 CNN."""
-    _fer_csv(tmp_path / "fer", 140)
-    cfg = {"data": {"name": "fer2013", "path": str(tmp_path / "fer")},
+@pytest.fixture(scope="module")
+def face_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    _fer_csv(root / "fer", 140)
+    cfg = {"data": {"name": "fer2013", "path": str(root / "fer")},
            "model": {"name": "cnn-small", "width": 8, "hidden_size": 32},
-           "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3}, "eval": {"timing": False, "report": False},
-           "output": {"dir": str(tmp_path / "runs"), "name": "faces"}, "seed": 3}
-    out = run(config_from_dict(cfg), say=lambda _m: None)
-    methods = ("prune-channels", "dynamic-int8", "prune-unstructured")
-    compress(out, CompressOptions(methods=methods, tolerance=0.99, sparsities=(0.5,), max_train_steps=2,
-                                  timing_examples=4, timing_rounds=1, half_eval_examples=10), say=lambda _m: None)
-    rows = {r["method"]: r for r in json.loads((out / "compression" / "results.json").read_text())}
+           "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3}, "eval": {"timing": False, "report": False, "tta": "flip"},
+           "output": {"dir": str(root / "runs"), "name": "faces"}, "seed": 3}
+    return run(config_from_dict(cfg), say=lambda _m: None)
+
+
+def test_compress_runs_on_a_face_cnn(face_run):
+    """Channel pruning, int8 (PyTorch dynamic, ONNX Runtime static) and the sparsity sweep on a tiny FER2013 CNN."""
+    methods = ("prune-channels", "dynamic-int8", "onnx-int8", "prune-unstructured")
+    compress(face_run, CompressOptions(methods=methods, tolerance=0.99, sparsities=(0.5,), max_train_steps=2,
+                                       timing_examples=4, timing_rounds=1, half_eval_examples=10), say=lambda _m: None)
+    rows = {r["method"]: r for r in json.loads((face_run / "compression" / "results.json").read_text())}
     assert rows["prune-channels"]["params_total"] < 0.5 * rows["fp32"]["params_total"]
     assert rows["dynamic-int8"]["file_bytes"] < rows["fp32"]["file_bytes"]
+    assert rows["onnx-int8"]["file_bytes"] < 0.5 * rows["fp32"]["file_bytes"]  # int8 convs, not only the head
     assert rows["prune-unstructured-global@50%"]["params_nonzero"] < rows["fp32"]["params_nonzero"]
+    # the channel-pruned CNN is saved and loads back at its new, narrower shapes, predicting the same
+    faces = np.random.default_rng(0).integers(0, 255, size=(6, 48, 48), dtype=np.uint8)
+    folder = face_run / "compression" / "models" / "prune-channels"
+    pruned = load_model(folder)
+    assert pruned.num_parameters() == rows["prune-channels"]["params_total"]
+    assert pruned.predict_proba(faces).shape == (6, 7)
+    onnx_int8 = load_model(face_run / "compression" / "models" / "onnx-int8")
+    assert onnx_int8.tta == "flip" and onnx_int8.predict_proba(faces).shape == (6, 7)
     with pytest.raises(EmolabError, match="does not apply to image models"):
-        compress(out, CompressOptions(methods=("onnx-int8",)), overwrite=True, say=lambda _m: None)
+        compress(face_run, CompressOptions(methods=("distill",)), overwrite=True, say=lambda _m: None)
+
+
+def test_face_cnn_exports_to_onnx_and_predicts_images(face_run, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    faces = np.random.default_rng(1).integers(0, 255, size=(5, 48, 48), dtype=np.uint8)
+    reference = load_model(face_run).predict_proba(faces)  # flip TTA, as the run was evaluated
+    fp32 = export_run(face_run, out=tmp_path / "fp32", say=lambda _m: None)
+    assert np.allclose(load_model(fp32).predict_proba(faces, batch_size=2), reference, atol=1e-5)
+    int8 = export_run(face_run, int8=True, out=tmp_path / "int8", say=lambda _m: None)
+    assert np.abs(load_model(int8).predict_proba(faces) - reference).max() < 0.1
+    assert (int8 / "model.onnx").stat().st_size < 0.5 * (fp32 / "model.onnx").stat().st_size
+    Image.fromarray(faces[0]).save(tmp_path / "face.png")
+    code, out, err = _cli(monkeypatch, capsys, "predict", int8, tmp_path / "face.png")
+    assert code == 0 and "face.png" in out, err
+    assert any(name in out for name in load_model(int8).labels.names), out

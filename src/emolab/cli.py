@@ -200,6 +200,9 @@ def compress(
     scopes: str = typer.Option("global,layer", help="Unstructured ranking: global and/or layer"),
     recovery_epochs: int = typer.Option(1, help="Fine-tune epochs after structured pruning"),
     sweep_recovery_epochs: int = typer.Option(0, help="Fine-tune epochs per unstructured sweep point"),
+    head_fraction: float = typer.Option(0.5, help="prune-structured: attention heads removed per layer"),
+    ffn_fraction: float = typer.Option(0.5, help="prune-structured: feed-forward neurons removed per layer"),
+    channel_fraction: float = typer.Option(0.5, help="prune-channels: conv channels removed per layer"),
     distill_epochs: int = typer.Option(2, help="Epochs of distillation for the half-depth student"),
     temperature: float = typer.Option(2.0, help="Distillation temperature"),
     max_eval_examples: Optional[int] = typer.Option(None, help="Score every method on N test examples"),
@@ -218,6 +221,7 @@ def compress(
     options = CompressOptions(
         methods=_csv(methods), tolerance=tolerance, sparsities=_csv(sparsities, float), scopes=_csv(scopes),
         recovery_epochs=recovery_epochs, sweep_recovery_epochs=sweep_recovery_epochs, distill_epochs=distill_epochs,
+        head_fraction=head_fraction, ffn_fraction=ffn_fraction, channel_fraction=channel_fraction,
         temperature=temperature, max_eval_examples=max_eval_examples, half_eval_examples=half_eval_examples,
         max_train_examples=max_train_examples, max_train_steps=max_train_steps, timing_examples=timing_examples,
         timing_rounds=timing_rounds, threads=threads)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -212,7 +213,19 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
         raise EmolabError(f"{final} exists", hint="add --overwrite to replace it, or choose another --out")
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    export_onnx(model, partial, int8=int8, source=str(run))
+    side, calibration = 48, None
+    if model_kind(model) == "image":
+        from emolab.compression.methods import calibration_images
+        from emolab.data import load_dataset
+        from emolab.pipeline import load_run_config
+
+        cfg = load_run_config(run)
+        side = int(cfg.data.image_size or 48)
+        if int8:  # static int8: activation scales from training faces
+            say(f"calibrating int8 on training faces of {cfg.data.name}")
+            calibration = calibration_images(SimpleNamespace(dataset=load_dataset(cfg.data, cfg.seed), cfg=cfg))
+    export_onnx(model, partial, int8=int8, source=str(run), calibration=calibration, side=side)
     _finalize(partial, final)
-    say(f"wrote {final} (load it with: emolab predict {final} \"some text\")")
+    example = "face.png" if model_kind(model) == "image" else '"some text"'
+    say(f"wrote {final} (load it with: emolab predict {final} {example})")
     return final

@@ -105,6 +105,17 @@ class Context:
                         max_steps=self.options.max_train_steps, **kwargs)
 
 
+def _side(ctx: Context) -> int:
+    return int(getattr(ctx.cfg.data, "image_size", 48) or 48)
+
+
+def calibration_images(ctx: Context, n: int = 512):
+    """A seeded sample of training faces for static int8 calibration."""
+    train = ctx.dataset.split("train")
+    idx = np.random.default_rng(ctx.cfg.seed).permutation(len(train))[:n]
+    return train.inputs[np.sort(idx)]
+
+
 def model_kind(model) -> str:
     """``text`` or ``image``: which methods apply."""
     return getattr(model, "modality", None) or ("text" if hasattr(model, "tokenizer") else "image")
@@ -217,14 +228,15 @@ def prune_channels(ctx: Context) -> list[Candidate]:
 
     o = ctx.options
     model = copy.deepcopy(ctx.model)
-    side = int(getattr(ctx.cfg.data, "image_size", 48) or 48)
+    side = _side(ctx)
     counts = cut(model.module.cpu().eval(), {"pixels": torch.zeros(1, 1, side, side)}, ratio=o.channel_fraction)
+    before = ctx.score(model)
+    ctx.say(f"  parameters {counts}; accuracy before recovery {before['accuracy']:.4f}")
     if o.recovery_epochs:
         ctx.finetune(model, epochs=o.recovery_epochs, lr=o.cnn_recovery_lr)
-    total, nonzero = count_parameters(model.module)
-    return [Candidate("prune-channels", model, total, nonzero, artifact=state_bytes(model.module),
-                      notes=f"{o.channel_fraction:.0%} of conv channels removed, {o.recovery_epochs} recovery epoch(s)",
-                      details=counts)]
+    return [_saved(ctx, "prune-channels", model,
+                   notes=f"{o.channel_fraction:.0%} of conv channels removed, {o.recovery_epochs} recovery epoch(s)",
+                   details={**counts, "accuracy_before_recovery": before["accuracy"]})]
 
 
 def dynamic_int8(ctx: Context) -> list[Candidate]:
@@ -240,10 +252,13 @@ def _onnx(int8: bool):
         from emolab.compression.quantize import export_onnx
 
         name = "onnx-int8" if int8 else "onnx"
-        model = export_onnx(ctx.model, ctx.out / name, int8=int8, source=str(ctx.model.cfg.backbone),
-                            threads=ctx.options.threads)
+        image = ctx.kind == IMAGE
+        model = export_onnx(ctx.model, ctx.out / name, int8=int8, threads=ctx.options.threads,
+                            source=ctx.model.name if image else str(ctx.model.cfg.backbone),
+                            calibration=calibration_images(ctx) if image and int8 else None, side=_side(ctx))
+        how = ("static int8 (calibrated activations, per-channel weights)" if image else "dynamic int8 weights")
         return [_same_size(ctx, model, name, precision="int8" if int8 else "fp32", artifact=ctx.out / name / "model.onnx",
-                           notes=("ONNX Runtime, dynamic int8 weights" if int8 else "ONNX Runtime, fp32") +
+                           notes=(f"ONNX Runtime, {how}" if int8 else "ONNX Runtime, fp32") +
                                  f"; deployable folder compression/models/{name}")]
 
     return method
@@ -276,8 +291,8 @@ METHODS: dict[str, tuple[Callable[[Context], list[Candidate]], tuple[str, ...]]]
     "prune-structured": (prune_structured, (TEXT,)),
     "prune-channels": (prune_channels, (IMAGE,)),
     "dynamic-int8": (dynamic_int8, (TEXT, IMAGE)),
-    "onnx": (_onnx(False), (TEXT,)),
-    "onnx-int8": (_onnx(True), (TEXT,)),
+    "onnx": (_onnx(False), (TEXT, IMAGE)),
+    "onnx-int8": (_onnx(True), (TEXT, IMAGE)),
     "distill": (distill, (TEXT,)),
 }
 

@@ -1,8 +1,10 @@
-"""Int8 quantization: PyTorch dynamic int8, and ONNX export with ONNX Runtime dynamic int8.
+"""Int8 quantization: PyTorch dynamic int8, and ONNX export with ONNX Runtime int8.
 
 Dynamic quantization stores the weights of linear layers as int8 and quantizes activations on the fly
 per batch; nothing is retrained. The ONNX path exports the fp32 graph (TorchScript exporter, dynamic
-batch and sequence axes), then quantizes its weights with ``onnxruntime.quantization``.
+batch and sequence axes), then quantizes it with ``onnxruntime.quantization``: dynamically for
+transformers (their cost is in linear layers), statically for CNNs (conv activations need fixed scales:
+they are calibrated on training images, batch norm folded first, weights per channel).
 """
 
 from __future__ import annotations
@@ -31,12 +33,25 @@ def dynamic_int8(model):
     return q
 
 
-def _export_graph(model, path: Path) -> list[str]:
-    """Write the fp32 graph of a text classifier to ``path``; returns its input names."""
-    if not hasattr(model, "tokenizer"):
-        raise EmolabError(f"ONNX export supports text classifiers; got {type(model).__name__}",
-                          hint="use dynamic-int8 for this model")
+def _is_image(model) -> bool:
+    return getattr(model, "modality", None) == "image"
+
+
+def _export_graph(model, path: Path, side: int = 48) -> list[str]:
+    """Write the fp32 graph of a text or face classifier to ``path``; returns its input names."""
     module = copy.deepcopy(model.module).float().cpu().eval()
+    if _is_image(model):
+        module.channels_last = False
+        module.to(memory_format=torch.contiguous_format)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (torch.rand(2, 1, side, side),), str(path), input_names=["pixels"],
+                              output_names=["logits"], dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        return ["pixels"]
+    if not hasattr(model, "tokenizer"):
+        raise EmolabError(f"ONNX export supports text and face classifiers; got {type(model).__name__}",
+                          hint="use dynamic-int8 for this model")
     enc = model.encode(["an example sentence for tracing", "a shorter one"])
     width = max(len(x) for x in enc["input_ids"])
     names = list(enc)
@@ -50,24 +65,62 @@ def _export_graph(model, path: Path) -> list[str]:
     return names
 
 
-def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "",
-                threads: int | None = None) -> OnnxClassifier:
-    """Write a deployable ONNX model folder (graph, tokenizer, model card) and load it back."""
+class _Calibration:
+    """Feeds ONNX Runtime's static quantizer batches of training faces (``CalibrationDataReader``)."""
+
+    def __init__(self, images, batch: int = 64):
+        from emolab.models.vision import to_pixels
+
+        self.batches = iter([{"pixels": to_pixels(images[s:s + batch]).numpy()} for s in range(0, len(images), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def _quantize_static(fp32: Path, out: Path, calibration) -> str:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calibration is None or len(calibration) == 0:
+        raise EmolabError("int8 export of a face model needs calibration images",
+                          hint="export from a run whose dataset is available (data.path / EMOLAB_DATA_DIR)")
+    pre = fp32.with_name("pre.onnx")
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)  # folds batch norm into the convs
+    reader = type("Reader", (_Calibration, CalibrationDataReader), {})(calibration)
+    quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
+    return (f"onnxruntime static, QInt8 per-channel weights (7-bit range), QUInt8 activations calibrated on "
+            f"{len(calibration)} training images")
+
+
+def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "", threads: int | None = None,
+                calibration=None, side: int = 48):
+    """Write a deployable ONNX model folder (graph, tokenizer or image side, model card) and load it back.
+    ``calibration``: uint8 training images, needed for int8 face models (static quantization)."""
+    from emolab.models.onnx import OnnxImageClassifier
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    image = _is_image(model)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         fp32 = Path(tmp) / ONNX_FILE
-        names = _export_graph(model, fp32)
-        if int8:
+        names = _export_graph(model, fp32, side)
+        how = None
+        if int8 and image:
+            how = _quantize_static(fp32, Path(tmp) / "int8.onnx", calibration)
+        elif int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             quantize_dynamic(str(fp32), str(Path(tmp) / "int8.onnx"), weight_type=QuantType.QInt8)
-            (Path(tmp) / "int8.onnx").replace(folder / ONNX_FILE)
-        else:
-            fp32.replace(folder / ONNX_FILE)
-    model.tokenizer.save_pretrained(folder / "tokenizer")
+            how = "onnxruntime dynamic, QInt8 weights"
+        (Path(tmp) / ("int8.onnx" if int8 else ONNX_FILE)).replace(folder / ONNX_FILE)
     info = {"int8": int8, "source": source, "parameters": int(sum(p.numel() for p in model.module.parameters())),
-            "opset": 17, "quantization": "onnxruntime dynamic, QInt8 weights" if int8 else None}
+            "opset": 17, "quantization": how}
+    if image:
+        write_model_card(folder, OnnxImageClassifier.name, model.labels,
+                         {"side": side, "tta": getattr(model, "tta", "none"), "modality": "image", "onnx": info})
+        return OnnxImageClassifier.load(folder, threads=threads)
+    model.tokenizer.save_pretrained(folder / "tokenizer")
     write_model_card(folder, OnnxClassifier.name, model.labels,
                      {"max_length": model.cfg.max_length, "inputs": names, "onnx": info})
     return OnnxClassifier.load(folder, threads=threads)

@@ -1,7 +1,8 @@
-"""A text classifier served by ONNX Runtime: what ``emolab export --format onnx`` writes.
+"""Classifiers served by ONNX Runtime: what ``emolab export --format onnx`` writes.
 
-The folder holds ``model.onnx`` (fp32, or int8 after dynamic quantization), the tokenizer and the model
-card, so ``emolab predict`` loads it like any run, with no PyTorch model code and no network.
+A text folder holds ``model.onnx`` (fp32, or int8 after dynamic quantization), the tokenizer and the model
+card; a face folder holds ``model.onnx`` (fp32, or int8 after static quantization) and the card with the
+image side and test-time augmentation. ``emolab predict`` loads either like any run, with no network.
 """
 
 from __future__ import annotations
@@ -35,8 +36,37 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+class _Deployed:
+    """What every ONNX classifier shares: it predicts, it cannot be trained."""
+
+    info: dict
+
+    @classmethod
+    def from_config(cls, cfg, labels):
+        raise EmolabError("an ONNX model cannot be trained", hint="train a model, then `emolab export RUN --format onnx`")
+
+    def fit(self, *args, **kwargs):
+        raise EmolabError("an ONNX model cannot be trained", hint="fine-tune the PyTorch run, then export it again")
+
+    def num_parameters(self) -> int:
+        return int(self.info.get("parameters", 0))
+
+    def card(self) -> dict:
+        """The model card's fields besides the model name and labels."""
+        raise NotImplementedError
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder.resolve() != self.folder.resolve():
+            shutil.copy2(self.folder / ONNX_FILE, folder / ONNX_FILE)
+            if getattr(self, "tokenizer", None) is not None:
+                self.tokenizer.save_pretrained(folder / "tokenizer")
+        write_model_card(folder, self.name, self.labels, self.card())
+
+
 @register_model("onnx")
-class OnnxClassifier:
+class OnnxClassifier(_Deployed):
     """Tokenizer + ONNX Runtime session; ``predict_proba`` pads each batch to its longest text."""
 
     def __init__(self, folder: Path, labels: LabelSet, tokenizer, *, max_length: int, inputs: list[str],
@@ -44,13 +74,6 @@ class OnnxClassifier:
         self.folder, self.labels, self.tokenizer = Path(folder), labels, tokenizer
         self.max_length, self.inputs, self.info = max_length, list(inputs), dict(info)
         self.session = _session(self.folder / ONNX_FILE, threads)
-
-    @classmethod
-    def from_config(cls, cfg, labels):
-        raise EmolabError("an ONNX model cannot be trained", hint="train a transformer, then `emolab export RUN --format onnx`")
-
-    def fit(self, *args, **kwargs):
-        raise EmolabError("an ONNX model cannot be trained", hint="fine-tune the PyTorch run, then export it again")
 
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
         texts = list(inputs)
@@ -72,17 +95,8 @@ class OnnxClassifier:
             out[idx] = 1 / (1 + np.exp(-logits)) if self.labels.multi_label else _softmax(logits)
         return out
 
-    def num_parameters(self) -> int:
-        return int(self.info.get("parameters", 0))
-
-    def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        if folder.resolve() != self.folder.resolve():
-            shutil.copy2(self.folder / ONNX_FILE, folder / ONNX_FILE)
-            self.tokenizer.save_pretrained(folder / "tokenizer")
-        write_model_card(folder, self.name, self.labels,
-                         {"max_length": self.max_length, "inputs": self.inputs, "onnx": self.info})
+    def card(self) -> dict:
+        return {"max_length": self.max_length, "inputs": self.inputs, "onnx": self.info}
 
     @classmethod
     def load(cls, folder: Path, *, threads: int | None = None) -> OnnxClassifier:
@@ -90,7 +104,49 @@ class OnnxClassifier:
 
         folder = Path(folder)
         card = read_model_card(folder)
-        if not (folder / ONNX_FILE).is_file():
-            raise EmolabError(f"{folder} has no {ONNX_FILE}", hint="export the run again: emolab export RUN --format onnx")
+        _check(folder)
         return cls(folder, LabelSet.from_dict(card["labels"]), AutoTokenizer.from_pretrained(folder / "tokenizer"),
                    max_length=card["max_length"], inputs=card["inputs"], info=card.get("onnx", {}), threads=threads)
+
+
+def _check(folder: Path) -> None:
+    if not (folder / ONNX_FILE).is_file():
+        raise EmolabError(f"{folder} has no {ONNX_FILE}", hint="export the run again: emolab export RUN --format onnx")
+
+
+@register_model("onnx-image")
+class OnnxImageClassifier(_Deployed):
+    """A face CNN as an ONNX graph: input ``pixels`` float ``(N, 1, H, W)`` in [0, 1] (normalisation is in
+    the graph); the run's test-time augmentation is applied around it, as the PyTorch model does."""
+
+    modality = "image"
+
+    def __init__(self, folder: Path, labels: LabelSet, *, side: int, tta: str, info: dict, threads: int | None = None):
+        self.folder, self.labels, self.side, self.tta, self.info = Path(folder), labels, side, tta, dict(info)
+        self.session = _session(self.folder / ONNX_FILE, threads)
+
+    def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
+        from emolab.models.augment import tta_views
+        from emolab.models.vision import to_pixels
+
+        images = np.asarray(inputs, dtype=np.uint8)
+        if images.ndim == 2:
+            images = images[None]
+        out = np.empty((len(images), len(self.labels)), dtype=np.float64)
+        for start in range(0, len(images), batch_size):
+            views = tta_views(to_pixels(images[start:start + batch_size]), self.tta)
+            probs = [_softmax(self.session.run(None, {"pixels": v.contiguous().numpy()})[0].astype(np.float64))
+                     for v in views]
+            out[start:start + len(probs[0])] = np.mean(probs, axis=0)
+        return out
+
+    def card(self) -> dict:
+        return {"side": self.side, "tta": self.tta, "modality": "image", "onnx": self.info}
+
+    @classmethod
+    def load(cls, folder: Path, *, threads: int | None = None) -> OnnxImageClassifier:
+        folder = Path(folder)
+        card = read_model_card(folder)
+        _check(folder)
+        return cls(folder, LabelSet.from_dict(card["labels"]), side=card["side"], tta=card.get("tta", "none"),
+                   info=card.get("onnx", {}), threads=threads)

@@ -180,7 +180,7 @@ class ImageClassifier(TorchClassifier):
     def fit(self, dataset, run_cfg: RunConfig, log=None, *, workdir=None, resume=False):
         from emolab.training import fit
 
-        if torch.cuda.is_available() and run_cfg.train.channels_last:
+        if run_cfg.train.channels_last and self.cfg.name != "mlp":  # 1.1-1.15x faster on CPU too (oneDNN)
             self.module.channels_last = True
             self.module.to(memory_format=torch.channels_last)
         task = self.task(dataset, run_cfg)
@@ -214,10 +214,14 @@ class ImageClassifier(TorchClassifier):
     def load(cls, folder: Path) -> ImageClassifier:
         from safetensors.torch import load_file
 
+        from emolab.compression.pruning import fit_shapes
+
         card = read_model_card(folder)
         cfg, labels = ModelConfig(**card["config"]), LabelSet.from_dict(card["labels"])
         module = ImageClassifierModule(card["model"], cfg, len(labels))
-        module.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
+        state = load_file(str(Path(folder) / "model.safetensors"))
+        fit_shapes(module, state)  # channel-pruned CNNs (emolab compress) are narrower than their config
+        module.load_state_dict(state)
         module.eval()
         return cls(cfg, labels, module, card.get("tta", "none"))
 
