@@ -158,8 +158,8 @@ def time_candidates(models: dict[str, tuple[Any, int]], inputs, *, rounds: int, 
     """Batch-1 latency and batch-32 throughput of every model, interleaved example by example.
 
     ``models`` maps a name to ``(model, number of inputs to time it on)``. Each example is run through
-    every model in turn before the next example, so a change of load on a shared machine hits all
-    models alike; ``speedup_b1`` is the median over examples (and rounds) of the per-example ratio
+    every model in turn (in an order that rotates from example to example) before the next example, so a
+    change of load on a shared machine hits all models alike; ``speedup_b1`` is the median over examples (and rounds) of the per-example ratio
     ``baseline time / model time``. Latencies are per example in ms, medians and 95th percentiles
     over all rounds; the first two examples and one batch per model are run untimed as warm-up.
     """
@@ -169,9 +169,12 @@ def time_candidates(models: dict[str, tuple[Any, int]], inputs, *, rounds: int, 
     n_max = max(n for _, n in models.values())
     lat = {k: np.full((rounds, n_max), np.nan) for k in models}
     done = {k: [0.0, 0] for k in models}
+    names = list(models)
     for r in range(rounds):
         for i in range(n_max):
-            for name, (model, n) in models.items():
+            for j in range(len(names)):  # the order rotates, so no model always runs right after another
+                name = names[(i + j) % len(names)]
+                model, n = models[name]
                 if i < n:
                     lat[name][r, i] = _seconds(model, inputs[i:i + 1]) * 1000
         for start in range(0, n_max, 32):

@@ -26,6 +26,10 @@ def _session(path: Path, threads: int | None):
         raise EmolabError("ONNX models need onnxruntime", hint="pip install onnxruntime") from None
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No busy-waiting between runs: spinning worker threads hold the cores after every call, slowing the
+    # PyTorch work beside them (and, in `emolab compress`, the next model timed) on a small shared CPU.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
