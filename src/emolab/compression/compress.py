@@ -111,7 +111,8 @@ def _compress(run: Path, cfg, model, options: CompressOptions, *, overwrite: boo
     timing = time_candidates({c.method: (c.model, n_half if c.precision in ("fp16", "bf16") else options.timing_examples)
                               for c in candidates}, ev.texts, rounds=options.timing_rounds, say=say)
     rows = [result(c, q, timing[c.method]) for c, q in zip(candidates, scores)]
-    threads = {"torch_threads": torch.get_num_threads(), "onnxruntime_threads": options.threads or "default"}
+    threads = {"torch_threads": torch.get_num_threads(), "onnxruntime_threads": options.threads or "default",
+               "included": f"test-time augmentation ({cfg.eval.tta})" if kind == "image" else "tokenisation"}
     _write(work, rows, ctx.sweep, options, split, threads)
     final = _finalize(work, run / "compression")
     say(f"wrote {final}/results.md")
@@ -146,14 +147,16 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
 def results_markdown(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], options: CompressOptions,
                      split: str, threads: dict) -> str:
     names = list(rows[0]["per_class_f1_delta"]) if rows else []
+    included = threads.get("included", "tokenisation")
+    shown = {k: v for k, v in threads.items() if k != "included"}
     out = ["# Compression results", "",
            f"Scored on the {split} split; Δ columns are against the fp32 model on the same examples "
            f"(fp16/bf16 rows on a subset: see n). Latency: per example at batch 1, median and p95 over "
            f"{options.timing_rounds} round(s) of {options.timing_examples} examples "
            f"({min(options.timing_examples, options.half_timing_examples)} for fp16/bf16), each example run "
-           "through every model in turn; speed-up: median per-example ratio of fp32 time to the model's; tokenisation "
-           f"included, CPU threads {threads}; ex/s: throughput at batch 32. File sizes: dense weights file and its "
-           "gzip -6.", "",
+           "through every model in turn; speed-up: median per-example ratio of fp32 time to the model's; "
+           f"{included} included, CPU threads {shown}; ex/s: throughput at batch 32. File sizes: dense weights file "
+           "and its gzip -6.", "",
            "**Unstructured pruning stores zeros in dense tensors: it changes neither the dense file size nor the "
            "latency; only the compressed (gzip) size shrinks.**", "", table_markdown(rows),
            "## Per-class F1 change (points)", "",
