@@ -5,6 +5,8 @@
 Training: SGD steps at batch 64 on real FER2013 faces, with the CPU preset's augmentation (flip, rotation,
 shift, zoom, random erasing) applied per batch, i.e. what `emolab run configs/fer2013-*.yaml` does per step.
 Inference: `predict_proba` at batch 256 without test-time augmentation (ten-crop costs 10x that).
+CNNs are trained in both memory layouts, NCHW and channels-last (what runs use since 2026-11-23), side by
+side in each round, so the speed-up of channels-last is a ratio measured under the same load.
 Models alternate within each round, so a slow moment of a shared machine hits all of them; medians over
 rounds are reported, with the epoch time they imply for FER2013's 28,556 training images.
 """
@@ -36,10 +38,14 @@ PRESETS = {  # the sizes the shipped configs use
 TRAIN_IMAGES = 28556
 
 
-def train_rate(cfg: ModelConfig, images: np.ndarray, labels: np.ndarray, steps: int, batch: int) -> float:
+def train_rate(cfg: ModelConfig, images: np.ndarray, labels: np.ndarray, steps: int, batch: int,
+               channels_last: bool = False) -> float:
     torch.manual_seed(0)
     model = create_model(cfg, _labels())
     module = model.module.train()
+    if channels_last:
+        module.channels_last = True
+        module.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     augment = batch_augmenter(AugmentConfig(hflip=True, rotation=10, shift=0.1, scale=0.1, random_erasing=0.25),
                               seed=0)
@@ -91,11 +97,14 @@ def main() -> None:
     ds = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data)
     train, test = ds.split("train"), ds.split("test")
     names = args.models.split(",")
-    rates: dict[str, dict[str, list[float]]] = {n: {"train": [], "predict": []} for n in names}
+    rates: dict[str, dict[str, list[float]]] = {n: {"train": [], "train_cl": [], "predict": []} for n in names}
     for r in range(args.rounds):
         for n in names:
             steps = args.steps * (10 if n == "mlp" else 1)
             rates[n]["train"].append(train_rate(PRESETS[n], train.inputs, train.labels, steps, args.batch))
+            if n != "mlp":
+                rates[n]["train_cl"].append(train_rate(PRESETS[n], train.inputs, train.labels, steps, args.batch,
+                                                       channels_last=True))
             rates[n]["predict"].append(predict_rate(PRESETS[n], test.inputs[:1024]))
             print(f"round {r + 1}: {n}: train {rates[n]['train'][-1]:.1f} img/s, "
                   f"predict {rates[n]['predict'][-1]:.1f} img/s", flush=True)
@@ -106,13 +115,18 @@ def main() -> None:
              f"{torch.get_num_threads()} threads, no GPU. Medians over {args.rounds} alternating rounds. Load average "
              f"(1/5/15 min) {load_before} before, {'/'.join(f'{x:.2f}' for x in os.getloadavg())} after: above 2 "
              "means other jobs shared the cores and the absolute rates are low by that factor.", "",
-             "| model | parameters | train img/s (batch 64, augmented) | per-round train img/s | FER2013 epoch (min) | "
-             "inference img/s (batch 256) |", "|---|---|---|---|---|---|"]
+             "| model | parameters | train img/s (batch 64, augmented, NCHW) | per-round train img/s | "
+             "channels-last train img/s | channels-last / NCHW (median of per-round ratios) | FER2013 epoch (min) | "
+             "inference img/s (batch 256) |", "|---|---|---|---|---|---|---|---|"]
     for n in names:
         params = create_model(PRESETS[n], _labels()).num_parameters()
         tr, pr = statistics.median(rates[n]["train"]), statistics.median(rates[n]["predict"])
+        cl = rates[n]["train_cl"]
+        ratio = statistics.median(c / t for c, t in zip(cl, rates[n]["train"])) if cl else None
+        best = max(tr, statistics.median(cl)) if cl else tr
         lines.append(f"| {n} | {params / 1e6:.2f}M | {tr:.1f} | {', '.join(f'{x:.1f}' for x in rates[n]['train'])} | "
-                     f"{TRAIN_IMAGES / tr / 60:.1f} | {pr:.0f} |")
+                     f"{f'{statistics.median(cl):.1f}' if cl else '-'} | {f'{ratio:.2f}x' if ratio else '-'} | "
+                     f"{TRAIN_IMAGES / best / 60:.1f} | {pr:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
