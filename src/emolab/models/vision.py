@@ -180,7 +180,7 @@ class ImageClassifier(TorchClassifier):
     def fit(self, dataset, run_cfg: RunConfig, log=None, *, workdir=None, resume=False):
         from emolab.training import fit
 
-        if run_cfg.train.channels_last and self.cfg.name != "mlp":  # 1.1-1.15x faster on CPU too (oneDNN)
+        if run_cfg.train.channels_last and self.cfg.name != "mlp":  # CPU too: 1.15x (vgg-fer), 1.34x (cnn-small)
             self.module.channels_last = True
             self.module.to(memory_format=torch.channels_last)
         task = self.task(dataset, run_cfg)
