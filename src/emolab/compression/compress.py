@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -223,10 +222,10 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
         from emolab.pipeline import load_run_config
 
         cfg = load_run_config(run)
-        side = int(cfg.data.image_size or 48)
+        side = int(cfg.data.image_size)
         if int8:  # static int8: activation scales from training faces
             say(f"calibrating int8 on training faces of {cfg.data.name}")
-            calibration = calibration_images(SimpleNamespace(dataset=load_dataset(cfg.data, cfg.seed), cfg=cfg))
+            calibration = calibration_images(load_dataset(cfg.data, cfg.seed), cfg.seed)
     export_onnx(model, partial, int8=int8, source=str(run), calibration=calibration, side=side)
     _finalize(partial, final)
     example = "face.png" if model_kind(model) == "image" else '"some text"'

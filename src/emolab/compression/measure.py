@@ -159,8 +159,8 @@ def time_candidates(models: dict[str, tuple[Any, int]], inputs, *, rounds: int, 
 
     ``models`` maps a name to ``(model, number of inputs to time it on)``. Each example is run through
     every model in turn (in an order that rotates from example to example) before the next example, so a
-    change of load on a shared machine hits all models alike; ``speedup_b1`` is the median over examples (and rounds) of the per-example ratio
-    ``baseline time / model time``. Latencies are per example in ms, medians and 95th percentiles
+    change of load on a shared machine hits all models alike; ``speedup_b1`` is the median over examples
+    (and rounds) of the per-example ratio ``baseline time / model time``. Latencies are per example in ms, medians and 95th percentiles
     over all rounds; the first two examples and one batch per model are run untimed as warm-up.
     """
     for model, n in models.values():

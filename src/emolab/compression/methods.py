@@ -106,13 +106,13 @@ class Context:
 
 
 def _side(ctx: Context) -> int:
-    return int(getattr(ctx.cfg.data, "image_size", 48) or 48)
+    return int(ctx.cfg.data.image_size)
 
 
-def calibration_images(ctx: Context, n: int = 512):
+def calibration_images(dataset: Dataset, seed: int, n: int = 512) -> np.ndarray:
     """A seeded sample of training faces for static int8 calibration."""
-    train = ctx.dataset.split("train")
-    idx = np.random.default_rng(ctx.cfg.seed).permutation(len(train))[:n]
+    train = dataset.split("train")
+    idx = np.random.default_rng(seed).permutation(len(train))[:n]
     return train.inputs[np.sort(idx)]
 
 
@@ -255,7 +255,7 @@ def _onnx(int8: bool):
         image = ctx.kind == IMAGE
         model = export_onnx(ctx.model, ctx.out / name, int8=int8, threads=ctx.options.threads,
                             source=ctx.model.name if image else str(ctx.model.cfg.backbone),
-                            calibration=calibration_images(ctx) if image and int8 else None, side=_side(ctx))
+                            calibration=calibration_images(ctx.dataset, ctx.cfg.seed) if image and int8 else None, side=_side(ctx))
         how = ("static int8 (calibrated activations, per-channel weights)" if image else "dynamic int8 weights")
         return [_same_size(ctx, model, name, precision="int8" if int8 else "fp32", artifact=ctx.out / name / "model.onnx",
                            notes=(f"ONNX Runtime, {how}" if int8 else "ONNX Runtime, fp32") +

@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from emolab.errors import EmolabError
-from emolab.models.onnx import ONNX_FILE, OnnxClassifier
-from emolab.models.registry import write_model_card
+from emolab.models.onnx import ONNX_FILE, OnnxClassifier, OnnxImageClassifier
 
 
 def dynamic_int8(model):
@@ -65,29 +64,28 @@ def _export_graph(model, path: Path, side: int = 48) -> list[str]:
     return names
 
 
-class _Calibration:
-    """Feeds ONNX Runtime's static quantizer batches of training faces (``CalibrationDataReader``)."""
-
-    def __init__(self, images, batch: int = 64):
-        from emolab.models.vision import to_pixels
-
-        self.batches = iter([{"pixels": to_pixels(images[s:s + batch]).numpy()} for s in range(0, len(images), batch)])
-
-    def get_next(self):
-        return next(self.batches, None)
-
-
 def _quantize_static(fp32: Path, out: Path, calibration) -> str:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from emolab.models.vision import to_pixels
+
+    class Faces(CalibrationDataReader):
+        """Batches of 64 training faces, as the graph's ``pixels`` input."""
+
+        def __init__(self):
+            self.batches = iter([{"pixels": to_pixels(calibration[s:s + 64]).numpy()}
+                                 for s in range(0, len(calibration), 64)])
+
+        def get_next(self):
+            return next(self.batches, None)
 
     if calibration is None or len(calibration) == 0:
         raise EmolabError("int8 export of a face model needs calibration images",
                           hint="export from a run whose dataset is available (data.path / EMOLAB_DATA_DIR)")
     pre = fp32.with_name("pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)  # folds batch norm into the convs
-    reader = type("Reader", (_Calibration, CalibrationDataReader), {})(calibration)
-    quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+    quantize_static(str(pre), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
     return (f"onnxruntime static, QInt8 per-channel weights (7-bit range), QUInt8 activations calibrated on "
             f"{len(calibration)} training images")
@@ -95,10 +93,8 @@ def _quantize_static(fp32: Path, out: Path, calibration) -> str:
 
 def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "", threads: int | None = None,
                 calibration=None, side: int = 48):
-    """Write a deployable ONNX model folder (graph, tokenizer or image side, model card) and load it back.
+    """Write a deployable ONNX model folder (graph, tokenizer or image side, model card); returns its classifier.
     ``calibration``: uint8 training images, needed for int8 face models (static quantization)."""
-    from emolab.models.onnx import OnnxImageClassifier
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     image = _is_image(model)
@@ -117,10 +113,11 @@ def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "", th
     info = {"int8": int8, "source": source, "parameters": int(sum(p.numel() for p in model.module.parameters())),
             "opset": 17, "quantization": how}
     if image:
-        write_model_card(folder, OnnxImageClassifier.name, model.labels,
-                         {"side": side, "tta": getattr(model, "tta", "none"), "modality": "image", "onnx": info})
-        return OnnxImageClassifier.load(folder, threads=threads)
-    model.tokenizer.save_pretrained(folder / "tokenizer")
-    write_model_card(folder, OnnxClassifier.name, model.labels,
-                     {"max_length": model.cfg.max_length, "inputs": names, "onnx": info})
-    return OnnxClassifier.load(folder, threads=threads)
+        deployed = OnnxImageClassifier(folder, model.labels, side=side, tta=getattr(model, "tta", "none"), info=info,
+                                       threads=threads)
+    else:
+        model.tokenizer.save_pretrained(folder / "tokenizer")
+        deployed = OnnxClassifier(folder, model.labels, model.tokenizer, max_length=model.cfg.max_length, inputs=names,
+                                  info=info, threads=threads)
+    deployed.save(folder)  # the model card
+    return deployed
