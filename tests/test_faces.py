@@ -248,6 +248,12 @@ def test_batch_augmentation_is_seeded_and_shape_preserving():
     for orig, out in zip(x, flips):  # exact: each image is itself or its mirror
         assert torch.equal(out, orig) or torch.equal(out, orig.flip(-1))
     assert any(not torch.equal(o, i) for o, i in zip(flips, x))
+    shifts = batch_augmenter(AugmentConfig(shift=0.1), seed=0)({"pixels": x})["pixels"]
+    padded = torch.nn.functional.pad(x, (5, 5, 5, 5), mode="replicate")
+    for orig, out in zip(padded, shifts):  # exact: each image is a 48x48 crop of its border-padded self
+        crops = [orig[..., r:r + 48, c:c + 48] for r in range(11) for c in range(11)]
+        assert any(torch.allclose(out, crop, atol=1e-5) for crop in crops)
+    assert not torch.allclose(shifts, x)
 
 
 def test_tta_views():

@@ -1,7 +1,7 @@
 """Image augmentation on whole batches, and test-time augmentation views.
 
-Training batches are transformed with one ``affine_grid`` / ``grid_sample`` call (flip, rotation, shift,
-zoom per image, border padding) and random erasing with vectorised masks, on whatever device the batch
+Training batches are transformed with one ``affine_grid`` / ``grid_sample`` call (flip, rotation, shift
+by whole pixels, zoom per image, border padding) and random erasing with vectorised masks, on whatever device the batch
 is on. Draws come from a seeded generator, so a seeded run is repeatable.
 """
 
@@ -21,7 +21,10 @@ def _affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
     angle = u() * math.radians(cfg.rotation)
     scale = 1 + u() * cfg.scale
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(n)
-    tx, ty = u() * 2 * cfg.shift, u() * 2 * cfg.shift  # grid coordinates span 2 per side
+    # whole-pixel shifts (a pixel spans 2 / side in grid coordinates): with no rotation or zoom the samples
+    # land on pixel centres, so a shifted face is an exact crop of the border-padded one, not a blurred copy
+    h, w = x.shape[-2:]
+    tx, ty = torch.round(u() * cfg.shift * w) * 2 / w, torch.round(u() * cfg.shift * h) * 2 / h
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
