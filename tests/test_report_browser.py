@@ -44,7 +44,7 @@ def test_report_of_a_run_renders_in_chromium(tmp_path, shared_data):
 
 @pytest.mark.parametrize("run_name, command, min_images", [
     ("emotion-minilm", "make demo", 6),
-    ("fer2013-vgg-14ep", "emolab run configs/fer2013-vgg.yaml --set output.name=fer2013-vgg-14ep", 9),
+    ("fer2013-vgg-16ep", "emolab run configs/fer2013-vgg.yaml --set output.name=fer2013-vgg-16ep", 9),
 ])
 def test_report_of_a_finished_run_renders_when_present(tmp_path, run_name, command, min_images):
     """The report of a preset's full run (`make demo`, the FER2013 CPU preset), if it exists in runs/."""
