@@ -209,3 +209,26 @@ def test_matrix_values_must_be_lists(tmp_path, tiny_csv):
     raw["matrix"]["model.pooling"] = ["mean"]
     with pytest.raises(ConfigError, match=r"matrix cell mean-7.0: model.dropout: must be in \[0, 1\)"):
         cells(config_from_dict(raw), raw, "m.yaml")
+
+
+def test_class_weights_weigh_examples_not_the_label_smoothing_term():
+    from emolab.config import RunConfig
+    from emolab.training import TrainTask, _loss_fn
+
+    labels = np.array([0] * 95 + [1] * 5)  # class 1 is rare: weight 10 against 0.53
+    task = TrainTask(module=None, train_set=None, val_set=None, collate=None, label_names=("common", "rare"),
+                     train_labels=labels)
+    cfg = RunConfig()
+    cfg.train.class_weights = True
+    logits, y = torch.randn(8, 2), torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+    w = torch.tensor([100 / (2 * 95), 100 / (2 * 5)])
+    plain = _loss_fn(task, cfg, "cpu")
+    assert torch.allclose(plain(logits, y), torch.nn.functional.cross_entropy(logits, y, weight=w))  # as sklearn's "balanced"
+    cfg.train.label_smoothing = 0.1
+    smoothed = _loss_fn(task, cfg, "cpu")
+    common = torch.zeros(8, dtype=torch.long)  # every face of the common class
+    right, rare_guess = torch.tensor([[4.0, -4.0]]).repeat(8, 1), torch.tensor([[-4.0, 4.0]]).repeat(8, 1)
+    assert smoothed(right, common) < smoothed(rare_guess, common)
+    # torch's weight= also weighs the smoothing term per class, and so prefers the wrong, rare answer here
+    weighted_torch = lambda z: torch.nn.functional.cross_entropy(z, common, weight=w, label_smoothing=0.1)  # noqa: E731
+    assert weighted_torch(right) > weighted_torch(rare_guess)
