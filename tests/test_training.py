@@ -223,7 +223,8 @@ def test_class_weights_weigh_examples_not_the_label_smoothing_term():
     logits, y = torch.randn(8, 2), torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
     w = torch.tensor([100 / (2 * 95), 100 / (2 * 5)])
     plain = _loss_fn(task, cfg, "cpu")
-    assert torch.allclose(plain(logits, y), torch.nn.functional.cross_entropy(logits, y, weight=w))  # as sklearn's "balanced"
+    # without smoothing: torch's weighted mean with sklearn's "balanced" weights
+    assert torch.allclose(plain(logits, y), torch.nn.functional.cross_entropy(logits, y, weight=w))
     cfg.train.label_smoothing = 0.1
     smoothed = _loss_fn(task, cfg, "cpu")
     common = torch.zeros(8, dtype=torch.long)  # every face of the common class

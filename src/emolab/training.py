@@ -167,18 +167,21 @@ def _loss_fn(task: TrainTask, cfg: RunConfig, device) -> Callable:
     if task.multi_label:
         bce = nn.BCEWithLogitsLoss()
         return lambda logits, y, targets=None: bce(logits.float(), y.float())
+    weight = None
+    if cfg.train.class_weights and task.train_labels is not None:
+        counts = np.bincount(task.train_labels, minlength=len(task.label_names)).astype(float)
+        weight = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     ce = nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.train.label_smoothing)
-    if not (cfg.train.class_weights and task.train_labels is not None):
-        return lambda logits, y, targets=None: ce(logits.float(), y if targets is None else targets.float()).mean()
-    counts = np.bincount(task.train_labels, minlength=len(task.label_names)).astype(float)
-    weight = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
 
-    def weighted(logits, y, targets=None):
+    def loss(logits, y, targets=None):
+        per_example = ce(logits.float(), y if targets is None else targets.float())
+        if weight is None:
+            return per_example.mean()
         # each example weighs as its class: CrossEntropyLoss(weight=...) would also weight the label-smoothing
         # term per class, which rewards predicting the rarest class for every face (FER+ collapsed to 0.02)
         w = weight[y]
-        return (ce(logits.float(), y if targets is None else targets.float()) * w).sum() / w.sum()
-    return weighted
+        return (per_example * w).sum() / w.sum()
+    return loss
 
 
 def _summary(task: TrainTask, y: np.ndarray, probs: np.ndarray, loss: float) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """Image augmentation on whole batches, and test-time augmentation views.
 
 Training batches are transformed with one ``affine_grid`` / ``grid_sample`` call (flip, rotation, shift
-by whole pixels, zoom per image, border padding) and random erasing with vectorised masks, on whatever device the batch
-is on. Draws come from a seeded generator, so a seeded run is repeatable.
+by whole pixels, zoom per image, border padding) and random erasing with vectorised masks, on whatever
+device the batch is on. Draws come from a seeded generator, so a seeded run is repeatable.
 """
 
 from __future__ import annotations
