@@ -60,6 +60,12 @@ def test_literal_choices_are_checked():
         config_from_dict({"data": {"taxonomy": "plutchik"}})
 
 
+def test_a_bare_no_means_the_choice_no():  # YAML 1.1 reads `no` as false
+    assert config_from_dict({}, overrides=["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="train.mixed_precision: True is not one of"):
+        config_from_dict({}, overrides=["train.mixed_precision=yes"])
+
+
 def test_resolved_config_round_trips(tmp_path):
     cfg = config_from_dict({"train": {"epochs": 7}}, overrides=["seed=3"])
     path = tmp_path / "c.yaml"

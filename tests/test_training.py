@@ -128,6 +128,20 @@ def test_schedulers(tmp_path, tiny_csv, scheduler):
         assert lrs[-1] == pytest.approx(1e-3)
 
 
+@pytest.mark.parametrize("total,warmup", [(1, 0), (2, 0), (2, 1), (3, 0), (10, 2)])
+def test_onecycle_survives_tiny_runs(total, warmup):  # OneCycleLR itself divides by zero on 2 steps
+    from emolab.training import _Schedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    schedule = _Schedule(opt, "onecycle", warmup, total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert all(0 < lr <= 0.1 + 1e-12 for lr in lrs) and (total < 3 or max(lrs) > lrs[0])
+
+
 def test_early_stopping_and_options(tmp_path, tiny_csv):
     cfg = config_from_dict(tiny_config(tmp_path, tiny_csv, epochs=6, patience=1, lr=1e-9, class_weights=True,
                                        label_smoothing=0.1, grad_accum_steps=2, early_stopping_metric="loss"),

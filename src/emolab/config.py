@@ -62,6 +62,7 @@ class ModelConfig:
     # image CNNs (mlp, cnn-small, vgg-fer, resnet18-fer)
     width: int = 32  # channels of the first block (doubled per block); mlp: ignored
     hidden_size: int = 512  # mlp hidden units; the CNNs' classifier hidden layer (0: none)
+    depths: Optional[list] = None  # vgg-fer: conv-BN-ReLU layers in each of its 4 stages; None: [2, 2, 2, 2]
     backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
 
 
@@ -184,6 +185,8 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
         problems.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
         return value
     if origin is Literal:
+        if value is False and "no" in typing.get_args(tp):  # YAML reads a bare `no` as false
+            return "no"
         if value not in typing.get_args(tp):
             problems.append(f"{key}: {value!r} is not one of {_type_name(tp)}")
         return value

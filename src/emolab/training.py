@@ -127,8 +127,10 @@ class _Schedule:
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=0)
             self._warm(0)
         elif name == "onecycle":
+            # OneCycleLR divides by zero unless the warm-up spans >= 2 steps and the annealing >= 1 (tiny runs)
+            total = max(total, 3)
             self.sched = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=self.base, total_steps=max(total, 2), pct_start=max(warmup, 1) / max(total, 2),
+                optimizer, max_lr=self.base, total_steps=total, pct_start=min(max(warmup, 2), total - 1) / total,
                 cycle_momentum=isinstance(optimizer, torch.optim.SGD))
         else:
             hf = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[name]
