@@ -235,6 +235,16 @@ def test_unknown_architecture_lists_the_valid_ones():
         ImageClassifierModule("vgg-19", ModelConfig(), 7)
 
 
+def test_vgg_depths_set_the_conv_layers_per_stage():
+    convs = lambda depths: sum(isinstance(m, torch.nn.Conv2d) for m in  # noqa: E731
+                               ImageClassifierModule("vgg-fer", ModelConfig(width=8, depths=depths), 7).modules())
+    assert convs(None) == 8 and convs([1, 2, 2, 2]) == 7 and convs([1, 1, 3, 1]) == 6
+    net = ImageClassifierModule("vgg-fer", ModelConfig(width=8, depths=[1, 2, 2, 2]), 7)
+    assert net(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+    with pytest.raises(EmolabError, match="model.depths"):
+        ImageClassifierModule("vgg-fer", ModelConfig(depths=[2, 2, 0, 2]), 7)
+
+
 def test_batch_augmentation_is_seeded_and_shape_preserving():
     x = torch.rand(8, 1, 48, 48)
     cfg = AugmentConfig(hflip=True, rotation=15, shift=0.1, scale=0.1, random_erasing=0.5)

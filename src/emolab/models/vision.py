@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from emolab.config import ModelConfig, RunConfig
-from emolab.errors import unknown_name
+from emolab.errors import ConfigError, unknown_name
 from emolab.models.augment import batch_augmenter, tta_views
 from emolab.models.registry import read_model_card, register_model, write_model_card
 from emolab.models.torch_base import TorchClassifier
@@ -61,11 +61,15 @@ def cnn_small(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
 
 
 def vgg_fer(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
-    """VGG-style: four stages of two 3x3 conv-BN-ReLU layers (w, 2w, 4w, 8w) with max-pooling, then a
-    fully connected head; the family behind the best single-network FER2013 results."""
+    """VGG-style: four stages of 3x3 conv-BN-ReLU layers (w, 2w, 4w, 8w channels; ``depths`` layers each, two
+    by default) with max-pooling, then a fully connected head; the family behind the best single-network
+    FER2013 results."""
+    depths = [2, 2, 2, 2] if cfg.depths is None else cfg.depths
+    if len(depths) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths):
+        raise ConfigError("model", [f"model.depths: expected 4 positive integers (layers per stage), got {depths!r}"])
     w, layers, c_in = cfg.width, [], 1
-    for c in (w, 2 * w, 4 * w, 8 * w):
-        layers += [conv_bn(c_in, c), conv_bn(c, c), nn.MaxPool2d(2)]
+    for c, depth in zip((w, 2 * w, 4 * w, 8 * w), depths):
+        layers += [conv_bn(c_in, c)] + [conv_bn(c, c) for _ in range(depth - 1)] + [nn.MaxPool2d(2)]
         c_in = c
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(3), classifier_head(c_in * 9, cfg.hidden_size, classes, cfg.dropout))
 
