@@ -350,6 +350,18 @@ def test_image_run_report_shows_faces_instead_of_highlighted_text(tmp_path):
     assert len([ln for ln in sections["Misclassified test samples"].splitlines() if re.match(r"\| \d+ \|", ln)]) >= 10
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 6 and not re.search(r'src="(?!data:)', html)
+    # written inside <name>.partial, the report still names the run by its final name (title, commands)
+    assert md.startswith(f"# emolab report: {out.name}\n") and ".partial" not in md
+    assert "on a CPU budget" in md and "configs/fer2013-resnet18-gpu.yaml" in md
+    # a run trained on a GPU is not told to go and use a GPU
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["hardware"]["gpu"] = "NVIDIA H100 80GB HBM3"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    from emolab.report import write_report
+
+    _html, md_path = write_report(out, say=quiet)
+    md = md_path.read_text()
+    assert "on one NVIDIA H100 80GB HBM3" in md and "CPU budget" not in md and "resnet18-gpu.yaml" not in md
 
 
 def test_occlusion_map_finds_the_informative_patch():
