@@ -44,10 +44,11 @@ def test_report_of_a_run_renders_in_chromium(tmp_path, shared_data):
 
 @pytest.mark.parametrize("run_name, command, min_images", [
     ("emotion-minilm", "make demo", 6),
-    ("fer2013-vgg-16ep", "emolab run configs/fer2013-vgg.yaml --set output.name=fer2013-vgg-16ep", 9),
+    ("fer2013-vgg-d1122-24ep", "emolab run configs/fer2013-vgg.yaml --set output.name=fer2013-vgg-d1122-24ep", 9),
+    ("fer2013-resnet18-gpu", "emolab run configs/fer2013-resnet18-gpu.yaml (on a GPU)", 9),
 ])
 def test_report_of_a_finished_run_renders_when_present(tmp_path, run_name, command, min_images):
-    """The report of a preset's full run (`make demo`, the FER2013 CPU preset), if it exists in runs/."""
+    """The report of a preset's full run (`make demo`, the FER2013 CPU and GPU presets), if it exists in runs/."""
     html = Path(__file__).resolve().parents[1] / "runs" / run_name / "report.html"
     if not html.is_file():
         pytest.skip(f"run `{command}` first")
