@@ -2,8 +2,9 @@
 
     python benchmarks/image_throughput.py --rounds 3 --out benchmarks/results/image_throughput.md
 
-Training: SGD steps at batch 64 on real FER2013 faces, with the CPU preset's augmentation (flip, rotation,
-shift, zoom, random erasing) applied per batch, i.e. what `emolab run configs/fer2013-*.yaml` does per step.
+Training: SGD steps at batch 64 (`--batch`) on real FER2013 faces, with every kind of augmentation (flip,
+rotation, shift, zoom, random erasing; the CPU preset uses only flips and shifts) applied per batch, as
+`emolab run configs/fer2013-*.yaml` does per step.
 Inference: `predict_proba` at batch 256 without test-time augmentation (ten-crop costs 10x that).
 CNNs are trained in both memory layouts, NCHW and channels-last (what runs use since 2026-11-23), side by
 side in each round, so the speed-up of channels-last is a ratio measured under the same load.
@@ -133,10 +134,12 @@ def main() -> None:
     lines = ["# Face models: training and inference throughput", "",
              f"Command: `python benchmarks/image_throughput.py --rounds {args.rounds} --steps {args.steps}"
              f"{f' --threads {args.threads}' if args.threads else ''}"
-             f"{f' --batch {args.batch}' if args.batch != 64 else ''}{' --device cuda' if args.device == 'cuda' else ''}`", "",
+             f"{f' --batch {args.batch}' if args.batch != 64 else ''}"
+             f"{' --device cuda' if args.device == 'cuda' else ''}`", "",
              f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, "
-             f"{torch.cuda.get_device_name() + ' (bf16 autocast)' if args.device == 'cuda' else 'no GPU'}. Medians over {args.rounds} alternating rounds. Load average "
+             f"{torch.cuda.get_device_name() + ' (bf16 autocast)' if args.device == 'cuda' else 'no GPU'}. "
+             f"Medians over {args.rounds} alternating rounds. Load average "
              f"(1/5/15 min) {load_before} before, {'/'.join(f'{x:.2f}' for x in os.getloadavg())} after: above 2 "
              "means other jobs shared the cores and the absolute rates are low by that factor.", "",
              f"| model | parameters | train img/s (batch {args.batch}, augmented, NCHW) | per-round train img/s | "
