@@ -63,6 +63,10 @@ class ModelConfig:
     width: int = 32  # channels of the first block (doubled per block); mlp: ignored
     hidden_size: int = 512  # mlp hidden units; the CNNs' classifier hidden layer (0: none)
     depths: Optional[list] = None  # vgg-fer: conv-BN-ReLU layers in each of its 4 stages; None: [2, 2, 2, 2]
+    # image CNNs: the network sees only the central crop_size x crop_size window (None: the whole image). With
+    # train.augment.shift that is a random crop per training image; ten-crop TTA then averages the four corner
+    # crops, the centre and their mirrors. Cost per image scales with crop_size^2 (40 of 48: 0.69x).
+    crop_size: Optional[int] = None
     backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
 
 

@@ -114,7 +114,7 @@ def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "", th
             "opset": 17, "quantization": how}
     if image:
         deployed = OnnxImageClassifier(folder, model.labels, side=side, tta=getattr(model, "tta", "none"), info=info,
-                                       threads=threads)
+                                       threads=threads, crop=getattr(model.module, "crop", None))
     else:
         model.tokenizer.save_pretrained(folder / "tokenizer")
         deployed = OnnxClassifier(folder, model.labels, model.tokenizer, max_length=model.cfg.max_length, inputs=names,

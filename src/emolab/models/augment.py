@@ -84,15 +84,18 @@ def batch_augmenter(cfg: AugmentConfig, *, seed: int) -> BatchAugmenter | None:
     return BatchAugmenter(cfg, seed)
 
 
-def tta_views(x: torch.Tensor, mode: str, pad: int = 2) -> list[torch.Tensor]:
-    """The views whose predictions are averaged: the image (``none``), and its mirror (``flip``), or the
-    centre and four corner crops of the image padded by ``pad`` pixels, each with its mirror (``ten-crop``)."""
+def tta_views(x: torch.Tensor, mode: str, crop: int | None = None) -> list[torch.Tensor]:
+    """The views whose predictions are averaged: the image (``none``), and its mirror (``flip``), or five
+    crops, each with its mirror (``ten-crop``). For a model that sees a central ``crop`` x ``crop`` window,
+    the five views are shifted so that window lands on the image's four corners and centre (the classic
+    ten-crop); otherwise they are the centre and four corners of the image padded by 2 pixels."""
     if mode == "none":
         return [x]
     if mode == "flip":
         return [x, x.flip(-1)]
     if mode == "ten-crop":
         h, w = x.shape[-2:]
+        pad = (min(h, w) - crop) // 2 if crop and crop < min(h, w) else 2
         padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
         crops = [padded[..., pad:pad + h, pad:pad + w]] + [
             padded[..., r:r + h, c:c + w] for r in (0, 2 * pad) for c in (0, 2 * pad)]

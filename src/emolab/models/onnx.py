@@ -125,8 +125,10 @@ class OnnxImageClassifier(_Deployed):
 
     modality = "image"
 
-    def __init__(self, folder: Path, labels: LabelSet, *, side: int, tta: str, info: dict, threads: int | None = None):
+    def __init__(self, folder: Path, labels: LabelSet, *, side: int, tta: str, info: dict, threads: int | None = None,
+                 crop: int | None = None):
         self.folder, self.labels, self.side, self.tta, self.info = Path(folder), labels, side, tta, dict(info)
+        self.crop = crop  # the model's central window (model.crop_size; the crop itself is in the graph)
         self.session = _session(self.folder / ONNX_FILE, threads)
 
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
@@ -138,14 +140,14 @@ class OnnxImageClassifier(_Deployed):
             images = images[None]
         out = np.empty((len(images), len(self.labels)), dtype=np.float64)
         for start in range(0, len(images), batch_size):
-            views = tta_views(to_pixels(images[start:start + batch_size]), self.tta)
+            views = tta_views(to_pixels(images[start:start + batch_size]), self.tta, self.crop)
             probs = [_softmax(self.session.run(None, {"pixels": v.contiguous().numpy()})[0].astype(np.float64))
                      for v in views]
             out[start:start + len(probs[0])] = np.mean(probs, axis=0)
         return out
 
     def card(self) -> dict:
-        return {"side": self.side, "tta": self.tta, "modality": "image", "onnx": self.info}
+        return {"side": self.side, "tta": self.tta, "crop": self.crop, "modality": "image", "onnx": self.info}
 
     @classmethod
     def load(cls, folder: Path, *, threads: int | None = None) -> OnnxImageClassifier:
@@ -153,4 +155,4 @@ class OnnxImageClassifier(_Deployed):
         card = read_model_card(folder)
         _check(folder)
         return cls(folder, LabelSet.from_dict(card["labels"]), side=card["side"], tta=card.get("tta", "none"),
-                   info=card.get("onnx", {}), threads=threads)
+                   info=card.get("onnx", {}), threads=threads, crop=card.get("crop"))

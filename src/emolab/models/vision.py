@@ -55,7 +55,7 @@ def cnn_small(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
     """Three conv blocks (conv-BN-ReLU, max-pool, dropout), widths w, 2w, 4w, then a small head."""
     w, layers, c_in = cfg.width, [], 1
     for c in (w, 2 * w, 4 * w):
-        layers += [conv_bn(c_in, c), nn.MaxPool2d(2), nn.Dropout(cfg.dropout / 2)]
+        layers += [conv_bn(c_in, c), nn.MaxPool2d(2, ceil_mode=True), nn.Dropout(cfg.dropout / 2)]
         c_in = c
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(3), classifier_head(c_in * 9, cfg.hidden_size, classes, cfg.dropout))
 
@@ -69,7 +69,8 @@ def vgg_fer(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
         raise ConfigError("model", [f"model.depths: expected 4 positive integers (layers per stage), got {depths!r}"])
     w, layers, c_in = cfg.width, [], 1
     for c, depth in zip((w, 2 * w, 4 * w, 8 * w), depths):
-        layers += [conv_bn(c_in, c)] + [conv_bn(c, c) for _ in range(depth - 1)] + [nn.MaxPool2d(2)]
+        # ceil_mode: odd sides (a 40 or 44 crop reaches 5x5 or 11x11) keep their last row and column
+        layers += [conv_bn(c_in, c)] + [conv_bn(c, c) for _ in range(depth - 1)] + [nn.MaxPool2d(2, ceil_mode=True)]
         c_in = c
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(3), classifier_head(c_in * 9, cfg.hidden_size, classes, cfg.dropout))
 
@@ -107,11 +108,20 @@ class ImageClassifierModule(nn.Module):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise unknown_name("image model", arch, list(ARCHITECTURES))
+        crop = cfg.crop_size
+        if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or not 8 <= crop <= side):
+            raise ConfigError("model", [f"model.crop_size: expected a whole number of pixels from 8 to the image "
+                                        f"side ({side}), got {crop!r}"])
+        self.crop = crop
         self.normalise = Normalise()
-        self.net = ARCHITECTURES[arch](cfg, classes, side)
+        self.net = ARCHITECTURES[arch](cfg, classes, crop or side)
         self.channels_last = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.crop is not None:  # the central window; training batches arrive shifted, so it is a random crop
+            h, w = pixels.shape[-2:]
+            top, left = (h - self.crop) // 2, (w - self.crop) // 2
+            pixels = pixels[..., top:top + self.crop, left:left + self.crop]
         x = self.normalise(pixels)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -205,7 +215,7 @@ class ImageClassifier(TorchClassifier):
         for start in range(0, len(images), batch_size):
             x = to_pixels(images[start:start + batch_size]).to(self.device, self.dtype)
             probs = torch.stack([torch.softmax(self.module(pixels=v).float(), -1)
-                                 for v in tta_views(x, self.tta)]).mean(0)
+                                 for v in tta_views(x, self.tta, self.cfg.crop_size)]).mean(0)
             out[start:start + len(x)] = probs.cpu().numpy()
         return out
 
