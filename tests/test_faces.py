@@ -245,6 +245,42 @@ def test_vgg_depths_set_the_conv_layers_per_stage():
         ImageClassifierModule("vgg-fer", ModelConfig(depths=[2, 2, 0, 2]), 7)
 
 
+
+def test_crop_size_sees_the_central_window_and_ten_crop_takes_the_classic_crops():
+    net = ImageClassifierModule("vgg-fer", ModelConfig(width=8, depths=[1, 1, 2, 2], crop_size=40), 7).eval()
+    seen = []
+    net.net.register_forward_pre_hook(lambda _m, args: seen.append(args[0] * net.normalise.std + net.normalise.mean))
+    x = torch.rand(2, 1, 48, 48)
+    for view in tta_views(x, "ten-crop", crop=40):
+        net(pixels=view)
+    crops = [x[..., r:r + 40, c:c + 40] for r, c in ((4, 4), (0, 0), (0, 8), (8, 0), (8, 8))]  # centre, corners
+    expected = crops + [c.flip(-1) for c in crops]
+    assert len(seen) == 10 and all(torch.allclose(s, e, atol=1e-6) for s, e in zip(seen, expected))
+    # odd sides keep their last row and column through the max-pools (40 -> 20 -> 10 -> 5 -> 3)
+    feats = net.net[:-2](torch.rand(1, 1, 40, 40))
+    assert feats.shape[-2:] == (3, 3)
+    assert ImageClassifierModule("mlp", ModelConfig(hidden_size=8, crop_size=40), 7)(pixels=x).shape == (2, 7)
+    for bad in (60, 4, 40.5, True):
+        with pytest.raises(EmolabError, match="model.crop_size"):
+            ImageClassifierModule("vgg-fer", ModelConfig(crop_size=bad), 7)
+
+
+def test_a_cropping_model_saves_and_exports_with_its_crop(tmp_path):
+    from emolab.compression.quantize import export_onnx
+
+    model = create_model(ModelConfig(name="vgg-fer", width=8, depths=[1, 1, 1, 1], hidden_size=16, crop_size=40),
+                         LabelSet(FER2013_LABELS))
+    model.tta = "ten-crop"
+    faces = np.random.default_rng(0).integers(0, 255, size=(5, 48, 48), dtype=np.uint8)
+    reference = model.predict_proba(faces)
+    model.save(tmp_path / "saved")
+    assert np.allclose(load_model(tmp_path / "saved").predict_proba(faces), reference, atol=1e-6)
+    export_onnx(model, tmp_path / "onnx", source="test")
+    assert np.allclose(load_model(tmp_path / "onnx").predict_proba(faces, batch_size=2), reference, atol=1e-5)
+    small = create_model(ModelConfig(name="cnn-small", width=8, hidden_size=16, crop_size=40), LabelSet(FER2013_LABELS))
+    with pytest.raises(EmolabError, match="cannot be exported to ONNX"):  # 5x5 -> 3x3 pooling: a clear error
+        export_onnx(small, tmp_path / "onnx-small", source="test")
+
 def test_batch_augmentation_is_seeded_and_shape_preserving():
     x = torch.rand(8, 1, 48, 48)
     cfg = AugmentConfig(hflip=True, rotation=15, shift=0.1, scale=0.1, random_erasing=0.5)

@@ -44,9 +44,14 @@ def _export_graph(model, path: Path, side: int = 48) -> list[str]:
         module.to(memory_format=torch.contiguous_format)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.rand(2, 1, side, side),), str(path), input_names=["pixels"],
-                              output_names=["logits"], dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
-                              opset_version=17, dynamo=False)
+            try:
+                torch.onnx.export(module, (torch.rand(2, 1, side, side),), str(path), input_names=["pixels"],
+                                  output_names=["logits"], dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                                  opset_version=17, dynamo=False)
+            except torch.onnx.errors.SymbolicValueError as err:  # e.g. a 5x5 map adaptively pooled to 3x3
+                raise EmolabError(f"this face model cannot be exported to ONNX: {str(err).split(' [Caused')[0]}",
+                                  hint="pick a model.crop_size whose last feature map is a multiple of 3 (no crop, "
+                                       "or vgg-fer), or use the dynamic-int8 method") from None
         return ["pixels"]
     if not hasattr(model, "tokenizer"):
         raise EmolabError(f"ONNX export supports text and face classifiers; got {type(model).__name__}",

@@ -119,7 +119,7 @@ class ImageClassifierModule(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.crop is not None:  # the central window; training batches arrive shifted, so it is a random crop
-            h, w = pixels.shape[-2:]
+            h, w = (int(d) for d in pixels.shape[-2:])  # plain ints: an ONNX export keeps the crop's shape static
             top, left = (h - self.crop) // 2, (w - self.crop) // 2
             pixels = pixels[..., top:top + self.crop, left:left + self.crop]
         x = self.normalise(pixels)
