@@ -51,8 +51,9 @@ def test_dotted_overrides_and_scientific_notation():
 
 def test_value_checks():
     with pytest.raises(ConfigError) as info:
-        config_from_dict({"train": {"epochs": 0, "lr": -1.0}, "model": {"dropout": 1.5}})
-    assert len(info.value.problems) == 3
+        config_from_dict({"train": {"epochs": 0, "lr": -1.0, "ema_decay": 1}, "model": {"dropout": 1.5}})
+    assert len(info.value.problems) == 4
+    assert any(p.startswith("train.ema_decay: must be in (0, 1)") for p in info.value.problems)
 
 
 def test_literal_choices_are_checked():

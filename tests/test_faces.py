@@ -439,8 +439,8 @@ def test_resume_of_an_augmented_cnn_ends_with_the_same_weights(tmp_path):
     from safetensors.torch import load_file
 
     write_fer(tmp_path / "fer", 140)
-    base = fer_config(tmp_path, tmp_path / "fer", epochs=3, augment={"hflip": True, "rotation": 10,
-                                                                      "random_erasing": 0.5})
+    base = fer_config(tmp_path, tmp_path / "fer", epochs=3, ema_decay=0.9,  # the average is resumed too
+                      augment={"hflip": True, "rotation": 10, "random_erasing": 0.5})
     straight = run(config_from_dict({**base, "output": {"dir": str(tmp_path / "a"), "name": "r"}}), say=quiet)
 
     cfg = config_from_dict({**base, "output": {"dir": str(tmp_path / "b"), "name": "r"}})
@@ -450,3 +450,27 @@ def test_resume_of_an_augmented_cnn_ends_with_the_same_weights(tmp_path):
     a = load_file(str(straight / "model" / "model.safetensors"))
     b = load_file(str(resumed / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ema_weights_are_the_moving_average_of_every_step(tmp_path):
+    from safetensors.torch import load_file
+
+    write_fer(tmp_path / "fer", 140)
+
+    def weights(steps: int, **train) -> dict:
+        cfg = fer_config(tmp_path, tmp_path / "fer", epochs=1, max_steps=steps, scheduler="constant",
+                         warmup_ratio=0.0, **train)
+        cfg["eval"]["report"] = False
+        cfg["output"] = {"dir": str(tmp_path / "runs"), "name": f"s{steps}-{train.get('ema_decay')}"}
+        return load_file(str(run(config_from_dict(cfg), say=quiet) / "model" / "model.safetensors"))
+
+    plain = [weights(k) for k in (1, 2, 3)]  # the weights after each of the first three steps
+    ema = weights(3, ema_decay=0.8)
+    floats = [k for k in ema if ema[k].is_floating_point()]  # parameters and batch-norm running statistics
+    assert any(k.endswith("running_var") for k in floats)
+    for k in floats:
+        expected = plain[0][k]
+        for w in plain[1:]:
+            expected = 0.8 * expected + 0.2 * w[k]
+        assert torch.allclose(ema[k], expected, atol=1e-6), k
+    assert not all(torch.allclose(ema[k], plain[2][k]) for k in floats)

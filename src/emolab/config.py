@@ -95,6 +95,7 @@ class TrainConfig:
     grad_accum_steps: int = 1
     label_smoothing: float = 0.0
     class_weights: bool = False
+    ema_decay: Optional[float] = None  # keep an exponential moving average of the weights (e.g. 0.999); it is evaluated and saved
     early_stopping_metric: str = "macro_f1"  # any validation metric; loss-like ones are minimised
     patience: Optional[int] = None  # epochs without improvement before stopping; None: never stop early
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 on GPU, fp32 on CPU
@@ -244,6 +245,8 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
             problems.append(f"{key}: must be at least 1, got {value}")
     if isinstance(cfg.train.lr, float) and cfg.train.lr <= 0:
         problems.append(f"train.lr: must be positive, got {cfg.train.lr}")
+    if isinstance(cfg.train.ema_decay, float) and not 0.0 < cfg.train.ema_decay < 1.0:
+        problems.append(f"train.ema_decay: must be in (0, 1), e.g. 0.999, got {cfg.train.ema_decay}")
     for key, value in {"data.validation_ratio": cfg.data.validation_ratio, "data.test_ratio": cfg.data.test_ratio,
                        "model.dropout": cfg.model.dropout, "train.warmup_ratio": cfg.train.warmup_ratio,
                        "train.label_smoothing": cfg.train.label_smoothing,

@@ -265,6 +265,14 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
     accelerator.register_for_checkpointing(schedule)
     if hasattr(task.augment, "state_dict"):  # its random state, so a resumed run augments identically
         accelerator.register_for_checkpointing(task.augment)
+    ema = None  # an exponential moving average of the weights: what is validated, checkpointed and returned
+    if tc.ema_decay:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(accelerator.unwrap_model(module), multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay),
+                            use_buffers=True)  # batch-norm statistics are averaged too
+        accelerator.register_for_checkpointing(ema)
+    scored = accelerator.unwrap_model(module) if ema is None else ema.module  # validated and checkpointed
     loss_fn = _loss_fn(task, cfg, accelerator.device)
     train_loss = task.loss or loss_fn
 
@@ -315,6 +323,8 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
             n_seen += len(y)
             if accelerator.sync_gradients:
                 state["step"] += 1
+                if ema is not None:
+                    ema.update_parameters(accelerator.unwrap_model(module))
                 lr = optimizer.param_groups[0]["lr"]
                 schedule.step()
                 step_rows.append({"step": state["step"], "epoch": epoch, "lr": lr, "grad_norm": last_norm,
@@ -329,7 +339,7 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
         y_tr = np.concatenate([p[0] for p in parts])
         p_tr = np.concatenate([p[1] for p in parts])
         train_summary = _summary(task, y_tr, p_tr, sum(p[2] for p in parts) / max(sum(p[3] for p in parts), 1))
-        y_val, p_val, val_loss = evaluate_distributed(accelerator, module, task, task.val_set, task.val_lengths,
+        y_val, p_val, val_loss = evaluate_distributed(accelerator, scored, task, task.val_set, task.val_lengths,
                                                       cfg.eval.batch_size, loss_fn)
         val_summary = _summary(task, y_val, p_val, val_loss)
         schedule.epoch_end(val_loss)
@@ -352,8 +362,7 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
                 with steps_log.open("a") as fh:
                     fh.writelines(json.dumps(r) + "\n" for r in step_rows)
                 if improved:
-                    weights = {k: v.detach().cpu().contiguous() for k, v in
-                               accelerator.unwrap_model(module).state_dict().items()}
+                    weights = {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()}
                     save_file(weights, str(ckpt_dir / "best.safetensors"))
             accelerator.wait_for_everyone()
             accelerator.save_state(str(ckpt_dir / "last"))
@@ -368,6 +377,8 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
             break
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(module)
+    if ema is not None:
+        unwrapped.load_state_dict(scored.state_dict())
     best_file = ckpt_dir / "best.safetensors" if ckpt_dir else None
     if best_file is not None and best_file.is_file() and state["best_epoch"] != state["epoch"]:
         unwrapped.load_state_dict(load_file(str(best_file)))
