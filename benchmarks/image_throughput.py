@@ -35,7 +35,8 @@ from emolab.models.vision import ARCHITECTURES, to_pixels
 PRESETS = {  # the sizes the shipped configs use
     "mlp": ModelConfig(name="mlp", hidden_size=512, dropout=0.3),
     "cnn-small": ModelConfig(name="cnn-small", width=32, hidden_size=256, dropout=0.3),
-    "vgg-fer": ModelConfig(name="vgg-fer", width=32, depths=[1, 1, 2, 2], hidden_size=256, dropout=0.25),
+    "vgg-fer": ModelConfig(name="vgg-fer", width=32, depths=[1, 1, 2, 2], crop_size=40, hidden_size=256,
+                           dropout=0.25),
     "resnet18-fer": ModelConfig(name="resnet18-fer", width=64, dropout=0.3),
 }
 TRAIN_IMAGES = 28556
