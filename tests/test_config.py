@@ -61,6 +61,13 @@ def test_literal_choices_are_checked():
         config_from_dict({"data": {"taxonomy": "plutchik"}})
 
 
+def test_class_weights_take_true_or_a_named_scheme():
+    assert config_from_dict({}, overrides=["train.class_weights=sqrt"]).train.class_weights == "sqrt"
+    assert config_from_dict({}, overrides=["train.class_weights=true"]).train.class_weights is True
+    with pytest.raises(ConfigError, match="train.class_weights: expected bool or 'balanced' \\| 'sqrt', got 'inverse'"):
+        config_from_dict({}, overrides=["train.class_weights=inverse"])
+
+
 def test_a_bare_no_means_the_choice_no():  # YAML 1.1 reads `no` as false
     assert config_from_dict({}, overrides=["train.mixed_precision=no"]).train.mixed_precision == "no"
     with pytest.raises(ConfigError, match="train.mixed_precision: True is not one of"):

@@ -239,6 +239,13 @@ def test_class_weights_weigh_examples_not_the_label_smoothing_term():
     plain = _loss_fn(task, cfg, "cpu")
     # without smoothing: torch's weighted mean with sklearn's "balanced" weights
     assert torch.allclose(plain(logits, y), torch.nn.functional.cross_entropy(logits, y, weight=w))
+    cfg.train.class_weights = "balanced"  # the same, by name
+    assert torch.allclose(_loss_fn(task, cfg, "cpu")(logits, y), plain(logits, y))
+    cfg.train.class_weights = "sqrt"  # square roots of the balanced weights: 4.36x apart instead of 19x
+    tempered = torch.nn.functional.cross_entropy(logits, y, weight=w.sqrt())
+    assert torch.allclose(_loss_fn(task, cfg, "cpu")(logits, y), tempered)
+    assert not torch.allclose(tempered, plain(logits, y))
+    cfg.train.class_weights = True
     cfg.train.label_smoothing = 0.1
     smoothed = _loss_fn(task, cfg, "cpu")
     common = torch.zeros(8, dtype=torch.long)  # every face of the common class

@@ -94,7 +94,7 @@ class TrainConfig:
     grad_clip: Optional[float] = 1.0
     grad_accum_steps: int = 1
     label_smoothing: float = 0.0
-    class_weights: bool = False
+    class_weights: bool | Literal["balanced", "sqrt"] = False  # true = "balanced" (n / (classes * count)); "sqrt": its square root
     ema_decay: Optional[float] = None  # keep an exponential moving average of the weights (e.g. 0.999); it is evaluated and saved
     early_stopping_metric: str = "macro_f1"  # any validation metric; loss-like ones are minimised
     patience: Optional[int] = None  # epochs without improvement before stopping; None: never stop early
