@@ -195,3 +195,15 @@ def test_occlusion_finds_the_word_that_drives_the_prediction():
     assert explained[0]["pred"] == "joy"
     html = highlight_html(explained[0]["words"])
     assert html.count("<mark") == 4 and "rgba(220,40,40,0.80)" in html
+
+
+@pytest.mark.parametrize("rare_share, wanted", [(0.1, "`train.class_weights: true`"),
+                                                (0.005, "`train.class_weights: sqrt`: balanced weights would lie 199x")])
+def test_a_rare_weak_class_gets_weights_tempered_by_their_spread(rare_share, wanted):
+    from emolab.report.data import _hypotheses_and_ideas
+
+    common = 1 - rare_share
+    metrics = {"test": {"per_class": {"common": {"f1": 0.9}, "rare": {"f1": 0.1}}}}
+    stats = {"splits": {"train": {"class_shares": {"common": common, "rare": rare_share}}}}
+    _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], {}, None)
+    assert any(wanted in idea for idea in ideas), ideas
