@@ -207,3 +207,14 @@ def test_a_rare_weak_class_gets_weights_tempered_by_their_spread(rare_share, wan
     stats = {"splits": {"train": {"class_shares": {"common": common, "rare": rare_share}}}}
     _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], {}, None)
     assert any(wanted in idea for idea in ideas), ideas
+
+
+def test_confidence_histogram_of_a_run_without_errors(tmp_path):
+    import warnings
+
+    from emolab.plots import confidence_histogram
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's density of an empty group divides by zero
+        path = confidence_histogram([0.9, 0.8, 0.95], [], tmp_path / "confidence.png")
+    assert path.is_file() and path.stat().st_size > 1000

@@ -112,8 +112,11 @@ def confidence_histogram(right: Sequence[float], wrong: Sequence[float], path: P
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     bins = np.linspace(0, 1, 21)
-    ax.hist(right, bins=bins, alpha=0.6, label=f"right (n={len(right)})", density=True)
-    ax.hist(wrong, bins=bins, alpha=0.6, label=f"wrong (n={len(wrong)})", density=True)
+    for values, name in ((right, "right"), (wrong, "wrong")):
+        if len(values):  # an empty group has no density (numpy would divide by zero): legend only
+            ax.hist(values, bins=bins, alpha=0.6, label=f"{name} (n={len(values)})", density=True)
+        else:
+            ax.plot([], [], label=f"{name} (n=0)")
     ax.set_xlabel("confidence (top probability)")
     ax.set_ylabel("density")
     ax.legend()
