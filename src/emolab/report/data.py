@@ -84,7 +84,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
         hyp.append(f"The weakest class is **{worst}** (F1 {per_class[worst]['f1']:.3f}, {shares[worst]:.1%} of the "
                    f"training data); the rarest is {rarest} ({shares[rarest]:.1%}).")
         if worst == rarest or shares[worst] < 0.5 / len(shares):
-            spread = max(shares.values()) / max(min(shares.values()), 1e-12)  # of the balanced weights, too
+            spread = max(shares.values()) / max(min(shares.values()), 1e-12)  # = the balanced weights' spread
             weights = ("`train.class_weights: true`" if spread <= 20 else
                        f"`train.class_weights: sqrt`: balanced weights would lie {spread:.0f}x apart, a spread that "
                        f"stalled FER+ training")
