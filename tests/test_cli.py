@@ -46,6 +46,8 @@ def test_run_evaluate_predict_on_a_users_csv(tmp_path, csv_config):
     assert r.returncode == 0, r.stderr
     again = json.loads((run / "evaluations" / "test-fp32.json").read_text())
     assert again["accuracy"] == metrics["test"]["accuracy"]
+    r = emolab("evaluate", run, "--tta", "dense", cwd=tmp_path)  # test-time augmentation is for image runs
+    assert r.returncode != 0 and "--tta applies to image runs" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
     r = emolab("predict", run, "i feel furious today", "so scared right now", cwd=tmp_path)
     assert r.returncode == 0 and "anger" in r.stdout and "fear" in r.stdout, r.stdout + r.stderr

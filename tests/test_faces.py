@@ -256,6 +256,12 @@ def test_crop_size_sees_the_central_window_and_ten_crop_takes_the_classic_crops(
     crops = [x[..., r:r + 40, c:c + 40] for r, c in ((4, 4), (0, 0), (0, 8), (8, 0), (8, 8))]  # centre, corners
     expected = crops + [c.flip(-1) for c in crops]
     assert len(seen) == 10 and all(torch.allclose(s, e, atol=1e-6) for s, e in zip(seen, expected))
+    seen.clear()
+    for view in tta_views(x, "dense", crop=40):  # every crop position on a 2-pixel grid, and the mirrors
+        net(pixels=view)
+    crops = [x[..., r:r + 40, c:c + 40] for r in range(0, 9, 2) for c in range(0, 9, 2)]
+    expected = crops + [c.flip(-1) for c in crops]
+    assert len(seen) == 50 and all(torch.allclose(s, e, atol=1e-6) for s, e in zip(seen, expected))
     # odd sides keep their last row and column through the max-pools (40 -> 20 -> 10 -> 5 -> 3)
     feats = net.net[:-2](torch.rand(1, 1, 40, 40))
     assert feats.shape[-2:] == (3, 3)
@@ -309,6 +315,11 @@ def test_tta_views():
     views = tta_views(x, "ten-crop")
     assert len(views) == 10 and all(v.shape == x.shape for v in views)
     assert torch.equal(views[0], x)  # the centre crop of the padded image is the image
+    dense = tta_views(x, "dense")  # no crop: 3 x 3 positions in the image padded by 2, and mirrors
+    assert len(dense) == 18 and torch.equal(dense[4], x) and torch.equal(dense[13], x.flip(-1))
+    assert len(tta_views(x, "dense", crop=41)) == 2 * 4 * 4  # odd margins keep the far edge: 0, 2, 4, 6
+    with pytest.raises(EmolabError, match="eval.tta"):
+        tta_views(x, "twenty-crop")
 
 
 # --- training, evaluation, report ---------------------------------------------------------------------
@@ -333,6 +344,11 @@ def test_fer_run_end_to_end_with_augmentation_and_ten_crop(tmp_path):
     assert lrs[0] < max(lrs) and lrs[-1] < 0.01 * max(lrs)  # one-cycle: up, then down to ~0
     again = evaluate_run(out, "test", precision="fp32", say=quiet)  # the saved model, loaded back
     assert again["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    dense = evaluate_run(out, "test", tta="dense", say=quiet)  # another averaging, no retraining
+    assert (out / "evaluations" / "test-fp32-tta-dense.json").is_file()
+    assert json.loads((out / "evaluations" / "test-fp32-tta-dense.json").read_text())["accuracy"] == dense["accuracy"]
+    with pytest.raises(EmolabError, match="--tta"):
+        evaluate_run(out, "test", tta="twenty-crop", say=quiet)
 
 
 def test_soft_vote_targets_train(tmp_path):

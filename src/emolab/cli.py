@@ -52,12 +52,13 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/emotion-minilm"),
     split: str = typer.Option("test", help="train, validation or test"),
     precision: str = typer.Option("fp32", help="fp32, fp16 or bf16"),
+    tta: Optional[str] = typer.Option(None, help="image runs: none, flip, ten-crop or dense (default: the run's)"),
 ):
     """Re-evaluate a saved run on one split."""
     from emolab.pipeline import evaluate_run
 
-    m = evaluate_run(run_dir, split, precision=precision, say=_say)
-    table = Table(title=f"{run_dir.name}: {split} ({precision})")
+    m = evaluate_run(run_dir, split, precision=precision, tta=tta, say=_say)
+    table = Table(title=f"{run_dir.name}: {split} ({precision}{f', tta {tta}' if tta else ''})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in m.items():

@@ -117,7 +117,7 @@ class EvalConfig:
     ece_bins: int = 15
     timing: bool = True  # inference timing at batch 1 and 64
     timing_examples: int = 200
-    tta: Literal["none", "flip", "ten-crop"] = "none"  # images: average predictions over flips / ten crops
+    tta: Literal["none", "flip", "ten-crop", "dense"] = "none"  # images: average over flips / 10 crops / a crop grid
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
 
 

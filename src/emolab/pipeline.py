@@ -199,8 +199,10 @@ def load_run_config(run_path: str | Path) -> RunConfig:
     return config_from_dict(yaml.safe_load(path.read_text()), source=str(path))
 
 
-def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = "fp32", say: Say = print) -> dict:
-    """Re-score a saved run on one split (optionally in fp16/bf16); writes ``evaluations/<split>-<precision>.json``."""
+def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = "fp32", tta: str | None = None,
+                 say: Say = print) -> dict:
+    """Re-score a saved run on one split (optionally in fp16/bf16, image runs with another test-time
+    augmentation); writes ``evaluations/<split>-<precision>[-tta-<mode>].json``."""
     run_path = Path(run_path)
     cfg = load_run_config(run_path)
     model = load_model(run_path)
@@ -208,12 +210,21 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
         if not hasattr(model, "to_precision"):
             raise EmolabError(f"model {model.name!r} has no {precision} mode", hint="use --precision fp32")
         model.to_precision(precision)
+    if tta is not None:
+        from emolab.models.augment import TTA_MODES
+
+        if getattr(model, "modality", "text") != "image":
+            raise EmolabError(f"--tta applies to image runs; {run_path} holds a {model.name!r} text model",
+                              hint="leave --tta out for text runs")
+        if tta not in TTA_MODES:
+            raise EmolabError(f"unknown --tta {tta!r}", hint=f"choose one of {', '.join(TTA_MODES)}")
+        model.tta = tta
     ds = load_dataset(cfg.data, cfg.seed)
     preds = {split: predict(model, ds.split(split), split, batch_size=cfg.eval.batch_size)}
     if model.labels.multi_label and split != "validation":
         preds = {"validation": predict(model, ds.split("validation"), "validation"), **preds}
     metrics = evaluate(preds, threshold=cfg.eval.threshold, tune=cfg.eval.tune_thresholds)[split]
-    out = run_path / "evaluations" / f"{split}-{precision}.json"
+    out = run_path / "evaluations" / f"{split}-{precision}{f'-tta-{tta}' if tta else ''}.json"
     atomic_write(out, to_json(metrics) + "\n")
     say(f"wrote {out}")
     return metrics

@@ -84,20 +84,29 @@ def batch_augmenter(cfg: AugmentConfig, *, seed: int) -> BatchAugmenter | None:
     return BatchAugmenter(cfg, seed)
 
 
+TTA_MODES = ("none", "flip", "ten-crop", "dense")
+
+
 def tta_views(x: torch.Tensor, mode: str, crop: int | None = None) -> list[torch.Tensor]:
-    """The views whose predictions are averaged: the image (``none``), and its mirror (``flip``), or five
-    crops, each with its mirror (``ten-crop``). For a model that sees a central ``crop`` x ``crop`` window,
-    the five views are shifted so that window lands on the image's four corners and centre (the classic
-    ten-crop); otherwise they are the centre and four corners of the image padded by 2 pixels."""
+    """The views whose predictions are averaged: the image (``none``), and its mirror (``flip``), five
+    crops, each with its mirror (``ten-crop``), or every crop position on a 2-pixel grid, each with its
+    mirror (``dense``: 5 x 5 x 2 = 50 views for 40-pixel crops of 48-pixel faces). For a model that sees a
+    central ``crop`` x ``crop`` window, the views are shifted so that window lands on the image's four
+    corners and centre (the classic ten-crop) or on the grid's positions; otherwise they are crops of the
+    image padded by 2 pixels (ten-crop: centre and corners; dense: 3 x 3 x 2 = 18 views)."""
     if mode == "none":
         return [x]
     if mode == "flip":
         return [x, x.flip(-1)]
-    if mode == "ten-crop":
+    if mode in ("ten-crop", "dense"):
         h, w = x.shape[-2:]
         pad = (min(h, w) - crop) // 2 if crop and crop < min(h, w) else 2
         padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-        crops = [padded[..., pad:pad + h, pad:pad + w]] + [
-            padded[..., r:r + h, c:c + w] for r in (0, 2 * pad) for c in (0, 2 * pad)]
+        if mode == "ten-crop":
+            offsets = [(pad, pad)] + [(r, c) for r in (0, 2 * pad) for c in (0, 2 * pad)]
+        else:
+            grid = sorted({*range(0, 2 * pad + 1, 2), 2 * pad})
+            offsets = [(r, c) for r in grid for c in grid]
+        crops = [padded[..., r:r + h, c:c + w] for r, c in offsets]
         return crops + [c.flip(-1) for c in crops]
-    raise unknown_name("eval.tta", mode, ("none", "flip", "ten-crop"))
+    raise unknown_name("eval.tta", mode, TTA_MODES)

@@ -16,13 +16,10 @@ from torch import nn
 
 from emolab.config import ModelConfig, RunConfig
 from emolab.errors import ConfigError, unknown_name
-from emolab.models.augment import batch_augmenter, tta_views
+from emolab.models.augment import TTA_MODES, batch_augmenter, tta_views
 from emolab.models.registry import read_model_card, register_model, write_model_card
 from emolab.models.torch_base import TorchClassifier
 from emolab.records import LabelSet
-
-TTA_MODES = ("none", "flip", "ten-crop")
-
 
 class Normalise(nn.Module):
     def __init__(self):
