@@ -82,7 +82,8 @@ def main() -> None:
             for split in SPLITS:
                 t = time.perf_counter()
                 probs[split] = view_probs(model, ds.split(split).inputs)
-                print(f"{run.name} {split}: {probs[split].shape[1]} views in {time.perf_counter() - t:.0f} s", flush=True)
+                took = time.perf_counter() - t
+                print(f"{run.name} {split}: {probs[split].shape[1]} views in {took:.0f} s", flush=True)
             if cached:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(cached, **probs)

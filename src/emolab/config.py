@@ -65,7 +65,8 @@ class ModelConfig:
     depths: Optional[list] = None  # vgg-fer: conv-BN-ReLU layers in each of its 4 stages; None: [2, 2, 2, 2]
     # image CNNs: the network sees only the central crop_size x crop_size window (None: the whole image). With
     # train.augment.shift that is a random crop per training image; ten-crop TTA then averages the four corner
-    # crops, the centre and their mirrors. Cost per image scales with crop_size^2 (40 of 48: 0.69x).
+    # crops, the centre and their mirrors, and dense TTA every crop position on a 2-pixel grid and its mirror.
+    # Cost per image scales with crop_size^2 (40 of 48: 0.69x).
     crop_size: Optional[int] = None
     backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
 
