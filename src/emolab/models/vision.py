@@ -21,6 +21,7 @@ from emolab.models.registry import read_model_card, register_model, write_model_
 from emolab.models.torch_base import TorchClassifier
 from emolab.records import LabelSet
 
+
 class Normalise(nn.Module):
     def __init__(self):
         super().__init__()
