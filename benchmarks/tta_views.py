@@ -26,17 +26,11 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from emolab.data import load_dataset
 from emolab.models import load_model
-from emolab.models.augment import tta_views
+from emolab.models.augment import crop_offsets, tta_views
 from emolab.models.vision import to_pixels
 from emolab.pipeline import load_run_config
 
 SPLITS = ("validation", "test")
-
-
-def grid_of(side: int, crop: int | None) -> tuple[list[int], int]:
-    """The dense grid's offsets along one axis and the centre offset, as `tta_views` lays them out."""
-    pad = (side - crop) // 2 if crop and crop < side else 2
-    return sorted({*range(0, 2 * pad + 1, 2), 2 * pad}), pad
 
 
 def view_probs(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -52,12 +46,15 @@ def view_probs(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def modes(side: int, crop: int | None) -> dict[str, list[int]]:
-    """Each `eval.tta` mode as indices into the dense views (positions row-major, then their mirrors)."""
-    grid, c = grid_of(side, crop)
-    n = len(grid) ** 2
-    at = lambda r, col: grid.index(r) * len(grid) + grid.index(col)  # noqa: E731
-    five = [at(c, c)] + [at(r, col) for r in (0, 2 * c) for col in (0, 2 * c)]
-    return {"none": [at(c, c)], "flip": [at(c, c), n + at(c, c)], "ten-crop": five + [n + i for i in five],
+    """Each `eval.tta` mode as indices into the dense views (positions row-major, then their mirrors); a
+    mode whose crops are not on the dense grid (odd margins) is left out."""
+    dense = crop_offsets(side, "dense", crop)[1]
+    n = len(dense)
+    ten = crop_offsets(side, "ten-crop", crop)[1]
+    if not set(ten) <= set(dense):
+        return {"dense": list(range(2 * n))}
+    five = [dense.index(o) for o in ten]  # the centre first
+    return {"none": five[:1], "flip": [five[0], n + five[0]], "ten-crop": five + [n + i for i in five],
             "dense": list(range(2 * n))}
 
 

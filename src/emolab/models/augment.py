@@ -100,13 +100,18 @@ def tta_views(x: torch.Tensor, mode: str, crop: int | None = None) -> list[torch
         return [x, x.flip(-1)]
     if mode in ("ten-crop", "dense"):
         h, w = x.shape[-2:]
-        pad = (min(h, w) - crop) // 2 if crop and crop < min(h, w) else 2
+        pad, offsets = crop_offsets(min(h, w), mode, crop)
         padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-        if mode == "ten-crop":
-            offsets = [(pad, pad)] + [(r, c) for r in (0, 2 * pad) for c in (0, 2 * pad)]
-        else:
-            grid = sorted({*range(0, 2 * pad + 1, 2), 2 * pad})
-            offsets = [(r, c) for r in grid for c in grid]
         crops = [padded[..., r:r + h, c:c + w] for r, c in offsets]
         return crops + [c.flip(-1) for c in crops]
     raise unknown_name("eval.tta", mode, TTA_MODES)
+
+
+def crop_offsets(side: int, mode: str, crop: int | None = None) -> tuple[int, list[tuple[int, int]]]:
+    """The border padding and the (row, column) offsets in the padded image of the ``ten-crop`` or ``dense``
+    views (before their mirrors): the centre first for ten-crop, row-major for dense."""
+    pad = (side - crop) // 2 if crop and crop < side else 2
+    if mode == "ten-crop":
+        return pad, [(pad, pad)] + [(r, c) for r in (0, 2 * pad) for c in (0, 2 * pad)]
+    grid = sorted({*range(0, 2 * pad + 1, 2), 2 * pad})
+    return pad, [(r, c) for r in grid for c in grid]
