@@ -26,18 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emolab.config import AugmentConfig, ModelConfig, config_from_dict
+from emolab.config import config_from_dict
 from emolab.data import load_dataset
-from emolab.models import create_model
-from emolab.models.augment import batch_augmenter
-from emolab.models.vision import ARCHITECTURES, to_pixels
+from emolab.models import ModelConfig, create_model, model_config
+from emolab.models.augment import AugmentConfig, batch_augmenter
+from emolab.models.vision import to_pixels
 
 PRESETS = {  # the sizes the shipped configs use
-    "mlp": ModelConfig(name="mlp", hidden_size=512, dropout=0.3),
-    "cnn-small": ModelConfig(name="cnn-small", width=32, hidden_size=256, dropout=0.3),
-    "vgg-fer": ModelConfig(name="vgg-fer", width=32, depths=[1, 1, 2, 2], crop_size=40, hidden_size=256,
-                           dropout=0.25),
-    "resnet18-fer": ModelConfig(name="resnet18-fer", width=64, dropout=0.3),
+    "mlp": model_config("mlp", hidden_size=512, dropout=0.3),
+    "cnn-small": model_config("cnn-small", width=32, hidden_size=256, dropout=0.3),
+    "vgg-fer": model_config("vgg-fer", width=32, depths=[1, 1, 2, 2], crop_size=40, hidden_size=256, dropout=0.25),
+    "resnet18-fer": model_config("resnet18-fer", width=64, dropout=0.3),
 }
 TRAIN_IMAGES = 28556
 # every kind of augmentation, so each costs its share (the CPU preset uses only flips and shifts)
@@ -108,7 +107,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10, help="training steps timed per model and round")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--models", default=",".join(ARCHITECTURES))
+    ap.add_argument("--models", default=",".join(PRESETS))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--out", type=Path, default=None)

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emolab.config import DataConfig, RunConfig, config_from_dict
+from emolab.config import RunConfig, config_from_dict
+from emolab.data import dataset_config
 from emolab.data import load_dataset
 from emolab.models import create_model
 from emolab.records import Dataset
@@ -89,7 +90,7 @@ def main() -> None:
                             "train": {"batch_size": args.batch_size, "max_steps": args.steps, "epochs": 1,
                                       "lr": 5e-5, "warmup_ratio": 0.06},
                             "data": {"name": "emotion"}})
-    full = load_dataset(DataConfig("emotion"), cfg.seed)
+    full = load_dataset(dataset_config("emotion"), cfg.seed)
     n = args.steps * args.batch_size
     ds = Dataset("emotion", full.labels, {"train": full.split("train").subset(np.arange(n)),
                                           "validation": full.split("validation").subset(np.arange(64))})

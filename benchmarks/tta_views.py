@@ -28,7 +28,7 @@ from emolab.data import load_dataset
 from emolab.models import load_model
 from emolab.models.augment import crop_offsets, tta_views
 from emolab.models.vision import to_pixels
-from emolab.pipeline import load_run_config
+from emolab.rundir import load_run_config
 
 SPLITS = ("validation", "test")
 

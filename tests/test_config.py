@@ -39,7 +39,8 @@ def test_unknown_keys_are_refused_with_valid_keys_listed_and_all_errors_at_once(
 
 
 def test_dotted_overrides_and_scientific_notation():
-    cfg = config_from_dict({"train": {"lr": "3e-5"}}, overrides=["train.lr=2e-5", "model.pooling=cls",
+    cfg = config_from_dict({"train": {"lr": "3e-5"}, "model": {"name": "transformer"}, "data": {"name": "csv"}},
+                           overrides=["train.lr=2e-5", "model.pooling=cls",
                                                                     "train.patience=2", "data.labels=[a, b]"])
     assert cfg.train.lr == pytest.approx(2e-5)
     assert cfg.model.pooling == "cls"
@@ -51,14 +52,15 @@ def test_dotted_overrides_and_scientific_notation():
 
 def test_value_checks():
     with pytest.raises(ConfigError) as info:
-        config_from_dict({"train": {"epochs": 0, "lr": -1.0, "ema_decay": 1}, "model": {"dropout": 1.5}})
+        config_from_dict({"train": {"epochs": 0, "lr": -1.0, "ema_decay": 1},
+                          "model": {"name": "transformer", "dropout": 1.5}})
     assert len(info.value.problems) == 4
     assert any(p.startswith("train.ema_decay: must be in (0, 1)") for p in info.value.problems)
 
 
 def test_literal_choices_are_checked():
     with pytest.raises(ConfigError, match="data.taxonomy: 'plutchik' is not one of"):
-        config_from_dict({"data": {"taxonomy": "plutchik"}})
+        config_from_dict({"data": {"name": "goemotions", "taxonomy": "plutchik"}})
 
 
 def test_class_weights_take_true_or_a_named_scheme():
@@ -90,3 +92,58 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_every_kind_of_fault_is_reported_at_once_with_did_you_mean():
+    raw = {"model": {"name": "transformer", "poolng": "mean", "max_length": "long", "dropout": 2.0},
+           "train": {"epochs": 0, "scheduler": "cosin"}, "data": {"name": "emotoin"}}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw)
+    text = "\n".join(info.value.problems)
+    assert len(info.value.problems) == 6, text
+    assert "model.poolng: unknown key for 'transformer' (did you mean 'pooling'?)" in text
+    assert "model.max_length: expected an integer, got 'long'" in text
+    assert "model.dropout: must be in [0, 1), got 2.0" in text
+    assert "train.epochs: must be at least 1" in text
+    assert "train.scheduler: 'cosin' is not one of" in text
+    assert "data.name: unknown dataset 'emotoin' (did you mean 'emotion'?)" in text
+
+
+def test_registry_names_are_checked_before_anything_is_built():
+    import numpy as np
+    import torch
+
+    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"model": {"name": "vgg"}, "data": {"name": "fer2013"}})
+    assert "model.name: unknown model 'vgg' (did you mean 'vgg-fer'?)" in info.value.problems[0]
+    with pytest.raises(ConfigError, match="model.pooling: unknown pooling 'meen' \\(did you mean 'mean'\\?\\)"):
+        config_from_dict({"model": {"name": "transformer", "pooling": "meen"}})
+    with pytest.raises(ConfigError, match="eval.tta: test-time augmentation"):
+        config_from_dict({"model": {"name": "tfidf"}, "eval": {"tta": "flip"}})
+    assert torch.equal(torch.random.get_rng_state(), torch_state)  # no model was built, no number drawn
+    assert np.array_equal(np.random.get_state()[1], np_state)
+
+
+def test_each_model_and_dataset_owns_its_section():
+    from emolab.data import dataset_config
+    from emolab.models import model_config
+
+    cfg = config_from_dict({"model": {"name": "vgg-fer", "depths": [1, 1, 2, 2], "augment": {"hflip": True}},
+                            "data": {"name": "ferplus", "label_mode": "votes"}})
+    assert cfg.model == model_config("vgg-fer", depths=[1, 1, 2, 2], augment=cfg.model.augment)
+    assert cfg.model.augment.hflip is True and cfg.data == dataset_config("ferplus", label_mode="votes")
+    with pytest.raises(ConfigError, match="model.depths: unknown key for 'cnn-small'"):
+        config_from_dict({"model": {"name": "cnn-small", "depths": [1, 1, 1, 1]}})
+    with pytest.raises(ConfigError, match="model.augment.shift: must be in \\[0, 1\\)"):
+        config_from_dict({"model": {"name": "cnn-small", "augment": {"shift": 1.5}}})
+
+
+def test_a_run_saved_with_the_old_flat_sections_still_loads():
+    from emolab.config import config_from_saved
+
+    old = {"data": {"name": "fer2013", "taxonomy": "original", "text_column": "text", "skip_bad_rows": True},
+           "model": {"name": "cnn-small", "backbone": "minilm-l6", "pooling": "mean", "width": 16, "C": 10.0},
+           "train": {"epochs": 2, "augment": {"hflip": True, "shift": 0.1}}}
+    cfg = config_from_saved(old, source="runs/x/config.yaml")
+    assert cfg.model.width == 16 and cfg.model.augment.shift == 0.1 and cfg.data.skip_bad_rows is True

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emolab.config import DataConfig
-from emolab.data import list_datasets, load_dataset
+from emolab.data import dataset_config, list_datasets, load_dataset
 from emolab.data import sources
 from emolab.data.stats import dataset_stats, policy_drops
 from emolab.errors import DataError, EmolabError
@@ -16,11 +15,11 @@ from emolab.errors import DataError, EmolabError
 def test_registry_lists_names():
     assert {"emotion", "goemotions", "sst2", "csv"} <= set(list_datasets())
     with pytest.raises(EmolabError, match="choose one of: csv, emotion"):
-        load_dataset(DataConfig(name="emotions"))
+        load_dataset(dataset_config("emotions"))
 
 
 def test_emotion_official_splits(shared_data):
-    ds = load_dataset(DataConfig("emotion"))
+    ds = load_dataset(dataset_config("emotion"))
     assert ds.labels.names == ("sadness", "joy", "love", "anger", "fear", "surprise")
     assert {k: len(v) for k, v in ds.splits.items()} == {"train": 16000, "validation": 2000, "test": 2000}
     assert np.bincount(ds.split("test").labels).tolist() == [581, 695, 159, 275, 224, 66]
@@ -29,7 +28,7 @@ def test_emotion_official_splits(shared_data):
 
 @pytest.mark.parametrize("taxonomy,k", [("original", 28), ("ekman", 7), ("sentiment", 4)])
 def test_goemotions_taxonomies(shared_data, taxonomy, k):
-    ds = load_dataset(DataConfig("goemotions", taxonomy=taxonomy, multi_label_policy="multi_label"))
+    ds = load_dataset(dataset_config("goemotions", taxonomy=taxonomy, multi_label_policy="multi_label"))
     assert len(ds.labels) == k and ds.labels.multi_label
     assert {s: len(v) for s, v in ds.splits.items()} == {"train": 43410, "validation": 5426, "test": 5427}
     assert ds.labels.names[-1] == "neutral"
@@ -37,16 +36,16 @@ def test_goemotions_taxonomies(shared_data, taxonomy, k):
 
 
 def test_goemotions_policies(shared_data):
-    drops = policy_drops(DataConfig("goemotions", taxonomy="ekman"))
+    drops = policy_drops(dataset_config("goemotions", taxonomy="ekman"))
     assert drops["multi_label"]["train"]["dropped"] == 0 and drops["first"]["train"]["dropped"] == 0
     assert drops["drop"]["train"] == {"kept": 39555, "dropped": 3855}
-    first = load_dataset(DataConfig("goemotions", taxonomy="ekman", multi_label_policy="first"))
+    first = load_dataset(dataset_config("goemotions", taxonomy="ekman", multi_label_policy="first"))
     assert first.split("train").labels.ndim == 1 and len(first.split("train")) == 43410
 
 
 def test_sst2_uses_dev_as_test_and_a_seeded_stratified_validation(shared_data):
-    a = load_dataset(DataConfig("sst2"), seed=1)
-    b = load_dataset(DataConfig("sst2"), seed=1)
+    a = load_dataset(dataset_config("sst2"), seed=1)
+    b = load_dataset(dataset_config("sst2"), seed=1)
     assert len(a.split("test")) == 872
     assert len(a.split("train")) + len(a.split("validation")) == 67349
     assert list(a.split("validation").ids[:20]) == list(b.split("validation").ids[:20])
@@ -55,13 +54,13 @@ def test_sst2_uses_dev_as_test_and_a_seeded_stratified_validation(shared_data):
 
 
 def test_subsampling_is_stratified_and_seeded(shared_data):
-    ds = load_dataset(DataConfig("emotion", max_train_examples=600, max_eval_examples=100), seed=3)
+    ds = load_dataset(dataset_config("emotion", max_train_examples=600, max_eval_examples=100), seed=3)
     assert len(ds.split("train")) == 600 and len(ds.split("test")) == 100
     assert len(np.unique(ds.split("train").labels)) == 6
 
 
 def test_stats(shared_data):
-    stats = dataset_stats(load_dataset(DataConfig("emotion")))
+    stats = dataset_stats(load_dataset(dataset_config("emotion")))
     assert stats["splits"]["train"]["class_counts"]["joy"] == 5362
     assert stats["splits"]["test"]["words_percentiles"]["p50"] > 5
     assert "train&test" in stats["cross_split_duplicates"]
@@ -71,7 +70,7 @@ def test_stats(shared_data):
 
 
 def test_csv_infers_and_freezes_labels_and_splits_by_ratio(tiny_csv):
-    cfg = DataConfig("csv", path=str(tiny_csv), text_column="sentence", label_column="emotion",
+    cfg = dataset_config("csv", path=str(tiny_csv), text_column="sentence", label_column="emotion",
                      validation_ratio=0.2, test_ratio=0.25)
     ds = load_dataset(cfg, seed=0)
     assert ds.labels.names == ("anger", "fear", "joy")  # sorted, not file order (joy comes first there)
@@ -94,7 +93,7 @@ def test_other_formats_and_given_split_files(tmp_path, suffix):
             df.to_json(path, orient="records", lines=True)
         else:
             df.to_parquet(path)
-    ds = load_dataset(DataConfig("csv", path=str(tmp_path), train_file=f"train{suffix}",
+    ds = load_dataset(dataset_config("csv", path=str(tmp_path), train_file=f"train{suffix}",
                                  validation_file=f"dev{suffix}", test_file=f"test{suffix}"))
     assert [len(ds.split(s)) for s in ("train", "validation", "test")] == [30, 9, 9]
 
@@ -114,20 +113,20 @@ def _csv(tmp_path, body: bytes, name="bad.csv"):
 ])
 def test_csv_bad_input_names_file_and_line(tmp_path, body, expected):
     with pytest.raises(DataError, match=expected):
-        load_dataset(DataConfig("csv", path=str(_csv(tmp_path, body))))
+        load_dataset(dataset_config("csv", path=str(_csv(tmp_path, body))))
 
 
 def test_csv_label_not_in_given_label_set(tmp_path):
     p = _csv(tmp_path, b"text,label\nhello,joy\nbye,anger\nugh,disgust\n")
     with pytest.raises(DataError, match=r"bad.csv:4: label 'disgust' is not in data.labels"):
-        load_dataset(DataConfig("csv", path=str(p), labels=["joy", "anger"]))
+        load_dataset(dataset_config("csv", path=str(p), labels=["joy", "anger"]))
 
 
 def test_csv_label_column_that_is_not_labels(tmp_path):
     texts = "\n".join(f"text {i},{i}" for i in range(50))
     p = _csv(tmp_path, f"text,label\n{texts}\n".encode())
     with pytest.raises(DataError, match=r"label '0' is not in data.labels \(joy, anger\)"):
-        load_dataset(DataConfig("csv", path=str(p), labels=["joy", "anger"]))
+        load_dataset(dataset_config("csv", path=str(p), labels=["joy", "anger"]))
 
 
 def test_emotion_file_errors(tmp_path):
@@ -139,7 +138,7 @@ def test_emotion_file_errors(tmp_path):
         (tmp_path / "val.txt").write_text(good)
         (tmp_path / "test.txt").write_text(good)
         with pytest.raises(DataError, match=expected):
-            load_dataset(DataConfig("emotion", path=str(tmp_path)))
+            load_dataset(dataset_config("emotion", path=str(tmp_path)))
 
 
 # --- source resolution and download -----------------------------------------------------------------------
@@ -177,4 +176,17 @@ def test_offline_error_says_which_files_go_where(tmp_path, monkeypatch):
 
 def test_explicit_path_missing_files(tmp_path):
     with pytest.raises(DataError, match="lacks train.txt, val.txt, test.txt"):
-        load_dataset(DataConfig("emotion", path=str(tmp_path)))
+        load_dataset(dataset_config("emotion", path=str(tmp_path)))
+
+
+def test_an_empty_csv_and_a_csv_without_rows_get_clear_errors(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty.csv: the file is empty") as info:
+        load_dataset(dataset_config("csv", path=str(empty)))
+    assert "header row" in str(info.value) and "JSONL" not in str(info.value).split("fix:")[0]
+    header = tmp_path / "header.csv"
+    header.write_text("text,label\n")
+    with pytest.raises(DataError, match="header.csv: no examples") as info:
+        load_dataset(dataset_config("csv", path=str(header)))
+    assert "add one row per example" in str(info.value)

@@ -3,6 +3,7 @@ augmentation and a whole run, on tiny synthetic 48x48 images (learnable: each cl
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -11,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from emolab.config import AugmentConfig, ModelConfig, config_from_dict
+from emolab.config import config_from_dict
 from emolab.data import load_dataset
 from emolab.data.images import FER2013_LABELS, FERPLUS_COLUMNS, FERPLUS_LABELS, ferplus_targets
 from emolab.errors import DataError, EmolabError
-from emolab.models import create_model, load_model, reference  # noqa: F401  (reference: its architecture joins the registry)
-from emolab.models.augment import batch_augmenter, tta_views
-from emolab.models.vision import ARCHITECTURES, ImageClassifierModule
+from emolab.models import create_model, list_models, load_model, model_class, model_config
+from emolab.models.augment import AugmentConfig, batch_augmenter, tta_views
 from emolab.pipeline import evaluate_run, run
 from emolab.records import LabelSet
 from tests.conftest import SHARED, crash_after_first_epoch
@@ -52,10 +52,13 @@ def write_fer(folder: Path, n: int = 210, *, gz: bool = False, classes: int = 7,
     return path
 
 
-def fer_config(tmp_path: Path, folder: Path, model: str = "cnn-small", **train) -> dict:
+def fer_config(tmp_path: Path, folder: Path, model: str = "cnn-small", augment: dict | None = None, **train) -> dict:
+    section = {"name": model}
+    if model_class(model).training == "loop":  # a pretrained reference takes no size keys
+        section.update(width=8, hidden_size=32, dropout=0.1, **({"augment": augment} if augment else {}))
     return {
         "data": {"name": "fer2013", "path": str(folder)},
-        "model": {"name": model, "width": 8, "hidden_size": 32, "dropout": 0.1},
+        "model": section,
         "train": {"epochs": 3, "batch_size": 16, "lr": 0.02, "optimizer": "sgd", "scheduler": "onecycle",
                   "warmup_ratio": 0.3, "weight_decay": 0.0, **train},
         "eval": {"timing": False, "batch_size": 32},
@@ -192,10 +195,25 @@ def test_shared_fer2013_and_ferplus_sizes():
 # --- models and augmentation -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+TRAINABLE_FACE_MODELS = sorted(n for n in list_models() if model_class(n).modality == "image"
+                               and model_class(n).training == "loop")
+
+
+def build(name: str, **values):
+    """The network of face model ``name`` for FER2013's 7 labels; ``width`` is dropped for models without one."""
+    cls = model_class(name)
+    owned = {f.name for f in dataclasses.fields(cls.config_class)}
+    return cls.build(model_config(name, **{k: v for k, v in values.items() if k in owned}), LabelSet(FER2013_LABELS))
+
+
+def test_the_face_models_are_registered():
+    assert TRAINABLE_FACE_MODELS == ["cnn-small", "mlp", "resnet18-fer", "vgg-fer"]
+
+
+@pytest.mark.parametrize("arch", TRAINABLE_FACE_MODELS)
 def test_every_architecture_maps_faces_to_logits_and_learns(arch):
     torch.manual_seed(0)
-    module = ImageClassifierModule(arch, ModelConfig(width=4, hidden_size=16, dropout=0.0), 7)
+    module = build(arch, width=4, hidden_size=16, dropout=0.0)
     rng = np.random.default_rng(0)
     y = torch.arange(14) % 7
     x = torch.from_numpy(np.stack([face(int(k), rng) for k in y])).unsqueeze(1).float() / 255
@@ -216,7 +234,7 @@ def test_pretrained_reference_loads_the_package_weights_and_reads_real_faces(tmp
     """The what-the-face package's weights load into emolab's copy of its network (strict: every name and
     shape), score far above the majority class (0.245) on PrivateTest, and save/load as a run's model."""
     fer = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data)
-    model = create_model(ModelConfig(name="what-the-face"), LabelSet(FER2013_LABELS))
+    model = create_model(model_config("what-the-face"), LabelSet(FER2013_LABELS))
     write_fer(tmp_path / "fer")
     cfg = config_from_dict(fer_config(tmp_path, tmp_path / "fer", model="what-the-face"))
     history = model.fit(load_dataset(cfg.data), cfg)  # loads the weights, trains nothing
@@ -227,27 +245,27 @@ def test_pretrained_reference_loads_the_package_weights_and_reads_real_faces(tmp
     model.save(tmp_path / "saved")
     assert np.allclose(load_model(tmp_path / "saved").predict_proba(test.inputs[:50]), probs[:50], atol=1e-6)
     with pytest.raises(EmolabError, match="FER2013's labels"):
-        create_model(ModelConfig(name="what-the-face"), LabelSet(FERPLUS_LABELS))
+        create_model(model_config("what-the-face"), LabelSet(FERPLUS_LABELS))
 
 
 def test_unknown_architecture_lists_the_valid_ones():
     with pytest.raises(Exception, match="vgg-fer"):
-        ImageClassifierModule("vgg-19", ModelConfig(), 7)
+        build("vgg-19")
 
 
 def test_vgg_depths_set_the_conv_layers_per_stage():
     convs = lambda depths: sum(isinstance(m, torch.nn.Conv2d) for m in  # noqa: E731
-                               ImageClassifierModule("vgg-fer", ModelConfig(width=8, depths=depths), 7).modules())
+                               build("vgg-fer", width=8, depths=depths).modules())
     assert convs(None) == 8 and convs([1, 2, 2, 2]) == 7 and convs([1, 1, 3, 1]) == 6
-    net = ImageClassifierModule("vgg-fer", ModelConfig(width=8, depths=[1, 2, 2, 2]), 7)
+    net = build("vgg-fer", width=8, depths=[1, 2, 2, 2])
     assert net(torch.rand(2, 1, 48, 48)).shape == (2, 7)
     with pytest.raises(EmolabError, match="model.depths"):
-        ImageClassifierModule("vgg-fer", ModelConfig(depths=[2, 2, 0, 2]), 7)
+        build("vgg-fer", depths=[2, 2, 0, 2])
 
 
 
 def test_crop_size_sees_the_central_window_and_ten_crop_takes_the_classic_crops():
-    net = ImageClassifierModule("vgg-fer", ModelConfig(width=8, depths=[1, 1, 2, 2], crop_size=40), 7).eval()
+    net = build("vgg-fer", width=8, depths=[1, 1, 2, 2], crop_size=40).eval()
     seen = []
     net.net.register_forward_pre_hook(lambda _m, args: seen.append(args[0] * net.normalise.std + net.normalise.mean))
     x = torch.rand(2, 1, 48, 48)
@@ -265,16 +283,16 @@ def test_crop_size_sees_the_central_window_and_ten_crop_takes_the_classic_crops(
     # odd sides keep their last row and column through the max-pools (40 -> 20 -> 10 -> 5 -> 3)
     feats = net.net[:-2](torch.rand(1, 1, 40, 40))
     assert feats.shape[-2:] == (3, 3)
-    assert ImageClassifierModule("mlp", ModelConfig(hidden_size=8, crop_size=40), 7)(pixels=x).shape == (2, 7)
+    assert build("mlp", hidden_size=8, crop_size=40)(pixels=x).shape == (2, 7)
     for bad in (60, 4, 40.5, True):
         with pytest.raises(EmolabError, match="model.crop_size"):
-            ImageClassifierModule("vgg-fer", ModelConfig(crop_size=bad), 7)
+            build("vgg-fer", crop_size=bad)
 
 
 def test_a_cropping_model_saves_and_exports_with_its_crop(tmp_path):
     from emolab.compression.quantize import export_onnx
 
-    model = create_model(ModelConfig(name="vgg-fer", width=8, depths=[1, 1, 1, 1], hidden_size=16, crop_size=40),
+    model = create_model(model_config("vgg-fer", width=8, depths=[1, 1, 1, 1], hidden_size=16, crop_size=40),
                          LabelSet(FER2013_LABELS))
     model.tta = "ten-crop"
     faces = np.random.default_rng(0).integers(0, 255, size=(5, 48, 48), dtype=np.uint8)
@@ -283,7 +301,7 @@ def test_a_cropping_model_saves_and_exports_with_its_crop(tmp_path):
     assert np.allclose(load_model(tmp_path / "saved").predict_proba(faces), reference, atol=1e-6)
     export_onnx(model, tmp_path / "onnx", source="test")
     assert np.allclose(load_model(tmp_path / "onnx").predict_proba(faces, batch_size=2), reference, atol=1e-5)
-    small = create_model(ModelConfig(name="cnn-small", width=8, hidden_size=16, crop_size=40), LabelSet(FER2013_LABELS))
+    small = create_model(model_config("cnn-small", width=8, hidden_size=16, crop_size=40), LabelSet(FER2013_LABELS))
     with pytest.raises(EmolabError, match="cannot be exported to ONNX"):  # 5x5 -> 3x3 pooling: a clear error
         export_onnx(small, tmp_path / "onnx-small", source="test")
 
@@ -449,6 +467,31 @@ def test_predict_cli_classifies_image_files_and_folders(tmp_path):
     assert {c for c in table.columns if c.startswith("p_")} == {f"p_{n}" for n in FER2013_LABELS}
     res = emolab("predict", out, tmp_path / "missing.png", cwd=tmp_path)
     assert res.returncode == 2 and "image not found" in res.stderr
+    res = emolab("predict", out, tmp_path / "faces" / "class0.png", cwd=tmp_path)  # the table names its column
+    assert res.returncode == 0 and "image" in res.stdout.splitlines()[1] and "text" not in res.stdout
+
+
+def test_an_image_size_other_than_48_flows_to_the_model_and_to_predict(tmp_path):
+    from PIL import Image
+
+    from emolab.models import model_card
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 6)):
+        for k, name in enumerate(("happy", "sad")):
+            (tmp_path / "faces" / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(face(3 * k, rng)).save(tmp_path / "faces" / split / name / f"{i}.png")
+    raw = fer_config(tmp_path, tmp_path / "faces", epochs=2)
+    raw["data"] = {"name": "imagefolder", "path": str(tmp_path / "faces"), "image_size": 32}
+    out = run(config_from_dict(raw), say=quiet)
+    card = model_card(out)
+    assert card.input["side"] == 32 and card.image
+    probs = load_model(out).predict_proba(np.zeros((2, 32, 32), np.uint8))
+    assert probs.shape == (2, 2)
+    res = emolab("predict", out, tmp_path / "faces" / "test" / "sad" / "0.png", cwd=tmp_path)  # a 48x48 file
+    assert res.returncode == 0, res.stderr
+    assert "sad" in res.stdout or "happy" in res.stdout
 
 
 def test_resume_of_an_augmented_cnn_ends_with_the_same_weights(tmp_path):

@@ -44,6 +44,17 @@ def test_classification_metrics_match_sklearn(seed, missing):
     assert m["kl_divergence"] == pytest.approx(m["cross_entropy"])  # one-hot targets
 
 
+def test_macro_average_skips_labels_absent_from_truth_and_predictions():
+    y, probs = np.array([0, 0, 1, 1]), np.eye(3)[[0, 1, 1, 1]]  # class c: never true, never predicted
+    m = classification_metrics(y, probs, ["a", "b", "c"])
+    # a: P 1, R 1/2, F1 2/3; b: P 2/3, R 1, F1 4/5; c: zero (undefined), left out of the macro average
+    assert m["macro_precision"] == pytest.approx((1 + 2 / 3) / 2)
+    assert m["macro_recall"] == pytest.approx((1 / 2 + 1) / 2)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert m["weighted_f1"] == pytest.approx((2 / 3 + 4 / 5) / 2)  # supports 2 and 2
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
 def test_confusion_helpers():
     cm = confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 0]), 3)
     assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
@@ -78,8 +89,28 @@ def test_multilabel_metrics_match_sklearn():
     assert m["micro_f1"] == pytest.approx(skm.f1_score(y, pred, average="micro", zero_division=0))
     assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
     assert m["subset_accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    p, r, f, s = skm.precision_recall_fscore_support(y, pred, zero_division=0)
+    for i, name in enumerate("vwxyz"):
+        assert (m["per_class"][name]["precision"], m["per_class"][name]["recall"]) == pytest.approx((p[i], r[i]))
+        assert m["per_class"][name]["f1"] == pytest.approx(f[i])
+        assert m["per_class"][name]["support"] == s[i]
     assert m["bce"] == pytest.approx(np.mean([skm.log_loss(y[:, j], probs[:, j], labels=[0, 1]) for j in range(5)]),
                                      rel=1e-4)
+
+
+def test_multilabel_zero_where_undefined_and_a_single_label():
+    y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    probs = np.array([[0.9, 0.2, 0.1], [0.2, 0.8, 0.3], [0.6, 0.7, 0.2], [0.1, 0.1, 0.4]])
+    m = multilabel_metrics(y, probs, list("abc"))
+    # a: tp 1 fp 1 fn 1 -> F1 1/2; b: tp 2 -> 1; c never true nor predicted -> 0, still in the macro average
+    assert [m["per_class"][n]["f1"] for n in "abc"] == pytest.approx([0.5, 1.0, 0.0])
+    assert m["macro_f1"] == pytest.approx(0.5)
+    assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
+    # one label: (N, 1) must be scored as that label, not as binary class ids (whose class 0 is "negative")
+    one = multilabel_metrics(np.array([[1], [1], [1], [0]]), np.array([[0.9], [0.8], [0.2], [0.1]]), ["a"])
+    assert one["per_class"]["a"] == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3,
+                                                   "threshold": 0.5})
+    assert one["micro_f1"] == one["macro_f1"] == pytest.approx(0.8)
 
 
 def test_tuned_thresholds_do_not_lower_per_label_f1():

@@ -100,8 +100,10 @@ def predict(
         atomic_write(output, buf.getvalue())
         _say(f"wrote {len(items)} predictions to {output}")
         return
+    from emolab.models import model_card
+
     table = Table()
-    table.add_column("text")
+    table.add_column("image" if model_card(run_dir).image else "text")
     table.add_column("label")
     table.add_column("probabilities")
     for text, lab, p in zip(items, labels, probs):

@@ -5,15 +5,12 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emolab import plots
 from emolab.errors import EmolabError
-from emolab.rundir import atomic_write
+from emolab.rundir import Run, atomic_write, open_run
 
 COLUMNS = [("run", "run"), ("model", "model"), ("pooling", "pooling"), ("scheduler", "schedule"),
            ("parameters", "params"), ("val_loss", "val loss"), ("train_loss", "train loss"),
@@ -21,29 +18,20 @@ COLUMNS = [("run", "run"), ("model", "model"), ("pooling", "pooling"), ("schedul
            ("train_s", "train s"), ("ms_per_example", "ms/example")]
 
 
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def history(run: Path) -> list[dict]:
-    path = run / "history.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+    return open_run(run).history
 
 
-def leaderboard_row(run: Path) -> dict[str, Any]:
-    """One run's line: model, pooling, size, losses, accuracies, macro-F1, train time, latency."""
-    if not (run / "config.yaml").is_file():
-        raise EmolabError(f"{run} is not a run directory (no config.yaml)", hint="give folders written by `emolab run`")
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    metrics = _read(run / "metrics.json") or {}
-    manifest = _read(run / "manifest.json") or {}
-    hist = history(run)
+def leaderboard_row(run: Path | Run) -> dict[str, Any]:
+    """One run's line: model (as its card summarises it), pooling, size, losses, accuracies, macro-F1, train
+    time, latency."""
+    run = run if isinstance(run, Run) else open_run(run)
+    card, metrics, manifest, hist = run.card, run.metrics, run.manifest, run.history
     best = max(hist, key=lambda h: h.get("val_macro_f1", 0)) if hist else {}
-    neural = cfg["model"]["name"] != "tfidf"
     return {"run": run.name,
-            "model": cfg["model"].get("backbone") if cfg["model"]["name"] == "transformer" else cfg["model"]["name"],
-            "pooling": cfg["model"].get("pooling") if cfg["model"]["name"] == "transformer" else "-",
-            "scheduler": cfg["train"].get("scheduler") if neural else "-",
+            "model": card.hyperparameters.get("backbone") or card.model,  # the card's summary is in the report
+            "pooling": card.hyperparameters.get("pooling", "-"),
+            "scheduler": run.raw_config.get("train", {}).get("scheduler") if card.training == "loop" else "-",
             "parameters": metrics.get("parameters"),
             "val_loss": metrics.get("validation", {}).get("cross_entropy"), "train_loss": best.get("train_loss"),
             "val_accuracy": metrics.get("validation", {}).get("accuracy"),

@@ -1,8 +1,12 @@
 """Run configuration: dataclasses with every default in one place, YAML loading, dotted overrides.
 
 A config file has the sections ``data``, ``model``, ``train``, ``eval``, ``output`` and a top-level
-``seed``. Unknown keys are refused (with the valid keys listed) and every problem in a file is
-reported at once, as a :class:`~emolab.errors.ConfigError`.
+``seed``. The ``data`` and ``model`` sections belong to the dataset and the model they name: each registered
+dataset and model declares its own config dataclass (:mod:`emolab.data.registry`,
+:mod:`emolab.models.registry`), so a section holds only the keys that mean something to it. Unknown keys
+and names are refused (with "did you mean" and the valid choices), and every problem in a file, types,
+ranges and names alike, is reported at once as a :class:`~emolab.errors.ConfigError`, before any data is
+loaded or any model built.
 """
 
 from __future__ import annotations
@@ -16,70 +20,12 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from emolab.errors import ConfigError
+from emolab.data.registry import DataConfig, dataset_config_class, list_datasets
+from emolab.errors import ConfigError, did_you_mean, unknown_name_message
+from emolab.models.registry import ModelConfig, list_models, model_class
 
-
-@dataclass
-class DataConfig:
-    name: str = "emotion"  # a registered dataset: emotion, goemotions, sst2, csv, fer2013, ferplus, imagefolder
-    path: Optional[str] = None  # folder (or single file for csv) holding the files; else EMOLAB_DATA_DIR / cache / download
-    taxonomy: Literal["original", "ekman", "sentiment"] = "original"  # goemotions only
-    multi_label_policy: Literal["multi_label", "drop", "first"] = "drop"  # goemotions: examples with several labels
-    # csv: column names, optional fixed label names, given split files or a seeded stratified split
-    text_column: str = "text"
-    label_column: str = "label"
-    labels: Optional[list] = None
-    train_file: Optional[str] = None
-    validation_file: Optional[str] = None
-    test_file: Optional[str] = None
-    validation_ratio: float = 0.1  # csv without a validation file; sst2's slice of train
-    test_ratio: float = 0.1  # csv without a test file
-    # images: ferplus targets, image size for image folders, rows with bad pixels
-    label_mode: Literal["majority", "votes"] = "majority"  # ferplus: majority label, or train on vote shares
-    image_size: int = 48  # imagefolder: images are converted to grayscale and resized to this square
-    skip_bad_rows: bool = False  # fer2013/ferplus: skip (and count) rows with malformed pixels instead of failing
-    max_train_examples: Optional[int] = None  # stratified subsample, for smoke runs
-    max_eval_examples: Optional[int] = None
-    download: bool = True  # fetch from the canonical online source when no local copy exists
-
-
-@dataclass
-class ModelConfig:
-    name: str = "tfidf"  # a registered model: tfidf, transformer, ...
-    # tfidf
-    classifier: Literal["logreg", "svm"] = "logreg"
-    word_ngrams: list = field(default_factory=lambda: [1, 2])
-    char_ngrams: list = field(default_factory=lambda: [2, 5])
-    max_features: Optional[int] = 200000
-    C: float = 10.0
-    # transformer
-    backbone: str = "minilm-l6"  # offline short name, Hugging Face hub id or local path
-    pooling: str = "mean"  # cls, mean, max, attention, mean-max
-    dropout: float = 0.1
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
-    max_length: int = 128
-    # image CNNs (mlp, cnn-small, vgg-fer, resnet18-fer)
-    width: int = 32  # channels of the first block (doubled per block); mlp: ignored
-    hidden_size: int = 512  # mlp hidden units; the CNNs' classifier hidden layer (0: none)
-    depths: Optional[list] = None  # vgg-fer: conv-BN-ReLU layers in each of its 4 stages; None: [2, 2, 2, 2]
-    # image CNNs: the network sees only the central crop_size x crop_size window (None: the whole image). With
-    # train.augment.shift that is a random crop per training image; ten-crop TTA then averages the four corner
-    # crops, the centre and their mirrors, and dense TTA every crop position on a 2-pixel grid and its mirror.
-    # Cost per image scales with crop_size^2 (40 of 48: 0.69x).
-    crop_size: Optional[int] = None
-    backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
-
-
-@dataclass
-class AugmentConfig:
-    """Image augmentation, applied per training batch (on the GPU when there is one)."""
-
-    hflip: bool = False  # horizontal flip with probability 0.5
-    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
-    shift: float = 0.0  # translation as a fraction of the side (random crop of a padded image)
-    scale: float = 0.0  # zoom in [1 - scale, 1 + scale]
-    random_erasing: float = 0.0  # probability of erasing one random rectangle
+SCHEDULERS = ("linear", "cosine", "constant", "plateau", "onecycle")
+DEFAULT_MODEL = "tfidf"
 
 
 @dataclass
@@ -90,7 +36,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = 0.9  # sgd (Nesterov)
-    scheduler: str = "linear"  # linear, cosine, constant, plateau, onecycle
+    scheduler: Literal["linear", "cosine", "constant", "plateau", "onecycle"] = "linear"
     warmup_ratio: float = 0.06
     grad_clip: Optional[float] = 1.0
     grad_accum_steps: int = 1
@@ -106,7 +52,6 @@ class TrainConfig:
     num_threads: Optional[int] = None  # torch CPU threads; None: torch's default
     keep_checkpoints: bool = False  # keep checkpoints/ (optimizer state for --resume) after a finished run
     channels_last: bool = True  # image CNNs: channels-last memory format (faster on CUDA and on CPU)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -118,7 +63,7 @@ class EvalConfig:
     ece_bins: int = 15
     timing: bool = True  # inference timing at batch 1 and 64
     timing_examples: int = 200
-    tta: Literal["none", "flip", "ten-crop", "dense"] = "none"  # images: average over flips / 10 crops / a crop grid
+    tta: Literal["none", "flip", "ten-crop", "dense"] = "none"  # image models: average over flips / 10 crops / a crop grid
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
 
 
@@ -143,10 +88,14 @@ class SweepConfig:
     dir: str = "sweeps"
 
 
+def _default_model() -> ModelConfig:
+    return model_class(DEFAULT_MODEL).config_class(name=DEFAULT_MODEL)
+
+
 @dataclass
 class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # the dataset's own section (emolab.data)
+    model: ModelConfig = field(default_factory=_default_model)  # the model's own section (emolab.models)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -208,19 +157,46 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
     return value
 
 
+_SECTIONS = {  # base class -> (registered names, name -> the section's own class, the name when none is given)
+    DataConfig: (list_datasets, dataset_config_class, "emotion"),
+    ModelConfig: (list_models, lambda name: model_class(name).config_class, DEFAULT_MODEL),
+}
+
+
+def _section_class(base: type, raw: dict, prefix: str, problems: list[str]) -> tuple[type, dict] | None:
+    """The dataclass of a ``data`` / ``model`` section: the one its registered ``name`` declares."""
+    names, lookup, default = _SECTIONS[base]
+    name = raw.get("name", default)
+    if not isinstance(name, str):
+        problems.append(f"{prefix}name: expected a string, got {name!r}")
+        return None
+    if name not in names():
+        problems.append(f"{prefix}name: " + unknown_name_message(prefix.rstrip(".").replace("data", "dataset"),
+                                                                 name, names()))
+        return None
+    return lookup(name), {**raw, "name": name}
+
+
 def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         problems.append(f"{prefix or 'config'}: expected a mapping of keys, got {raw!r}")
         return cls()
+    if cls in _SECTIONS:
+        found = _section_class(cls, raw, prefix, problems)
+        if found is None:
+            return cls(name=raw.get("name"))
+        cls, raw = found
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
-            problems.append(f"{dotted}: unknown key; valid keys here: {', '.join(fields)}")
+            owner = f" for {raw['name']!r}" if "name" in fields and isinstance(raw.get("name"), str) else ""
+            problems.append(f"{dotted}: unknown key{owner}{did_you_mean(key, fields)}; valid keys here: "
+                            f"{', '.join(fields)}")
             continue
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
@@ -231,15 +207,12 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
 
 
 def _validate(cfg: RunConfig, problems: list[str]) -> None:
-    """Value checks that types alone cannot express."""
+    """Value checks that types alone cannot express (each skips a value whose type is already wrong)."""
     positive = {
         "train.epochs": cfg.train.epochs,
         "train.batch_size": cfg.train.batch_size,
         "train.grad_accum_steps": cfg.train.grad_accum_steps,
         "eval.batch_size": cfg.eval.batch_size,
-        "model.max_length": cfg.model.max_length,
-        "data.image_size": cfg.data.image_size,
-        "model.width": cfg.model.width,
     }
     for key, value in positive.items():
         if isinstance(value, int) and value < 1:
@@ -248,20 +221,21 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"train.lr: must be positive, got {cfg.train.lr}")
     if isinstance(cfg.train.ema_decay, float) and not 0.0 < cfg.train.ema_decay < 1.0:
         problems.append(f"train.ema_decay: must be in (0, 1), e.g. 0.999, got {cfg.train.ema_decay}")
-    for key, value in {"data.validation_ratio": cfg.data.validation_ratio, "data.test_ratio": cfg.data.test_ratio,
-                       "model.dropout": cfg.model.dropout, "train.warmup_ratio": cfg.train.warmup_ratio,
-                       "train.label_smoothing": cfg.train.label_smoothing,
-                       "train.augment.shift": cfg.train.augment.shift, "train.augment.scale": cfg.train.augment.scale,
-                       "train.augment.random_erasing": cfg.train.augment.random_erasing}.items():
+    for key, value in {"train.warmup_ratio": cfg.train.warmup_ratio,
+                       "train.label_smoothing": cfg.train.label_smoothing}.items():
         if isinstance(value, float) and not 0.0 <= value < 1.0:
             problems.append(f"{key}: must be in [0, 1), got {value}")
-    for key in ("word_ngrams", "char_ngrams"):
-        value = getattr(cfg.model, key)
-        if isinstance(value, list) and not (len(value) == 2 and all(isinstance(v, int) for v in value) and 1 <= value[0] <= value[1]):
-            problems.append(f"model.{key}: expected [min_n, max_n] with 1 <= min_n <= max_n, got {value}")
-    bad_splits = [s for s in cfg.eval.splits if s not in ("train", "validation", "test")]
-    if bad_splits:
-        problems.append(f"eval.splits: unknown split(s) {bad_splits}; use train, validation, test")
+    if isinstance(cfg.eval.splits, list):
+        bad_splits = [s for s in cfg.eval.splits if s not in ("train", "validation", "test")]
+        if bad_splits:
+            problems.append(f"eval.splits: unknown split(s) {bad_splits}; use train, validation, test")
+    if type(cfg.data) is not DataConfig or cfg.data.name in list_datasets():
+        cfg.data.check(problems)
+    if cfg.model.name in list_models():
+        cfg.model.check(problems)
+        if model_class(cfg.model.name).modality != "image" and cfg.eval.tta != "none":
+            problems.append(f"eval.tta: test-time augmentation ({cfg.eval.tta!r}) applies to image models; "
+                            f"{cfg.model.name!r} reads text: set eval.tta: none")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -312,11 +286,28 @@ def config_from_dict(raw: dict, *, source: str = "config", overrides: list[str] 
         path, value = parse_override(text)
         _set_dotted(raw, path, value, problems)
     cfg = _build(RunConfig, _fix_yaml_floats(raw), "", problems)
-    if not problems:
-        _validate(cfg, problems)
+    _validate(cfg, problems)
     if problems:
         raise ConfigError(source, problems)
     return cfg
+
+
+def config_from_saved(raw: dict, *, source: str) -> RunConfig:
+    """The config of a finished run. Runs written before each model and dataset owned its section saved
+    every family's keys in one flat ``model`` / ``data`` section and image augmentation under ``train``;
+    keys the section's class does not own are dropped and ``train.augment`` moves to ``model.augment``."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (raw or {}).items()}
+    augment = raw["train"].pop("augment", None) if isinstance(raw.get("train"), dict) else None
+    for key, base in (("data", DataConfig), ("model", ModelConfig)):
+        section = raw.get(key) or {}
+        found = _section_class(base, section, f"{key}.", [])
+        if found is not None:
+            cls, section = found
+            owned = {f.name for f in dataclasses.fields(cls)}
+            if key == "model" and augment is not None and "augment" in owned and "augment" not in section:
+                section["augment"] = augment
+            raw[key] = {k: v for k, v in section.items() if k in owned}
+    return config_from_dict(raw, source=source)
 
 
 def load_raw(path: str | Path, overrides: list[str] = ()) -> dict:

@@ -29,6 +29,20 @@ class DataError(EmolabError):
     """A dataset file that is missing, malformed or disagrees with its label set."""
 
 
+def did_you_mean(name: object, valid) -> str:
+    """`` (did you mean 'x'?)`` for a near miss among ``valid``, else an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_name_message(kind: str, name: str, valid) -> str:
+    """``unknown model 'vgg' (did you mean 'vgg-fer'?); choose one of: ...``, for one line of a config error."""
+    return f"unknown {kind} {name!r}{did_you_mean(name, valid)}; choose one of: {', '.join(sorted(valid))}"
+
+
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> EmolabError:
-    """The error for a name missing from a registry, listing the valid names."""
-    return EmolabError(f"unknown {kind} {name!r}", hint=f"choose one of: {', '.join(sorted(valid))}")
+    """The error for a name missing from a registry, listing the valid names (and the nearest one)."""
+    return EmolabError(f"unknown {kind} {name!r}{did_you_mean(name, valid)}",
+                       hint=f"choose one of: {', '.join(sorted(valid))}")

@@ -1,5 +1,7 @@
-"""Classification metrics as pure functions on arrays (no torch), checked against scikit-learn.
+"""Classification metrics as pure functions on arrays (no torch).
 
+Confusion matrix and precision/recall/F1 (per class and averaged) come from scikit-learn; calibration
+(ECE, reliability bins), cross-entropy/KL and threshold tuning, which it lacks, are written out here.
 ``y_true`` is ``(N,)`` class ids (or ``(N, K)`` multi-hot for multi-label), ``probs`` is ``(N, K)``.
 """
 
@@ -8,35 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as skm
 
 _EPS = 1e-12
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts ``(K, K)``: row = true class, column = predicted class."""
-    idx = np.asarray(y_true, dtype=np.int64) * num_classes + np.asarray(y_pred, dtype=np.int64)
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return skm.confusion_matrix(y_true, y_pred, labels=range(num_classes))
 
 
 def normalize_confusion(cm: np.ndarray) -> np.ndarray:
     """Each row divided by its total (recall on the diagonal); empty rows stay zero."""
     totals = cm.sum(axis=1, keepdims=True)
     return np.divide(cm, totals, out=np.zeros_like(cm, dtype=float), where=totals > 0)
-
-
-def _prf_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray):
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp, dtype=float), where=(tp + fp) > 0)
-    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp, dtype=float), where=(tp + fn) > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-    return precision, recall, f1
-
-
-def per_class_prf(cm: np.ndarray):
-    """Precision, recall, F1 and support per class from a confusion matrix (zero where undefined)."""
-    tp = np.diag(cm).astype(float)
-    precision, recall, f1 = _prf_from_counts(tp, cm.sum(axis=0) - tp, cm.sum(axis=1) - tp)
-    return precision, recall, f1, cm.sum(axis=1)
 
 
 def cross_entropy(probs: np.ndarray, targets: np.ndarray) -> float:
@@ -88,20 +75,22 @@ def classification_metrics(
     k = len(label_names)
     y_pred = probs.argmax(axis=1)
     cm = confusion_matrix(y_true, y_pred, k)
-    precision, recall, f1, support = per_class_prf(cm)
-    weights = support / max(support.sum(), 1)
-    present = support > 0  # sklearn's macro average covers labels present in y_true or y_pred
-    present = present | (cm.sum(axis=0) > 0)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=range(k), zero_division=0)
+    # macro: over the labels present in y_true or y_pred (sklearn's default labels); weighted: by support
+    macro = skm.precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    weighted = skm.precision_recall_fscore_support(y_true, y_pred, labels=range(k), average="weighted",
+                                                   zero_division=0)
     targets = target_probs if target_probs is not None else y_true
     return {
         "n": int(len(y_true)),
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
-        "macro_precision": float(precision[present].mean()),
-        "macro_recall": float(recall[present].mean()),
-        "macro_f1": float(f1[present].mean()),
-        "weighted_precision": float((precision * weights).sum()),
-        "weighted_recall": float((recall * weights).sum()),
-        "weighted_f1": float((f1 * weights).sum()),
+        "macro_precision": float(macro[0]),
+        "macro_recall": float(macro[1]),
+        "macro_f1": float(macro[2]),
+        "weighted_precision": float(weighted[0]),
+        "weighted_recall": float(weighted[1]),
+        "weighted_f1": float(weighted[2]),
         "cross_entropy": cross_entropy(probs, y_true),
         "kl_divergence": kl_divergence(probs, targets),
         "ece": expected_calibration_error(probs, y_true, n_bins=ece_bins),
@@ -120,15 +109,18 @@ def classification_metrics(
 
 def multilabel_f1(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
     """Micro and macro F1 (and per-label P/R/F1) for multi-hot ``(N, K)`` arrays."""
-    y_true = np.asarray(y_true, dtype=bool)
-    y_pred = np.asarray(y_pred, dtype=bool)
-    tp = (y_true & y_pred).sum(axis=0).astype(float)
-    fp = (~y_true & y_pred).sum(axis=0).astype(float)
-    fn = (y_true & ~y_pred).sum(axis=0).astype(float)
-    precision, recall, f1 = _prf_from_counts(tp, fp, fn)
-    _, _, micro = _prf_from_counts(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))
-    return {"micro_f1": float(micro[0]), "macro_f1": float(f1.mean()), "precision": precision,
-            "recall": recall, "f1": f1, "support": y_true.sum(axis=0)}
+    # nonzero = positive; int8 because sklearn's input checks (np.unique) are ~2x faster on it than on bool/int64
+    y_true = np.asarray(y_true, dtype=bool).astype(np.int8)
+    y_pred = np.asarray(y_pred, dtype=bool).astype(np.int8)
+    labels = range(y_true.shape[1])
+    if y_true.shape[1] == 1:  # sklearn reads one column as binary class ids: score its positive class
+        y_true, y_pred, labels = y_true[:, 0], y_pred[:, 0], [1]
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    micro = skm.f1_score(y_true, y_pred, labels=labels, average="micro", zero_division=0)
+    # sklearn's macro F1 over all K labels is the plain mean of the per-label F1: no second pass over the data
+    return {"micro_f1": float(micro), "macro_f1": float(f1.mean()), "precision": precision,
+            "recall": recall, "f1": f1, "support": support}
 
 
 def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, *, grid: np.ndarray | None = None) -> np.ndarray:

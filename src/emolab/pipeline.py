@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import random
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import yaml
 
 from emolab import plots
-from emolab.config import RunConfig, config_from_dict, dump_config
+from emolab.config import RunConfig, dump_config
 from emolab.data import load_dataset
 from emolab.data.stats import dataset_stats, sample_faces
 from emolab.errors import EmolabError
 from emolab.evaluation import evaluate, metrics_markdown, predict, time_inference
-from emolab.models import create_model, load_model
-from emolab.records import Dataset
-from emolab.rundir import RunDir, atomic_write, environment, git_revision, now_iso, to_json
+from emolab.models import create_model
+from emolab.records import Dataset, EpochRecord, TrainLogger
+from emolab.rundir import RunDir, atomic_write, environment, git_revision, now_iso, open_run, to_json
+from emolab.seeding import seed_everything
 from emolab.tracking import Trackers
 
 Say = Callable[[str], None]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _evaluate_and_write(run: RunDir, model, ds: Dataset, cfg: RunConfig, say: Say) -> dict[str, Any]:
@@ -51,10 +39,10 @@ def _evaluate_and_write(run: RunDir, model, ds: Dataset, cfg: RunConfig, say: Sa
         say("timing inference (batch 1 and 64)")
         sample = ds.split(cfg.eval.splits[-1]).inputs[: cfg.eval.timing_examples]
         metrics["timing"] = time_inference(model, sample, n=cfg.eval.timing_examples)
-    if hasattr(model, "num_parameters"):
+    if model.num_parameters() is not None:
         metrics["parameters"] = model.num_parameters()
     run.write_json("metrics.json", metrics)
-    title = f"# Metrics: {run.name}\n\nmodel `{cfg.model.name}`, dataset `{cfg.data.name}`\n\n"
+    title = f"# Metrics: {run.name}\n\nmodel `{cfg.model.name}` ({model.card().summary}), dataset `{cfg.data.name}`\n\n"
     run.write_text("metrics.md", title + metrics_markdown(metrics, ds.labels.names))
     for s in cfg.eval.splits:
         if "confusion_matrix" in metrics[s]:
@@ -98,6 +86,31 @@ def _analyse_and_report(path: Path, ds: Dataset, say: Say) -> None:
     say(f"report: {path.name.removesuffix('.partial')}/report.html")
 
 
+class RunLogger(TrainLogger):
+    """Where training reports to during ``emolab run``: the run directory (history and steps), the
+    trackers, the terminal, and an optional per-epoch callback (sweeps prune with it)."""
+
+    def __init__(self, run_dir: RunDir, trackers: Trackers, say: Say, on_epoch: Callable[[Any], None] | None):
+        self.run_dir, self.trackers, self.say, self.callback = run_dir, trackers, say, on_epoch
+        self.history: list[EpochRecord] = []
+
+    def on_resume(self, step: int, history: list[EpochRecord]) -> None:
+        self.history = list(history)
+        self.run_dir.append_steps([], after_step=step)
+
+    def on_steps(self, rows: list[dict]) -> None:
+        self.run_dir.append_steps(rows)
+        self.trackers.steps(rows)
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        self.history.append(record)
+        self.run_dir.write_history(self.history)
+        self.trackers.epoch(record.to_dict())
+        self.say(f"epoch {record.epoch}: " + ", ".join(f"val_{k} {v:.4f}" for k, v in record.validation.items()))
+        if self.callback is not None:
+            self.callback(record)
+
+
 def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: Say = print,
         on_epoch: Callable[[Any], None] | None = None) -> Path:
     """Train and evaluate one config; returns the finished run directory.
@@ -133,30 +146,18 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
             plots.face_grid(sample_faces(ds.split("train"), ds.labels.names), run_dir.file("plots/sample_faces.png"),
                             title=f"{ds.name}: sample training faces per class")
 
-    model = create_model(cfg.model, ds.labels)
-    say(f"training {cfg.model.name}")
-    history: list = []
+    model = create_model(cfg.model, ds.labels, ds)
+    say(f"training {cfg.model.name} ({model.card().summary})")
     trackers = Trackers(cfg.output.trackers if main else [], run_dir.path, cfg.to_dict(), run_dir.name, say)
-    steps_seen = [0]
-
-    def log(record) -> None:
-        history.append(record)
-        run_dir.write_history(history)
-        steps_file = run_dir.path / "steps.jsonl"
-        if steps_file.is_file():
-            rows = [json.loads(x) for x in steps_file.read_text().splitlines()]
-            trackers.steps(rows[steps_seen[0]:])
-            steps_seen[0] = len(rows)
-        trackers.epoch(record.to_dict())
-        say(f"epoch {record.epoch}: " + ", ".join(f"val_{k} {v:.4f}" for k, v in record.validation.items()))
-        if on_epoch is not None:
-            on_epoch(record)
+    logger = RunLogger(run_dir, trackers, say, on_epoch) if main else None
 
     t = time.perf_counter()
-    fit_kwargs = {"workdir": run_dir.path, "resume": resume} if getattr(model, "supports_resume", False) else {}
-    history = model.fit(ds, cfg, log, **fit_kwargs) or history
+    if resume and not model.supports_resume:
+        raise EmolabError(f"model {cfg.model.name!r} cannot resume a run", hint="run it again without --resume")
+    history = model.fit(ds, cfg, logger, workdir=run_dir.path, resume=resume)
     if not main:
         return run_dir.final
+    model.set_inference(cfg.eval)
     run_dir.write_history(history)
     run_dir.timings["train_s"] = time.perf_counter() - t
     model.save(run_dir.path / "model")
@@ -164,10 +165,9 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         shutil.rmtree(run_dir.path / "checkpoints", ignore_errors=True)
     if len(history) > 1:
         plots.learning_curves([h.to_dict() for h in history], run_dir.file("plots/learning_curves.png"))
-    steps_file = run_dir.path / "steps.jsonl"
-    if steps_file.is_file() and steps_file.stat().st_size:
-        plots.step_curves([json.loads(x) for x in steps_file.read_text().splitlines()],
-                          run_dir.file("plots/steps.png"))
+    steps = open_run(run_dir.path).jsonl("steps.jsonl")
+    if steps:
+        plots.step_curves(steps, run_dir.file("plots/steps.png"))
 
     say("evaluating " + ", ".join(cfg.eval.splits))
     t = time.perf_counter()
@@ -191,68 +191,66 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
 # --- using a finished run -----------------------------------------------------------------------------
 
 
-def load_run_config(run_path: str | Path) -> RunConfig:
-    path = Path(run_path) / "config.yaml"
-    if not path.is_file():
-        raise EmolabError(f"{run_path} is not a run directory (no config.yaml)",
-                          hint="give a folder written by `emolab run`, e.g. runs/emotion-tfidf")
-    return config_from_dict(yaml.safe_load(path.read_text()), source=str(path))
-
-
 def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = "fp32", tta: str | None = None,
                  say: Say = print) -> dict:
     """Re-score a saved run on one split (optionally in fp16/bf16, image runs with another test-time
     augmentation); writes ``evaluations/<split>-<precision>[-tta-<mode>].json``."""
-    run_path = Path(run_path)
-    cfg = load_run_config(run_path)
-    model = load_model(run_path)
-    if precision != "fp32":
-        if not hasattr(model, "to_precision"):
-            raise EmolabError(f"model {model.name!r} has no {precision} mode", hint="use --precision fp32")
-        model.to_precision(precision)
+    run = open_run(run_path)
+    cfg = run.config
+    if tta is not None and not run.card.image:
+        raise EmolabError(f"--tta applies to image runs; {run.path} holds a {run.card.model!r} text model "
+                          f"({run.card.summary})", hint="leave --tta out for text runs")
     if tta is not None:
         from emolab.models.augment import TTA_MODES
 
-        if getattr(model, "modality", "text") != "image":
-            raise EmolabError(f"--tta applies to image runs; {run_path} holds a {model.name!r} text model",
-                              hint="leave --tta out for text runs")
         if tta not in TTA_MODES:
             raise EmolabError(f"unknown --tta {tta!r}", hint=f"choose one of {', '.join(TTA_MODES)}")
-        model.tta = tta
+    model = run.model()
+    model.to_precision(precision)
+    model.set_inference(cfg.eval if tta is None else dataclasses.replace(cfg.eval, tta=tta))
     ds = load_dataset(cfg.data, cfg.seed)
     preds = {split: predict(model, ds.split(split), split, batch_size=cfg.eval.batch_size)}
     if model.labels.multi_label and split != "validation":
         preds = {"validation": predict(model, ds.split("validation"), "validation"), **preds}
     metrics = evaluate(preds, threshold=cfg.eval.threshold, tune=cfg.eval.tune_thresholds)[split]
-    out = run_path / "evaluations" / f"{split}-{precision}{f'-tta-{tta}' if tta else ''}.json"
+    out = run.path / "evaluations" / f"{split}-{precision}{f'-tta-{tta}' if tta else ''}.json"
     atomic_write(out, to_json(metrics) + "\n")
     say(f"wrote {out}")
     return metrics
 
 
-def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], list[str], np.ndarray, tuple[str, ...]]:
-    """Labels and probabilities for raw inputs, from a saved run (no network): texts for a text model,
-    image files or folders of images for an image model. Returns (inputs, labels, probabilities, names),
-    with folders expanded to their image files."""
-    model = load_model(run_path)
-    texts = items
-    if getattr(model, "modality", "text") == "image":
-        from emolab.data.images import IMAGE_SUFFIXES, SIDE, read_image
+def _image_files(items: list[str]) -> list[Path]:
+    from emolab.data.images import IMAGE_SUFFIXES
 
-        files = []
-        for item in map(Path, items):
-            if item.is_dir():
-                files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            elif item.is_file():
-                files.append(item)
-            else:
-                raise EmolabError(f"image not found: {item}", hint="give image files or folders of images")
-        if not files:
-            raise EmolabError("no images found", hint="give .png/.jpg files or folders holding them")
-        texts = [str(f) for f in files]
-        inputs = np.stack([read_image(f, SIDE) for f in files])  # grayscale 48x48, as the face models are trained
+    files = []
+    for item in map(Path, items):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise EmolabError(f"image not found: {item}", hint="give image files or folders of images")
+    if not files:
+        raise EmolabError("no images found", hint="give .png/.jpg files or folders holding them")
+    return files
+
+
+def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], list[str], np.ndarray, tuple[str, ...]]:
+    """Labels and probabilities for raw inputs, from a saved run or model folder (no network): texts for a
+    text model, image files or folders of images for an image model (read as the model's input: grayscale
+    at its side). Returns (inputs, labels, probabilities, names), with folders expanded to their image files."""
+    from emolab.models import load_model, model_card
+
+    card = model_card(run_path)
+    model = load_model(run_path)
+    if card.image:
+        from emolab.data.images import read_image
+
+        files = _image_files(items)
+        items = [str(f) for f in files]
+        inputs = np.stack([read_image(f, int(card.input.get("side", 48))) for f in files])
     else:
-        inputs = texts
+        inputs = items
     probs = model.predict_proba(inputs)
     names = model.labels.names
     if model.labels.multi_label:  # the thresholds tuned on validation when the run has them
@@ -262,4 +260,4 @@ def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], l
         labels = [";".join(n for n, p, t in zip(names, row, thresholds) if p >= t) for row in probs]
     else:
         labels = [names[i] for i in probs.argmax(axis=1)]
-    return texts, labels, probs, names
+    return items, labels, probs, names

@@ -128,3 +128,58 @@ class EpochRecord:
             **{f"train_{k}": v for k, v in self.train.items()},
             **{f"val_{k}": v for k, v in self.validation.items()},
         }
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a saved model says about itself (``model/emolab_model.json``): enough for reports, ``compare``,
+    analysis and serving to know how to feed it and how to describe it, without loading it.
+
+    ``modality`` is ``text`` or ``image``; ``input`` describes one input (``{"kind": "text", "max_length": 128}``
+    or ``{"kind": "image", "side": 48, "channels": 1}``); ``training`` says how it learns (``loop``: the
+    gradient training loop and its ``train`` section; ``one-pass``: fitted in one call; ``pretrained``: loaded,
+    not trained; ``none``: a deployed copy); ``citation`` keys the report's reference list."""
+
+    model: str
+    labels: LabelSet
+    modality: str
+    input: dict[str, Any]
+    summary: str
+    family: str
+    training: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    citation: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # the model's own fields (config, tta, ONNX details, ...)
+
+    FIELDS = ("model", "labels", "modality", "input", "summary", "family", "training", "hyperparameters", "citation")
+
+    @property
+    def image(self) -> bool:
+        return self.modality == "image"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "labels": self.labels.to_dict(), "modality": self.modality, "input": self.input,
+                "summary": self.summary, "family": self.family, "training": self.training,
+                "hyperparameters": self.hyperparameters, "citation": self.citation, **self.extra}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        return cls(model=d["model"], labels=LabelSet.from_dict(d["labels"]), modality=d["modality"], input=d["input"],
+                   summary=d["summary"], family=d["family"], training=d["training"],
+                   hyperparameters=d.get("hyperparameters", {}), citation=d.get("citation"),
+                   extra={k: v for k, v in d.items() if k not in cls.FIELDS})
+
+
+class TrainLogger:
+    """Where a model's training reports, as it goes: each finished epoch, the optimizer-step rows of that
+    epoch (learning rate, gradient norm, loss), and a resume from a checkpoint (the step and history it
+    restored). The default methods ignore everything; ``emolab run`` writes the run directory and trackers."""
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        pass
+
+    def on_steps(self, rows: list[dict[str, Any]]) -> None:
+        pass
+
+    def on_resume(self, step: int, history: list[EpochRecord]) -> None:
+        pass

@@ -1,9 +1,11 @@
-"""The run directory: everything a run leaves behind, written atomically, never silently overwritten.
+"""The run directory: everything a run leaves behind, written atomically, never silently overwritten, and
+read back through one reader.
 
 A run is written into ``<dir>/<name>.partial/`` and renamed to ``<dir>/<name>/`` only when it has
 finished, so a crash never leaves a half-written run that looks complete, and ``--resume`` knows
 where to continue. If ``<name>`` already exists the new run becomes ``<name>-2`` (``-3``, ...)
-unless ``--overwrite`` is given.
+unless ``--overwrite`` is given. :class:`RunDir` writes a run; :func:`open_run` reads one (config, model
+card, metrics, history, predictions, the model itself) for the pipeline, ``compare``, reports and analysis.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from emolab.config import RunConfig, config_from_saved
 from emolab.errors import EmolabError
-from emolab.records import Predictions
+from emolab.models.registry import MODEL_FILE, load_model, model_card
+from emolab.records import ModelCard, Predictions
 
 PACKAGES = ("emolab", "torch", "transformers", "tokenizers", "accelerate", "scikit-learn", "numpy", "pandas",
             "safetensors")
@@ -168,6 +174,15 @@ class RunDir:
         self.write_text("history.jsonl", "".join(json.dumps(r.to_dict(), default=_json_default) + "\n"
                                                  for r in records))
 
+    def append_steps(self, rows: list[dict], *, after_step: int | None = None) -> None:
+        """Add optimizer-step rows to ``steps.jsonl``; ``after_step`` first drops rows past a resumed checkpoint."""
+        path = self.path / "steps.jsonl"
+        kept = path.read_text().splitlines() if path.is_file() else []
+        if after_step is not None:
+            kept = [ln for ln in kept if json.loads(ln)["step"] <= after_step]
+        self.write_text("steps.jsonl", "".join(ln + "\n" for ln in kept) +
+                        "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+
     def write_predictions(self, preds: Predictions, *, thresholds: Any = 0.5) -> None:
         self.write_text(f"predictions_{preds.split}.csv", predictions_csv(preds, thresholds=thresholds))
         np.savez_compressed(self.file(f"predictions_{preds.split}.npz"), ids=preds.ids.astype(str),
@@ -188,24 +203,92 @@ class RunDir:
         return self.final
 
 
+# --- reading a run ----------------------------------------------------------------------------------------
+
+
+class Run:
+    """A run directory, read: its config, model card, metrics, history and predictions, each read once."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "config.yaml").is_file():
+            raise EmolabError(f"{path} is not a run directory (no config.yaml)",
+                              hint="give a folder written by `emolab run`, e.g. runs/emotion-tfidf")
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".partial")  # a run reports before its folder gets its final name
+
+    def json(self, relpath: str) -> Any:
+        """A JSON file of the run, or None when the run has none."""
+        path = self.path / relpath
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def jsonl(self, relpath: str) -> list[dict]:
+        path = self.path / relpath
+        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+    def has(self, relpath: str) -> bool:
+        return (self.path / relpath).is_file()
+
+    @cached_property
+    def raw_config(self) -> dict:
+        return yaml.safe_load((self.path / "config.yaml").read_text()) or {}
+
+    @cached_property
+    def config(self) -> RunConfig:
+        return config_from_saved(self.raw_config, source=str(self.path / "config.yaml"))
+
+    @cached_property
+    def card(self) -> ModelCard:
+        if not (self.path / "model" / MODEL_FILE).is_file():
+            raise EmolabError(f"{self.path} holds no saved model (model/{MODEL_FILE} missing)",
+                              hint="the run did not finish training; run it again or --resume it")
+        return model_card(self.path)
+
+    @cached_property
+    def metrics(self) -> dict:
+        return self.json("metrics.json") or {}
+
+    @cached_property
+    def manifest(self) -> dict:
+        return self.json("manifest.json") or {}
+
+    @cached_property
+    def history(self) -> list[dict]:
+        return self.jsonl("history.jsonl")
+
+    def predictions(self, split: str) -> Predictions:
+        """The saved predictions of one split (no model, no torch); image inputs are re-read by id."""
+        import pandas as pd
+
+        npz_file = self.path / f"predictions_{split}.npz"
+        if not npz_file.is_file():
+            raise EmolabError(f"{self.path} has no predictions for split {split!r}",
+                              hint="evaluate that split first (eval.splits in the config), or pick another --split")
+        npz = np.load(npz_file)
+        table = pd.read_csv(self.path / f"predictions_{split}.csv", dtype={"input": str}, keep_default_na=False)
+        texts = table["input"].tolist()
+        inputs = None if self.card.image or not any(texts) else texts
+        return Predictions(ids=npz["ids"], inputs=inputs, y_true=npz["y_true"], probs=npz["probs"],
+                           labels=self.card.labels, split=split)
+
+    def model(self):
+        """The trained model, loaded from ``model/`` (safetensors / ONNX; no network)."""
+        return load_model(self.path / "model")
+
+
+def open_run(path: str | Path) -> Run:
+    return Run(path)
+
+
+def load_run_config(run_path: str | Path) -> RunConfig:
+    """The resolved config a finished run was trained with."""
+    return Run(run_path).config
+
+
 def read_predictions(run_path: str | Path, split: str) -> Predictions:
-    """The saved predictions of one split of a finished run (no model, no torch)."""
-    import pandas as pd
-
-    from emolab.records import LabelSet
-
-    run_path = Path(run_path)
-    npz_file = run_path / f"predictions_{split}.npz"
-    if not npz_file.is_file():
-        raise EmolabError(f"{run_path} has no predictions for split {split!r}",
-                          hint="evaluate that split first (eval.splits in the config), or pick another --split")
-    card = json.loads((run_path / "model" / "emolab_model.json").read_text())
-    npz = np.load(npz_file)
-    table = pd.read_csv(run_path / f"predictions_{split}.csv", dtype={"input": str}, keep_default_na=False)
-    texts = table["input"].tolist()
-    inputs = None if card.get("modality") == "image" or not any(texts) else texts  # images: re-read by id
-    return Predictions(ids=npz["ids"], inputs=inputs, y_true=npz["y_true"], probs=npz["probs"],
-                       labels=LabelSet.from_dict(card["labels"]), split=split)
+    return Run(run_path).predictions(split)
 
 
 def now_iso() -> str:

@@ -16,13 +16,13 @@ from emolab.config import RunConfig
 from emolab.data import load_dataset
 from emolab.data.registry import subsample
 from emolab.models import create_model
-from emolab.pipeline import seed_everything
 from emolab.records import Dataset
+from emolab.seeding import seed_everything
 
 
 def overfit_config(cfg: RunConfig, n: int, epochs: int) -> RunConfig:
     """The same model with every regulariser off and enough epochs to memorise ``n`` examples."""
-    model = dataclasses.replace(cfg.model, dropout=0.0, C=max(cfg.model.C, 100.0))
+    model = cfg.model.unregularised()
     train = dataclasses.replace(cfg.train, epochs=epochs, batch_size=min(cfg.train.batch_size, n), weight_decay=0.0,
                                 label_smoothing=0.0, class_weights=False, patience=None, warmup_ratio=0.0,
                                 scheduler="constant", max_steps=None, grad_accum_steps=1)
@@ -36,7 +36,7 @@ def sanity_check(cfg: RunConfig, *, n: int = 20, epochs: int = 40, say=print) ->
     few = subsample(full.split("train"), n, cfg.seed)
     ds = Dataset(full.name, full.labels, {"train": few, "validation": few, "test": few}, full.modality)
     run_cfg = overfit_config(cfg, n, epochs)
-    model = create_model(run_cfg.model, ds.labels)
+    model = create_model(run_cfg.model, ds.labels, ds)
     start = time.perf_counter()
     history = model.fit(ds, run_cfg, None)
     probs = model.predict_proba(few.inputs)

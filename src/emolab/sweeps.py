@@ -18,6 +18,7 @@ import yaml
 
 from emolab.config import RunConfig, config_from_dict, dump_config
 from emolab.errors import ConfigError, EmolabError
+from emolab.rundir import open_run
 
 SPACE_TYPES = ("loguniform", "uniform", "int", "categorical")
 
@@ -110,9 +111,7 @@ def sweep(config_path: str | Path, raw: dict, cfg: RunConfig, *, trials: int, st
             shutil.rmtree(folder / "trials" / f"trial-{trial.number:04d}.partial", ignore_errors=True)
             say(f"trial {trial.number}: pruned ({exc})")
             raise
-        import json
-
-        value = json.loads((out / "metrics.json").read_text())["validation"][metric]
+        value = open_run(out).metrics["validation"][metric]
         trial.set_user_attr("run", str(out))
         say(f"trial {trial.number}: {metric} {value:.4f}  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float)
                                                                       else f"{k}={v}" for k, v in values.items()))

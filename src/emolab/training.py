@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from emolab.config import RunConfig
+from emolab.config import SCHEDULERS, RunConfig
 from emolab.errors import unknown_name
 from emolab.metrics import classification_metrics, multilabel_metrics
-from emolab.records import EpochRecord
+from emolab.records import EpochRecord, TrainLogger
 
-SCHEDULERS = ("linear", "cosine", "constant", "plateau", "onecycle")
 LOWER_IS_BETTER = ("loss", "cross_entropy", "kl_divergence", "ece", "bce")
 
 
@@ -238,155 +237,205 @@ def evaluate_distributed(accelerator, module, task: TrainTask, dataset, lengths,
     return y, p, loss
 
 
-def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume: bool = False,
-        log: Callable[[EpochRecord], None] | None = None, accelerator=None) -> list[EpochRecord]:
-    """Train ``task.module`` in place; on return it holds the best (or last) weights."""
-    from accelerate import Accelerator
-    from accelerate.utils import gather_object, set_seed
-    from safetensors.torch import load_file, save_file
-    from tqdm.auto import tqdm
+@dataclass
+class _State:
+    """Progress that a checkpoint keeps: the last finished epoch, optimizer steps, the best score so far."""
 
-    tc = cfg.train
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
-    accelerator = accelerator or Accelerator(mixed_precision=resolve_precision(tc.mixed_precision),
-                                             gradient_accumulation_steps=tc.grad_accum_steps,
-                                             cpu=not torch.cuda.is_available())
-    set_seed(cfg.seed)
-    main = accelerator.is_main_process
-    ckpt_dir = Path(workdir) / "checkpoints" if workdir else None
+    epoch: int = 0
+    step: int = 0
+    best: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
 
-    sampler = GroupedBatchSampler(len(task.train_set), tc.batch_size, seed=cfg.seed,
-                                  lengths=task.train_lengths if tc.group_by_length else None)
-    loader = torch.utils.data.DataLoader(task.train_set, batch_sampler=sampler, collate_fn=task.collate)
-    module = task.module
-    optimizer = _optimizer(module, tc.lr, tc.weight_decay, tc.optimizer, tc.momentum)
-    module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
-    updates_per_epoch = math.ceil(len(loader) / tc.grad_accum_steps)
-    total = tc.max_steps or updates_per_epoch * tc.epochs
-    schedule = _Schedule(optimizer, tc.scheduler, int(tc.warmup_ratio * total), total)
-    accelerator.register_for_checkpointing(schedule)
-    if hasattr(task.augment, "state_dict"):  # its random state, so a resumed run augments identically
-        accelerator.register_for_checkpointing(task.augment)
-    ema = None  # an exponential moving average of the weights: what is validated, checkpointed and returned
-    if tc.ema_decay:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        ema = AveragedModel(accelerator.unwrap_model(module), multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay),
-                            use_buffers=True)  # batch-norm statistics are averaged too
-        accelerator.register_for_checkpointing(ema)
-    scored = accelerator.unwrap_model(module) if ema is None else ema.module  # validated and checkpointed
-    loss_fn = _loss_fn(task, cfg, accelerator.device)
-    train_loss = task.loss or loss_fn
+class _Loop:
+    """One training run of ``fit``, in its parts: set up, resume, train one epoch, end the epoch (validate,
+    early-stopping bookkeeping), checkpoint, finish (restore the best weights)."""
 
-    history: list[EpochRecord] = []
-    state = {"epoch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0}
-    if resume and ckpt_dir and (ckpt_dir / "last" / "trainer_state.json").is_file():
-        accelerator.load_state(str(ckpt_dir / "last"))
-        saved = json.loads((ckpt_dir / "last" / "trainer_state.json").read_text())
-        state = saved["state"]
-        history = [EpochRecord(**r) for r in saved["history"]]
-        if main:
-            accelerator.print(f"resuming after epoch {state['epoch']} (step {state['step']})")
-    steps_log = (ckpt_dir.parent / "steps.jsonl") if ckpt_dir else None
-    if main and steps_log is not None:
-        kept = [ln for ln in (steps_log.read_text().splitlines() if steps_log.is_file() and resume else [])
-                if json.loads(ln)["step"] <= state["step"]]
-        steps_log.write_text("".join(ln + "\n" for ln in kept))
+    def __init__(self, task: TrainTask, cfg: RunConfig, workdir: Path | None, logger: TrainLogger, accelerator=None):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
 
-    metric = tc.early_stopping_metric
-    minimise = lower_is_better(metric)
-    module.train()
-    for epoch in range(state["epoch"] + 1, tc.epochs + 1):
-        if tc.max_steps and state["step"] >= tc.max_steps:
-            break
-        sampler.start_epoch(epoch)
-        t0 = time.perf_counter()
+        tc = self.tc = cfg.train
+        self.task, self.cfg, self.logger = task, cfg, logger
+        if tc.num_threads:
+            torch.set_num_threads(tc.num_threads)
+        self.acc = accelerator or Accelerator(mixed_precision=resolve_precision(tc.mixed_precision),
+                                              gradient_accumulation_steps=tc.grad_accum_steps,
+                                              cpu=not torch.cuda.is_available())
+        set_seed(cfg.seed)
+        self.main = self.acc.is_main_process
+        self.ckpt_dir = Path(workdir) / "checkpoints" if workdir else None
+        self.sampler = GroupedBatchSampler(len(task.train_set), tc.batch_size, seed=cfg.seed,
+                                           lengths=task.train_lengths if tc.group_by_length else None)
+        loader = torch.utils.data.DataLoader(task.train_set, batch_sampler=self.sampler, collate_fn=task.collate)
+        optimizer = _optimizer(task.module, tc.lr, tc.weight_decay, tc.optimizer, tc.momentum)
+        self.module, self.optimizer, self.loader = self.acc.prepare(task.module, optimizer, loader)
+        updates_per_epoch = math.ceil(len(self.loader) / tc.grad_accum_steps)
+        total = tc.max_steps or updates_per_epoch * tc.epochs
+        self.schedule = _Schedule(self.optimizer, tc.scheduler, int(tc.warmup_ratio * total), total)
+        self.acc.register_for_checkpointing(self.schedule)
+        if hasattr(task.augment, "state_dict"):  # its random state, so a resumed run augments identically
+            self.acc.register_for_checkpointing(task.augment)
+        self.ema = None  # an exponential moving average of the weights: what is validated, checkpointed and returned
+        if tc.ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.acc.unwrap_model(self.module), use_buffers=True,  # batch-norm stats too
+                                     multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay))
+            self.acc.register_for_checkpointing(self.ema)
+        self.scored = self.acc.unwrap_model(self.module) if self.ema is None else self.ema.module
+        self.loss_fn = _loss_fn(task, cfg, self.acc.device)
+        self.train_loss = task.loss or self.loss_fn
+        self.metric = tc.early_stopping_metric
+        self.minimise = lower_is_better(self.metric)
+        self.state = _State()
+        self.history: list[EpochRecord] = []
+
+    def resume(self) -> None:
+        """Continue after the last checkpointed epoch: weights, optimizer, schedule, random states, history."""
+        last = self.ckpt_dir / "last" if self.ckpt_dir else None
+        if last is None or not (last / "trainer_state.json").is_file():
+            return
+        self.acc.load_state(str(last))
+        saved = json.loads((last / "trainer_state.json").read_text())
+        self.state = _State(**saved["state"])
+        self.history = [EpochRecord(**r) for r in saved["history"]]
+        if self.main:
+            self.acc.print(f"resuming after epoch {self.state.epoch} (step {self.state.step})")
+            self.logger.on_resume(self.state.step, self.history)
+
+    def train_epoch(self, epoch: int):
+        """One pass over the training batches; returns the epoch's training summary, step rows and last norm."""
+        from accelerate.utils import gather_object
+        from tqdm.auto import tqdm
+
+        tc, acc, task, state = self.tc, self.acc, self.task, self.state
+        self.sampler.start_epoch(epoch)
         probs_seen, y_seen, loss_sum, n_seen, last_norm = [], [], 0.0, 0, None
         step_rows = []
-        bar = tqdm(loader, desc=f"epoch {epoch}/{tc.epochs}", disable=not main, leave=False, dynamic_ncols=True)
+        bar = tqdm(self.loader, desc=f"epoch {epoch}/{tc.epochs}", disable=not self.main, leave=False,
+                   dynamic_ncols=True)
         for batch in bar:
             y = batch.pop("labels")
             batch.pop("index")
             targets = batch.pop("targets", None)
-            with accelerator.accumulate(module):
+            with acc.accumulate(self.module):
                 if task.augment is not None:
                     batch = task.augment(batch)
-                logits = module(**batch)
-                loss = train_loss(logits, y, targets)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    norm = accelerator.clip_grad_norm_(module.parameters(), tc.grad_clip or float("inf"))
-                    last_norm = float(norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                logits = self.module(**batch)
+                loss = self.train_loss(logits, y, targets)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    last_norm = float(acc.clip_grad_norm_(self.module.parameters(), tc.grad_clip or float("inf")))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
             probs_seen.append(_probs(task, logits.detach()).cpu().numpy())
             y_seen.append(y.detach().cpu().numpy())
             loss_sum += float(loss.detach()) * len(y)
             n_seen += len(y)
-            if accelerator.sync_gradients:
-                state["step"] += 1
-                if ema is not None:
-                    ema.update_parameters(accelerator.unwrap_model(module))
-                lr = optimizer.param_groups[0]["lr"]
-                schedule.step()
-                step_rows.append({"step": state["step"], "epoch": epoch, "lr": lr, "grad_norm": last_norm,
+            if acc.sync_gradients:
+                state.step += 1
+                if self.ema is not None:
+                    self.ema.update_parameters(acc.unwrap_model(self.module))
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.schedule.step()
+                step_rows.append({"step": state.step, "epoch": epoch, "lr": lr, "grad_norm": last_norm,
                                   "loss": float(loss.detach())})
-                if state["step"] % tc.log_every == 0:
+                if state.step % tc.log_every == 0:
                     bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", lr=f"{lr:.2e}", gnorm=f"{last_norm:.2f}")
-                if tc.max_steps and state["step"] >= tc.max_steps:
+                if tc.max_steps and state.step >= tc.max_steps:
                     break
         # train metrics from the training passes of this epoch, gathered from every process
         local = (np.concatenate(y_seen), np.concatenate(probs_seen), loss_sum, n_seen)
-        parts = gather_object([local]) if accelerator.num_processes > 1 else [local]
-        y_tr = np.concatenate([p[0] for p in parts])
-        p_tr = np.concatenate([p[1] for p in parts])
-        train_summary = _summary(task, y_tr, p_tr, sum(p[2] for p in parts) / max(sum(p[3] for p in parts), 1))
-        y_val, p_val, val_loss = evaluate_distributed(accelerator, scored, task, task.val_set, task.val_lengths,
-                                                      cfg.eval.batch_size, loss_fn)
-        val_summary = _summary(task, y_val, p_val, val_loss)
-        schedule.epoch_end(val_loss)
-        record = EpochRecord(epoch=epoch, step=state["step"], lr=optimizer.param_groups[0]["lr"],
-                             train=train_summary, validation=val_summary,
-                             seconds=time.perf_counter() - t0, grad_norm=last_norm)
-        history.append(record)
-        score = val_summary.get(metric)
+        parts = gather_object([local]) if acc.num_processes > 1 else [local]
+        summary = _summary(task, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                           sum(p[2] for p in parts) / max(sum(p[3] for p in parts), 1))
+        return summary, step_rows, last_norm
+
+    def end_epoch(self, epoch: int, train_summary: dict, last_norm: float | None, seconds: float) -> tuple[EpochRecord, bool]:
+        """Validate the scored weights, step a plateau schedule, and keep the early-stopping score."""
+        y_val, p_val, val_loss = evaluate_distributed(self.acc, self.scored, self.task, self.task.val_set,
+                                                      self.task.val_lengths, self.cfg.eval.batch_size, self.loss_fn)
+        val_summary = _summary(self.task, y_val, p_val, val_loss)
+        self.schedule.epoch_end(val_loss)
+        record = EpochRecord(epoch=epoch, step=self.state.step, lr=self.optimizer.param_groups[0]["lr"],
+                             train=train_summary, validation=val_summary, seconds=seconds, grad_norm=last_norm)
+        self.history.append(record)
+        score = val_summary.get(self.metric)
         if score is None:
-            raise unknown_name("train.early_stopping_metric", metric, list(val_summary))
-        improved = state["best"] is None or (score < state["best"] if minimise else score > state["best"])
-        state["epoch"] = epoch
+            raise unknown_name("train.early_stopping_metric", self.metric, list(val_summary))
+        state = self.state
+        improved = state.best is None or (score < state.best if self.minimise else score > state.best)
+        state.epoch = epoch
         if improved:
-            state.update(best=score, best_epoch=epoch, bad_epochs=0)
+            state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
         else:
-            state["bad_epochs"] += 1
-        if ckpt_dir is not None:
-            if main:
-                ckpt_dir.mkdir(parents=True, exist_ok=True)
-                with steps_log.open("a") as fh:
-                    fh.writelines(json.dumps(r) + "\n" for r in step_rows)
-                if improved:
-                    weights = {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()}
-                    save_file(weights, str(ckpt_dir / "best.safetensors"))
-            accelerator.wait_for_everyone()
-            accelerator.save_state(str(ckpt_dir / "last"))
-            if main:
-                (ckpt_dir / "last" / "trainer_state.json").write_text(
-                    json.dumps({"state": state, "history": [r.__dict__ for r in history]}))
-        if main and log:
-            log(record)
-        if tc.patience is not None and state["bad_epochs"] >= tc.patience:
-            if main:
-                accelerator.print(f"early stopping: no {metric} improvement for {tc.patience} epoch(s)")
-            break
-    accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(module)
-    if ema is not None:
-        unwrapped.load_state_dict(scored.state_dict())
-    best_file = ckpt_dir / "best.safetensors" if ckpt_dir else None
-    if best_file is not None and best_file.is_file() and state["best_epoch"] != state["epoch"]:
-        unwrapped.load_state_dict(load_file(str(best_file)))
-        if main:
-            accelerator.print(f"restored the best epoch ({state['best_epoch']}, val {metric} {state['best']:.4f})")
-    unwrapped.eval()
-    task.module = unwrapped
+            state.bad_epochs += 1
+        return record, improved
+
+    def checkpoint(self, improved: bool) -> None:
+        """The best weights (when they improved) and the full state of the last epoch, for ``--resume``."""
+        from safetensors.torch import save_file
+
+        if self.ckpt_dir is None:
+            return
+        if self.main:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            if improved:
+                weights = {k: v.detach().cpu().contiguous() for k, v in self.scored.state_dict().items()}
+                save_file(weights, str(self.ckpt_dir / "best.safetensors"))
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(self.ckpt_dir / "last"))
+        if self.main:
+            (self.ckpt_dir / "last" / "trainer_state.json").write_text(
+                json.dumps({"state": self.state.__dict__, "history": [r.__dict__ for r in self.history]}))
+
+    def finish(self) -> nn.Module:
+        """The trained module in eval mode, holding the best epoch's weights (the average's, with EMA)."""
+        from safetensors.torch import load_file
+
+        self.acc.wait_for_everyone()
+        unwrapped = self.acc.unwrap_model(self.module)
+        if self.ema is not None:
+            unwrapped.load_state_dict(self.scored.state_dict())
+        best_file = self.ckpt_dir / "best.safetensors" if self.ckpt_dir else None
+        state = self.state
+        if best_file is not None and best_file.is_file() and state.best_epoch != state.epoch:
+            unwrapped.load_state_dict(load_file(str(best_file)))
+            if self.main:
+                self.acc.print(f"restored the best epoch ({state.best_epoch}, val {self.metric} {state.best:.4f})")
+        unwrapped.eval()
+        return unwrapped
+
+    def run(self) -> list[EpochRecord]:
+        tc = self.tc
+        self.module.train()
+        for epoch in range(self.state.epoch + 1, tc.epochs + 1):
+            if tc.max_steps and self.state.step >= tc.max_steps:
+                break
+            t0 = time.perf_counter()
+            train_summary, step_rows, last_norm = self.train_epoch(epoch)
+            record, improved = self.end_epoch(epoch, train_summary, last_norm, time.perf_counter() - t0)
+            self.checkpoint(improved)
+            if self.main:
+                self.logger.on_steps(step_rows)
+                self.logger.on_epoch(record)
+            if tc.patience is not None and self.state.bad_epochs >= tc.patience:
+                if self.main:
+                    self.acc.print(f"early stopping: no {self.metric} improvement for {tc.patience} epoch(s)")
+                break
+        return self.history
+
+
+def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume: bool = False,
+        logger: TrainLogger | None = None, accelerator=None) -> list[EpochRecord]:
+    """Train ``task.module``; afterwards ``task.module`` holds the best (or last) weights. With ``workdir``,
+    epoch checkpoints go to ``workdir/checkpoints`` (and ``resume`` continues from them); every epoch and
+    its optimizer steps are reported to ``logger``."""
+    loop = _Loop(task, cfg, workdir, logger or TrainLogger(), accelerator)
+    if resume:
+        loop.resume()
+    history = loop.run()
+    task.module = loop.finish()
     return history

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from emolab import plots
 from emolab.analysis.errors import confusion_pairs, errors_by_class, margins, misclassified, near_ties
@@ -16,7 +15,7 @@ from emolab.analysis.tags import TAGS, label_issues, tag_examples
 from emolab.errors import EmolabError
 from emolab.metrics import reliability_bins
 from emolab.records import Predictions
-from emolab.rundir import atomic_write, read_predictions, to_json
+from emolab.rundir import atomic_write, open_run, to_json
 
 ERRORS_COLUMNS = ["id", "input", "true_label", "pred_label", "confidence", "margin", "tags", "annotation", "fix"]
 
@@ -98,17 +97,21 @@ def analyze_predictions(preds: Predictions, *, modality: str = "text", max_lengt
     }
 
 
-def baseline_scores(cfg_dict: dict, seed: int) -> dict[str, Any]:
+BASELINE_MODEL = ("tfidf", {"classifier": "logreg"})  # the classical baseline text runs are compared with
+
+
+def baseline_scores(data_cfg, seed: int) -> dict[str, Any]:
     """The classical baseline (TF-IDF + logistic regression) trained and scored on the same data, for the
     base-vs-fine-tuned comparison."""
-    from emolab.config import ModelConfig, config_from_dict
+    from emolab.config import RunConfig
     from emolab.data import load_dataset
     from emolab.evaluation import predict, score
-    from emolab.models import create_model
+    from emolab.models import create_model, model_config
 
-    cfg = config_from_dict({"data": cfg_dict["data"], "seed": seed})
-    ds = load_dataset(cfg.data, seed)
-    model = create_model(ModelConfig(name="tfidf", classifier="logreg"), ds.labels)
+    name, values = BASELINE_MODEL
+    cfg = RunConfig(data=data_cfg, model=model_config(name, **values), seed=seed)
+    ds = load_dataset(data_cfg, seed)
+    model = create_model(cfg.model, ds.labels, ds)
     model.fit(ds, cfg)
     m = score(predict(model, ds.split("test"), "test"))
     return {"model": "tfidf + logistic regression", "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
@@ -123,15 +126,12 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
     With ``attributions`` (text runs) the saved model is loaded to explain the top errors by word
     occlusion; with ``baseline`` a TF-IDF model is trained on the same data for comparison.
     """
-    run_path = Path(run_path)
-    if not (run_path / "config.yaml").is_file():
-        raise EmolabError(f"{run_path} is not a run directory (no config.yaml)",
-                          hint="give a folder written by `emolab run`")
-    cfg = yaml.safe_load((run_path / "config.yaml").read_text())
-    preds = read_predictions(run_path, split)
-    modality = "text" if preds.inputs is not None else "image"
-    images = split_images(cfg, preds, split) if modality == "image" else None
-    result = analyze_predictions(preds, modality=modality, max_length=cfg["model"].get("max_length"), top=top,
+    run = open_run(run_path)
+    run_path, cfg, card = run.path, run.config, run.card
+    preds = run.predictions(split)
+    modality = card.modality
+    images = split_images(cfg.data, cfg.seed, preds, split) if card.image else None
+    result = analyze_predictions(preds, modality=modality, max_length=card.input.get("max_length"), top=top,
                                  images=images)
     tags = result.pop("_tags")
     out = run_path / "analysis"
@@ -151,43 +151,39 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
                                                      out / "reliability.png").relative_to(run_path)),
     }
     result["labels"] = list(names)
-    if attributions and modality == "text":
+    if attributions and not card.image:
         from emolab.analysis.attributions import explain_errors
-        from emolab.models import load_model
 
         say("explaining the top errors (word occlusion)")
-        model = load_model(run_path)
-        result["attributions"] = explain_errors(model.predict_proba, result["misclassified"], list(names))
-    if baseline and modality == "text" and cfg["model"]["name"] != "tfidf":
+        result["attributions"] = explain_errors(run.model().predict_proba, result["misclassified"], list(names))
+    if baseline and not card.image and card.family != "classical":  # a classical run is its own baseline
         say("scoring the TF-IDF baseline on the same test set")
-        result["baseline"] = baseline_scores(cfg, cfg.get("seed", 42))
-    if modality == "image":
+        result["baseline"] = baseline_scores(cfg.data, cfg.seed)
+    if card.image:
         from emolab.analysis.faces import face_figures, pixel_baseline_scores
 
         say("drawing misclassified faces and occlusion maps")
         result["plots"].update(face_figures(run_path, preds, images, result["misclassified"], out,
                                             explain=attributions))
-        if baseline and cfg["model"]["name"] != "mlp":
+        if baseline and card.family == "cnn":  # a dense net on pixels is itself the simple baseline
             say("scoring the pixel logistic-regression baseline on the same test set")
-            result["baseline"] = pixel_baseline_scores(cfg, cfg.get("seed", 42))
+            result["baseline"] = pixel_baseline_scores(cfg.data, cfg.seed)
     atomic_write(out / "analysis.json", to_json(result) + "\n")
     say(f"{result['errors']} errors of {result['n']} ({split}); {result['label_issue_count']} likely label errors; "
         f"wrote {out}")
     return result
 
 
-def split_images(cfg: dict, preds: Predictions, split: str) -> np.ndarray:
+def split_images(data_cfg, seed: int, preds: Predictions, split: str) -> np.ndarray:
     """The uint8 images behind an image run's saved predictions, re-read from its dataset by id."""
-    from emolab.config import config_from_dict
     from emolab.data import load_dataset
 
-    data = load_dataset(config_from_dict({"data": cfg["data"], "seed": cfg.get("seed", 42)}).data,
-                        cfg.get("seed", 42)).split(split)
+    data = load_dataset(data_cfg, seed).split(split)
     where = {str(i): k for k, i in enumerate(data.ids)}
     missing = [str(i) for i in preds.ids if str(i) not in where]
     if missing:
         raise EmolabError(f"{len(missing)} predicted ids (e.g. {missing[0]!r}) are not in the {split} split of "
-                          f"{cfg['data']['name']}", hint="the dataset changed since the run; re-run it")
+                          f"{data_cfg.name}", hint="the dataset changed since the run; re-run it")
     return data.inputs[[where[str(i)] for i in preds.ids]]
 
 

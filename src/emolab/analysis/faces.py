@@ -57,19 +57,17 @@ def face_figures(run_path: Path, preds: Predictions, images: np.ndarray, rows: l
     return result
 
 
-def pixel_baseline_scores(cfg_dict: dict, seed: int) -> dict[str, Any]:
+def pixel_baseline_scores(data_cfg, seed: int) -> dict[str, Any]:
     """Logistic regression on standardised 24x24 (2x2-averaged) pixels, trained and scored on the run's data."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from emolab.config import config_from_dict
     from emolab.data import load_dataset
     from emolab.metrics import classification_metrics
 
-    cfg = config_from_dict({"data": cfg_dict["data"], "seed": seed})
-    ds = load_dataset(cfg.data, seed)
+    ds = load_dataset(data_cfg, seed)
 
     def features(x: np.ndarray) -> np.ndarray:
         n, h, w = x.shape

@@ -59,7 +59,7 @@ def compress(run_path: str | Path, options: CompressOptions, *, overwrite: bool 
     import torch
 
     from emolab.models import load_model
-    from emolab.pipeline import load_run_config
+    from emolab.rundir import load_run_config
 
     run = Path(run_path)
     cfg = load_run_config(run)
@@ -77,10 +77,11 @@ def _compress(run: Path, cfg, model, options: CompressOptions, *, overwrite: boo
     import torch
 
     from emolab.data import load_dataset
-    from emolab.pipeline import seed_everything
+    from emolab.models.torch_base import TorchClassifier
+    from emolab.seeding import seed_everything
 
-    if not hasattr(model, "module"):
-        raise EmolabError(f"model {model.name!r} has no neural network to compress",
+    if not isinstance(model, TorchClassifier):
+        raise EmolabError(f"model {model.name!r} ({model.card().summary}) has no neural network to compress",
                           hint="compress a transformer or CNN run")
     kind = model_kind(model)
     wrong = [m for m in options.methods if m not in list_methods(kind)]
@@ -219,10 +220,10 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
     if model_kind(model) == "image":
         from emolab.compression.methods import calibration_images
         from emolab.data import load_dataset
-        from emolab.pipeline import load_run_config
+        from emolab.rundir import load_run_config
 
         cfg = load_run_config(run)
-        side = int(cfg.data.image_size)
+        side = int(model.card().input["side"])
         if int8:  # static int8: activation scales from training faces
             say(f"calibrating int8 on training faces of {cfg.data.name}")
             calibration = calibration_images(load_dataset(cfg.data, cfg.seed), cfg.seed)

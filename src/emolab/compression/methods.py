@@ -106,7 +106,7 @@ class Context:
 
 
 def _side(ctx: Context) -> int:
-    return int(ctx.cfg.data.image_size)
+    return int(ctx.model.card().input.get("side", 48))  # text models: unused
 
 
 def calibration_images(dataset: Dataset, seed: int, n: int = 512) -> np.ndarray:
@@ -118,7 +118,7 @@ def calibration_images(dataset: Dataset, seed: int, n: int = 512) -> np.ndarray:
 
 def model_kind(model) -> str:
     """``text`` or ``image``: which methods apply."""
-    return getattr(model, "modality", None) or ("text" if hasattr(model, "tokenizer") else "image")
+    return model.modality
 
 
 def _saved(ctx: Context, method: str, model, **kw) -> Candidate:

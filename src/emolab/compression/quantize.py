@@ -19,6 +19,7 @@ from torch import nn
 
 from emolab.errors import EmolabError
 from emolab.models.onnx import ONNX_FILE, OnnxClassifier, OnnxImageClassifier
+from emolab.models.torch_base import TorchClassifier
 
 
 def dynamic_int8(model):
@@ -32,14 +33,13 @@ def dynamic_int8(model):
     return q
 
 
-def _is_image(model) -> bool:
-    return getattr(model, "modality", None) == "image"
-
-
 def _export_graph(model, path: Path, side: int = 48) -> list[str]:
     """Write the fp32 graph of a text or face classifier to ``path``; returns its input names."""
+    if not isinstance(model, TorchClassifier):
+        raise EmolabError(f"ONNX export supports PyTorch text and face classifiers; got {model.card().summary}",
+                          hint="use dynamic-int8 for this model")
     module = copy.deepcopy(model.module).float().cpu().eval()
-    if _is_image(model):
+    if model.modality == "image":
         module.channels_last = False
         module.to(memory_format=torch.contiguous_format)
         with warnings.catch_warnings():
@@ -53,9 +53,6 @@ def _export_graph(model, path: Path, side: int = 48) -> list[str]:
                                   hint="pick a model.crop_size whose last feature map is a multiple of 3 (no crop, "
                                        "or vgg-fer), or use the dynamic-int8 method") from None
         return ["pixels"]
-    if not hasattr(model, "tokenizer"):
-        raise EmolabError(f"ONNX export supports text and face classifiers; got {type(model).__name__}",
-                          hint="use dynamic-int8 for this model")
     enc = model.encode(["an example sentence for tracing", "a shorter one"])
     width = max(len(x) for x in enc["input_ids"])
     names = list(enc)
@@ -102,7 +99,7 @@ def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "", th
     ``calibration``: uint8 training images, needed for int8 face models (static quantization)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    image = _is_image(model)
+    image = model.modality == "image"
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         fp32 = Path(tmp) / ONNX_FILE
         names = _export_graph(model, fp32, side)
@@ -115,11 +112,11 @@ def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "", th
             quantize_dynamic(str(fp32), str(Path(tmp) / "int8.onnx"), weight_type=QuantType.QInt8)
             how = "onnxruntime dynamic, QInt8 weights"
         (Path(tmp) / ("int8.onnx" if int8 else ONNX_FILE)).replace(folder / ONNX_FILE)
-    info = {"int8": int8, "source": source, "parameters": int(sum(p.numel() for p in model.module.parameters())),
-            "opset": 17, "quantization": how}
+    info = {"int8": int8, "source": source, "source_summary": model.card().summary,
+            "parameters": int(sum(p.numel() for p in model.module.parameters())), "opset": 17, "quantization": how}
     if image:
-        deployed = OnnxImageClassifier(folder, model.labels, side=side, tta=getattr(model, "tta", "none"), info=info,
-                                       threads=threads, crop=getattr(model.module, "crop", None))
+        deployed = OnnxImageClassifier(folder, model.labels, side=side, tta=model.tta, info=info,
+                                       threads=threads, crop=model.cfg.crop_size)
     else:
         model.tokenizer.save_pretrained(folder / "tokenizer")
         deployed = OnnxClassifier(folder, model.labels, model.tokenizer, max_length=model.cfg.max_length, inputs=names,

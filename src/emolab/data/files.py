@@ -7,13 +7,14 @@ they are; otherwise a seeded, stratified split by ``validation_ratio`` and ``tes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from emolab.config import DataConfig
-from emolab.data.registry import register_dataset
+from emolab.data.registry import DataConfig, register_dataset
 from emolab.data.sources import sha256_of
 from emolab.data.text import read_lines
 from emolab.errors import DataError
@@ -32,7 +33,10 @@ def read_table(path: Path) -> tuple[pd.DataFrame, int]:
         raise DataError(f"{path}: unknown file type {path.suffix!r}",
                         hint="use .csv, .tsv, .jsonl or .parquet")
     if kind != "parquet":
-        read_lines(path)  # names the line of any undecodable bytes
+        if not any(line.strip() for line in read_lines(path)):  # also names the line of any undecodable bytes
+            raise DataError(f"{path}: the file is empty",
+                            hint="a CSV / TSV needs a header row (e.g. text,label) and one row per example; "
+                                 "JSONL one JSON object per line")
     try:
         if kind == "csv":
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[]), 2
@@ -46,7 +50,8 @@ def read_table(path: Path) -> tuple[pd.DataFrame, int]:
                         hint="check quoting and the number of fields on that line") from None
     except ValueError as exc:
         raise DataError(f"{path}: malformed {kind.upper()} ({exc})",
-                        hint="JSONL needs one JSON object per line") from None
+                        hint="JSONL needs one JSON object per line" if kind == "jsonl" else
+                             "check the header row and the number of fields per line") from None
 
 
 def _columns(df: pd.DataFrame, path: Path, first_line: int, text_col: str, label_col: str) -> tuple[list[str], list[str]]:
@@ -55,6 +60,9 @@ def _columns(df: pd.DataFrame, path: Path, first_line: int, text_col: str, label
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))}",
                         hint=f"columns in the file: {', '.join(map(str, df.columns))}; set data.text_column / "
                              f"data.label_column")
+    if len(df) == 0:
+        raise DataError(f"{path}: no examples (a header row and nothing under it)",
+                        hint=f"add one row per example with its {text_col!r} and {label_col!r}")
     texts, labels = [], []
     for row, (text, label) in enumerate(zip(df[text_col].tolist(), df[label_col].tolist())):
         line = row + first_line
@@ -100,8 +108,24 @@ def _stratified_split(n: int, y: np.ndarray, ratio: float, seed: int) -> tuple[n
     return np.sort(a), np.sort(b)
 
 
-@register_dataset("csv")
-def load_files(cfg: DataConfig, seed: int) -> Dataset:
+@dataclass
+class CsvConfig(DataConfig):
+    """A user's CSV / TSV / JSONL / Parquet files: the columns, optional fixed label names, and either given
+    split files or a seeded stratified split."""
+
+    name: str = "csv"
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: Optional[list] = None
+    train_file: Optional[str] = None
+    validation_file: Optional[str] = None
+    test_file: Optional[str] = None
+    validation_ratio: float = 0.1  # without a validation file
+    test_ratio: float = 0.1  # without a test file
+
+
+@register_dataset("csv", config=CsvConfig)
+def load_files(cfg: CsvConfig, seed: int) -> Dataset:
     base = Path(cfg.path).expanduser() if cfg.path else None
     if base is not None and base.is_file():
         files = {"train": base}

@@ -13,12 +13,13 @@ import gzip
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
 
 import numpy as np
 
-from emolab.config import DataConfig
-from emolab.data.registry import register_dataset
+from emolab.data.registry import DataConfig, register_dataset
 from emolab.data.sources import cache_dir, checksums
 from emolab.errors import DataError
 from emolab.records import Dataset, LabelSet, Split
@@ -124,8 +125,30 @@ def _splits(images, labels, usage, keep, soft=None) -> dict[str, Split]:
     return out
 
 
-@register_dataset("fer2013")
-def load_fer2013(cfg: DataConfig, seed: int) -> Dataset:
+@dataclass
+class Fer2013Config(DataConfig):
+    skip_bad_rows: bool = False  # skip (and count) rows with malformed pixels instead of failing
+
+
+@dataclass
+class FerPlusConfig(Fer2013Config):
+    label_mode: Literal["majority", "votes"] = "majority"  # the majority label, or train on the vote shares
+
+
+@dataclass
+class ImageFolderConfig(DataConfig):
+    labels: Optional[list] = None  # fixed class names; default: the train folder's class folders, sorted
+    image_size: int = 48  # images are converted to grayscale and resized to this square
+    validation_ratio: float = 0.1  # without a validation/ folder
+
+    def check(self, problems: list[str]) -> None:
+        super().check(problems)
+        if isinstance(self.image_size, int) and not 8 <= self.image_size <= 512:
+            problems.append(f"data.image_size: expected 8 to 512 pixels, got {self.image_size}")
+
+
+@register_dataset("fer2013", config=Fer2013Config)
+def load_fer2013(cfg: Fer2013Config, seed: int) -> Dataset:
     """FER2013: Training -> train, PublicTest -> validation, PrivateTest -> test (the paper's protocol)."""
     path = find_file(cfg.path, "fer2013", ("fer2013.csv",))
     images, labels, usage, info = read_fer_csv(path, skip_bad_rows=cfg.skip_bad_rows)
@@ -172,8 +195,8 @@ def read_ferplus_votes(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]
     return np.array(votes, np.int64), np.array(usage)
 
 
-@register_dataset("ferplus")
-def load_ferplus(cfg: DataConfig, seed: int) -> Dataset:
+@register_dataset("ferplus", config=FerPlusConfig)
+def load_ferplus(cfg: FerPlusConfig, seed: int) -> Dataset:
     """FER+ labels on the FER2013 images (same rows, same splits). ``label_mode: majority`` keeps the
     images with a valid majority (8 classes); ``votes`` also trains on the vote shares (``soft_labels``)
     while scoring against the majority label."""
@@ -228,8 +251,8 @@ def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str) -> 
     return Split(np.array(ids), np.stack(images), np.array(ys, np.int64))
 
 
-@register_dataset("imagefolder")
-def load_image_folder(cfg: DataConfig, seed: int) -> Dataset:
+@register_dataset("imagefolder", config=ImageFolderConfig)
+def load_image_folder(cfg: ImageFolderConfig, seed: int) -> Dataset:
     """``data.path`` holds ``train/<class>/*`` and ``test/<class>/*`` (and optionally ``validation/`` or
     ``val/``; else a seeded stratified ``data.validation_ratio`` of train). Images become grayscale
     ``image_size`` squares."""

@@ -7,12 +7,13 @@ empty text, undecodable bytes), so a user can fix the file.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from emolab.config import DataConfig
-from emolab.data.registry import register_dataset
+from emolab.data.registry import DataConfig, register_dataset
 from emolab.data.sources import Source, checksums, resolve
 from emolab.errors import DataError
 from emolab.records import Dataset, LabelSet, Split
@@ -108,6 +109,17 @@ def read_emotion_file(path: Path, labels: LabelSet, split: str) -> Split:
     return Split(ids, texts, np.array(ys, dtype=np.int64))
 
 
+@dataclass
+class GoEmotionsConfig(DataConfig):
+    taxonomy: Literal["original", "ekman", "sentiment"] = "original"  # 28 labels, Ekman's 6 + neutral, or 3 + neutral
+    multi_label_policy: Literal["multi_label", "drop", "first"] = "drop"  # examples with several labels
+
+
+@dataclass
+class Sst2Config(DataConfig):
+    validation_ratio: float = 0.1  # the seeded stratified slice of train used for validation
+
+
 @register_dataset("emotion")
 def load_emotion(cfg: DataConfig, seed: int) -> Dataset:
     folder = resolve(EMOTION_SOURCE, cfg.path, allow_download=cfg.download)
@@ -180,8 +192,8 @@ def apply_multi_label_policy(targets: list[list[int]], policy: str, num_labels: 
     return keep, np.array([t[0] for t in kept], dtype=np.int64)
 
 
-@register_dataset("goemotions")
-def load_goemotions(cfg: DataConfig, seed: int) -> Dataset:
+@register_dataset("goemotions", config=GoEmotionsConfig)
+def load_goemotions(cfg: GoEmotionsConfig, seed: int) -> Dataset:
     folder = resolve(GOEMOTIONS_SOURCE, cfg.path, allow_download=cfg.download)
     names, to_target = goemotions_taxonomy(folder, cfg.taxonomy)
     labels = LabelSet(names, multi_label=cfg.multi_label_policy == "multi_label")
@@ -216,8 +228,8 @@ def read_sst2_file(path: Path, split: str) -> Split:
     return Split(np.array([f"{split}-{i}" for i in range(len(texts))]), texts, np.array(ys, dtype=np.int64))
 
 
-@register_dataset("sst2")
-def load_sst2(cfg: DataConfig, seed: int) -> Dataset:
+@register_dataset("sst2", config=Sst2Config)
+def load_sst2(cfg: Sst2Config, seed: int) -> Dataset:
     """GLUE SST-2: the labelled dev set is the test split; validation is a seeded stratified slice of train."""
     from sklearn.model_selection import train_test_split
 

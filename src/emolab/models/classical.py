@@ -5,27 +5,62 @@ Fast (well under a minute on dair-ai emotion) and the floor every neural model i
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import joblib
 import numpy as np
 
-from emolab.config import ModelConfig
-from emolab.models.registry import read_model_card, register_model, write_model_card
+from emolab.models.registry import Classifier, ModelConfig, read_model_card, register_model, write_model_card
 from emolab.records import EpochRecord, LabelSet
 
 
+@dataclass
+class TfidfConfig(ModelConfig):
+    classifier: Literal["logreg", "svm"] = "logreg"
+    word_ngrams: list = field(default_factory=lambda: [1, 2])
+    char_ngrams: list = field(default_factory=lambda: [2, 5])
+    max_features: Optional[int] = 200000
+    C: float = 10.0
+
+    def check(self, problems: list[str]) -> None:
+        for key in ("word_ngrams", "char_ngrams"):
+            value = getattr(self, key)
+            if isinstance(value, list) and not (len(value) == 2 and all(isinstance(v, int) for v in value)
+                                                and 1 <= value[0] <= value[1]):
+                problems.append(f"model.{key}: expected [min_n, max_n] with 1 <= min_n <= max_n, got {value}")
+        if isinstance(self.C, float) and self.C <= 0:
+            problems.append(f"model.C: must be positive, got {self.C}")
+
+    def unregularised(self) -> TfidfConfig:
+        return dataclasses.replace(self, C=max(self.C, 100.0))
+
+
 @register_model("tfidf")
-class TfidfClassifier:
-    def __init__(self, cfg: ModelConfig, labels: LabelSet, pipeline: Any = None):
+class TfidfClassifier(Classifier):
+    config_class = TfidfConfig
+    family = "classical"
+    training = "one-pass"
+
+    def __init__(self, cfg: TfidfConfig, labels: LabelSet, pipeline: Any = None):
         self.cfg = cfg
         self.labels = labels
         self.pipeline = pipeline
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, labels: LabelSet) -> TfidfClassifier:
+    def summary(cls, cfg: TfidfConfig) -> str:
+        return (f"TF-IDF word {cfg.word_ngrams} + char {cfg.char_ngrams} n-grams, "
+                + ("logistic regression" if cfg.classifier == "logreg" else "linear SVM") + f", C={cfg.C:g}")
+
+    @classmethod
+    def citation(cls, cfg: TfidfConfig) -> str:
+        return "tfidf"
+
+    @classmethod
+    def from_config(cls, cfg: TfidfConfig, labels: LabelSet, dataset=None) -> TfidfClassifier:
         return cls(cfg, labels)
 
     def _build(self, seed: int):
@@ -51,7 +86,7 @@ class TfidfClassifier:
             clf = OneVsRestClassifier(clf)
         return Pipeline([("features", features), ("clf", clf)])
 
-    def fit(self, dataset, run_cfg, log=None) -> list[EpochRecord]:
+    def fit(self, dataset, run_cfg, logger=None, *, workdir=None, resume=False) -> list[EpochRecord]:
         from emolab.metrics import one_pass_record
 
         train = dataset.split("train")
@@ -59,8 +94,8 @@ class TfidfClassifier:
         self.pipeline = self._build(run_cfg.seed)
         self.pipeline.fit(list(train.inputs), train.labels)
         record = one_pass_record(self, dataset, time.perf_counter() - start)
-        if log:
-            log(record)
+        if logger is not None:
+            logger.on_epoch(record)
         return [record]
 
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
@@ -80,11 +115,11 @@ class TfidfClassifier:
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
-        write_model_card(folder, self.name, self.labels, {"config": self.cfg.__dict__})
+        write_model_card(folder, self.card())
         joblib.dump(self.pipeline, folder / "pipeline.joblib")
 
     @classmethod
     def load(cls, folder: Path) -> TfidfClassifier:
         card = read_model_card(folder)
-        cfg = ModelConfig(**card["config"])
+        cfg = TfidfConfig.from_saved(card["config"])
         return cls(cfg, LabelSet.from_dict(card["labels"]), joblib.load(Path(folder) / "pipeline.joblib"))

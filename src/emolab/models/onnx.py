@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from emolab.errors import EmolabError
-from emolab.models.registry import read_model_card, register_model, write_model_card
-from emolab.records import LabelSet
+from emolab.models.registry import Classifier, read_model_card, register_model, write_model_card
+from emolab.records import LabelSet, ModelCard
 
 ONNX_FILE = "model.onnx"
 
@@ -40,13 +40,15 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class _Deployed:
+class _Deployed(Classifier):
     """What every ONNX classifier shares: it predicts, it cannot be trained."""
 
+    family = "onnx"
+    training = "none"
     info: dict
 
     @classmethod
-    def from_config(cls, cfg, labels):
+    def from_config(cls, cfg, labels, dataset=None):
         raise EmolabError("an ONNX model cannot be trained", hint="train a model, then `emolab export RUN --format onnx`")
 
     def fit(self, *args, **kwargs):
@@ -55,9 +57,20 @@ class _Deployed:
     def num_parameters(self) -> int:
         return int(self.info.get("parameters", 0))
 
-    def card(self) -> dict:
-        """The model card's fields besides the model name and labels."""
+    def extra(self) -> dict:
+        """The model card's own fields (besides what every card has)."""
         raise NotImplementedError
+
+    def input(self) -> dict:
+        raise NotImplementedError
+
+    def card(self) -> ModelCard:
+        source = self.info.get("source_summary") or self.info.get("source") or "a model"
+        how = "int8" if self.info.get("int8") else "fp32"
+        return ModelCard(model=self.name, labels=self.labels, modality=self.modality, input=self.input(),
+                         summary=f"{source} (ONNX Runtime, {how})", family=self.family, training=self.training,
+                         hyperparameters={"int8": bool(self.info.get("int8")), "opset": self.info.get("opset")},
+                         extra=self.extra())
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
@@ -66,7 +79,7 @@ class _Deployed:
             shutil.copy2(self.folder / ONNX_FILE, folder / ONNX_FILE)
             if getattr(self, "tokenizer", None) is not None:
                 self.tokenizer.save_pretrained(folder / "tokenizer")
-        write_model_card(folder, self.name, self.labels, self.card())
+        write_model_card(folder, self.card())
 
 
 @register_model("onnx")
@@ -99,7 +112,10 @@ class OnnxClassifier(_Deployed):
             out[idx] = 1 / (1 + np.exp(-logits)) if self.labels.multi_label else _softmax(logits)
         return out
 
-    def card(self) -> dict:
+    def input(self) -> dict:
+        return {"kind": "text", "max_length": self.max_length}
+
+    def extra(self) -> dict:
         return {"max_length": self.max_length, "inputs": self.inputs, "onnx": self.info}
 
     @classmethod
@@ -146,8 +162,11 @@ class OnnxImageClassifier(_Deployed):
             out[start:start + len(probs[0])] = np.mean(probs, axis=0)
         return out
 
-    def card(self) -> dict:
-        return {"side": self.side, "tta": self.tta, "crop": self.crop, "modality": "image", "onnx": self.info}
+    def input(self) -> dict:
+        return {"kind": "image", "side": self.side, "channels": 1, "crop": self.crop}
+
+    def extra(self) -> dict:
+        return {"side": self.side, "tta": self.tta, "crop": self.crop, "onnx": self.info}
 
     @classmethod
     def load(cls, folder: Path, *, threads: int | None = None) -> OnnxImageClassifier:

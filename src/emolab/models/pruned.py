@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from emolab.models.registry import register_model
 from emolab.models.text import TextClassifierModule, TransformerClassifier
+from emolab.models.torch_base import fit_shapes
 
 
 @register_model("transformer-pruned")
@@ -18,8 +19,12 @@ class PrunedTransformerClassifier(TransformerClassifier):
     def from_transformer(cls, model: TransformerClassifier) -> PrunedTransformerClassifier:
         return cls(model.cfg, model.labels, model.module, model.tokenizer)
 
+    training = "none"  # a compressed copy: fine-tuned by `emolab compress`, not trained by `emolab run`
+
+    @classmethod
+    def summary(cls, cfg) -> str:
+        return f"{super().summary(cfg)}, pruned"
+
     @staticmethod
     def fit_state(module: TextClassifierModule, state: dict) -> None:
-        from emolab.compression.pruning import fit_shapes
-
         fit_shapes(module, state)

@@ -19,18 +19,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emolab.config import ModelConfig, RunConfig
 from emolab.data.images import FER2013_LABELS
 from emolab.errors import EmolabError
 from emolab.models.registry import register_model
-from emolab.models.vision import ARCHITECTURES, ImageClassifier, ImageClassifierModule
+from emolab.models.vision import ImageClassifier, ImageModelConfig
 from emolab.records import LabelSet
 
 PACKAGE = "what_the_face_classification"
 NAME = "what-the-face"
 
 
-def reference_net(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+def reference_net(cfg: ImageModelConfig, classes: int, side: int) -> nn.Module:
     """The package's ``SimpleConvolutionalNetwork`` as built by its ``Image_classifier``: three unpadded
     3x3 convs (28, 56, 112 channels) with tanh and 2x2 max-pool, then 1792 -> 2000 -> 304 -> 7; the layer
     names match its state dict."""
@@ -44,8 +43,6 @@ def reference_net(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
                ("fc2", nn.Linear(2000, 304)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(304, classes))]
     return nn.Sequential(OrderedDict(layers))
 
-
-ARCHITECTURES[NAME] = reference_net
 
 
 def weights_file() -> Path:
@@ -64,15 +61,26 @@ class ReferenceFaceClassifier(ImageClassifier):
     """Pretrained, not trained: ``fit`` loads the package's weights and scores them on train and validation."""
 
     supports_resume = False
+    training = "pretrained"
+    family = "cnn"
+    architecture = staticmethod(reference_net)
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, labels: LabelSet) -> ReferenceFaceClassifier:
+    def summary(cls, cfg: ImageModelConfig) -> str:
+        return f"{NAME} (pretrained 3-conv FER2013 CNN)"
+
+    @classmethod
+    def hyperparameters(cls, cfg: ImageModelConfig) -> dict:
+        return {"name": cfg.name}  # fixed by the package's weights
+
+    @classmethod
+    def from_config(cls, cfg: ImageModelConfig, labels: LabelSet, dataset=None) -> ReferenceFaceClassifier:
         if tuple(labels.names) != FER2013_LABELS:
             raise EmolabError(f"the {NAME} reference predicts FER2013's labels {list(FER2013_LABELS)}; this dataset "
                               f"has {list(labels.names)}", hint="use it with data.name: fer2013")
-        return cls(cfg, labels, ImageClassifierModule(NAME, cfg, len(labels)))
+        return super().from_config(cfg, labels, dataset)
 
-    def fit(self, dataset, run_cfg: RunConfig, log=None, *, workdir=None, resume=False):
+    def fit(self, dataset, run_cfg, logger=None, *, workdir=None, resume=False):
         from emolab.metrics import one_pass_record
 
         start = time.perf_counter()
@@ -80,8 +88,7 @@ class ReferenceFaceClassifier(ImageClassifier):
         self.module.normalise.mean.fill_(0.0)  # the package feeds [0, 1] pixels as they are
         self.module.normalise.std.fill_(1.0)
         self.module.to(self.device).eval()
-        self.tta = run_cfg.eval.tta
         record = one_pass_record(self, dataset, time.perf_counter() - start)
-        if log:
-            log(record)
+        if logger is not None:
+            logger.on_epoch(record)
         return [record]

@@ -1,49 +1,133 @@
 """Models by name: ``@register_model("name")`` on a classifier class, ``create_model`` / ``load_model``.
 
-Every classifier offers the same small interface, so training, evaluation, analysis and reports never
-care which kind of model they hold:
+A registered model is one class that describes itself, so training, evaluation, analysis, compression,
+reports and serving never ask for its name:
 
-- ``from_config(model_cfg, labels)`` builds an untrained model;
-- ``fit(dataset, run_cfg, log)`` trains it and returns the per-epoch history;
+- ``config_class``: its own config section (a :class:`ModelConfig` dataclass that checks its values);
+- ``modality`` (``text`` / ``image``), ``family``, ``training`` and ``describe(cfg)``: what its card says
+  (input kind, a one-line summary, the hyperparameters worth reporting);
+- ``from_config(cfg, labels, dataset=None)`` builds an untrained model; ``fit(dataset, run_cfg, logger)``
+  trains it and returns the per-epoch history; ``set_inference(eval_cfg)`` applies evaluation options;
 - ``predict_proba(inputs, batch_size)`` returns ``(N, K)`` probabilities;
 - ``save(folder)`` / ``load(folder)`` write and read everything needed to predict offline.
+
+This module is a leaf: the built-in models register themselves when :mod:`emolab.models` is imported.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
-from emolab.config import ModelConfig
 from emolab.errors import EmolabError, unknown_name
-from emolab.records import LabelSet
+from emolab.records import LabelSet, ModelCard
 
 MODEL_FILE = "emolab_model.json"
-_MODELS: dict[str, type] = {}
+_MODELS: dict[str, type[Classifier]] = {}
 
 
-class Classifier(Protocol):
-    name: str
+@dataclass
+class ModelConfig:
+    """The ``model`` section every model's config extends: its registered ``name`` and its own keys."""
+
+    name: str = ""
+
+    def check(self, problems: list[str]) -> None:
+        """Append value problems (``model.key: ...``) that types alone cannot express."""
+
+    def unregularised(self) -> ModelConfig:
+        """This config with every regulariser off (``emolab sanity``: can the model memorise a few examples?)."""
+        return self
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> ModelConfig:
+        """Rebuild from a saved run's config, ignoring keys this model does not own (runs written before
+        each model had its own section saved every family's keys)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+
+class Classifier:
+    """The base of every registered model; subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    modality: ClassVar[str] = "text"  # text | image
+    family: ClassVar[str] = ""  # classical | transformer | cnn | onnx: what kind of model, for reports
+    training: ClassVar[str] = "loop"  # loop | one-pass | pretrained | none (see records.ModelCard)
+    supports_resume: ClassVar[bool] = False
+    cfg: ModelConfig
     labels: LabelSet
 
+    # --- what the model says about itself ---
     @classmethod
-    def from_config(cls, cfg: ModelConfig, labels: LabelSet) -> Classifier: ...
-
-    def fit(self, dataset: Any, run_cfg: Any, log: Any) -> list: ...
-
-    def predict_proba(self, inputs: Any, batch_size: int = 64) -> np.ndarray: ...
-
-    def save(self, folder: Path) -> None: ...
+    def input_spec(cls, cfg: ModelConfig) -> dict[str, Any]:
+        return {"kind": cls.modality}
 
     @classmethod
-    def load(cls, folder: Path) -> Classifier: ...
+    def summary(cls, cfg: ModelConfig) -> str:
+        """One line for the report's model line and the leaderboard's model column."""
+        return cls.name
+
+    @classmethod
+    def hyperparameters(cls, cfg: ModelConfig) -> dict[str, Any]:
+        """The config keys worth reporting (default: all of the model's own keys)."""
+        return dataclasses.asdict(cfg)
+
+    @classmethod
+    def citation(cls, cfg: ModelConfig) -> str | None:
+        return None
+
+    @classmethod
+    def describe(cls, cfg: ModelConfig, labels: LabelSet, **extra: Any) -> ModelCard:
+        return ModelCard(model=cls.name, labels=labels, modality=cls.modality, input=cls.input_spec(cfg),
+                         summary=cls.summary(cfg), family=cls.family, training=cls.training,
+                         hyperparameters=cls.hyperparameters(cfg), citation=cls.citation(cfg), extra=extra)
+
+    def card(self) -> ModelCard:
+        return self.describe(self.cfg, self.labels, config=dataclasses.asdict(self.cfg))
+
+    # --- behaviour ---
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, labels: LabelSet, dataset: Any = None) -> Classifier:
+        raise NotImplementedError
+
+    def fit(self, dataset: Any, run_cfg: Any, logger: Any = None, *, workdir: Path | None = None,
+            resume: bool = False) -> list:
+        raise NotImplementedError
+
+    def set_inference(self, eval_cfg: Any) -> None:
+        """Apply evaluation options (test-time augmentation for image models); once, after fit or load."""
+
+    def predict_proba(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
+        raise NotImplementedError
+
+    def num_parameters(self) -> int | None:
+        return None
+
+    def to_precision(self, precision: str) -> None:
+        if precision != "fp32":
+            raise EmolabError(f"model {self.name!r} has no {precision} mode", hint="use --precision fp32")
+
+    def save(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, folder: Path) -> Classifier:
+        raise NotImplementedError
 
 
 def register_model(name: str):
-    def wrap(cls: type) -> type:
+    """Class decorator: ``@register_model("cnn-small")`` names the class and adds it to the registry."""
+
+    def wrap(cls: type[Classifier]) -> type[Classifier]:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice ({_MODELS[name].__name__}, {cls.__name__})")
         cls.name = name
         _MODELS[name] = cls
         return cls
@@ -51,36 +135,30 @@ def register_model(name: str):
     return wrap
 
 
-def _import_models() -> None:
-    from emolab.models import classical  # noqa: F401  (each module registers its models)
-
-    try:
-        from emolab.models import reference, text, vision  # noqa: F401
-    except ImportError:  # pragma: no cover - torch/transformers missing
-        pass
-    try:  # compressed models: pruned transformers, ONNX Runtime
-        from emolab.models import onnx, pruned  # noqa: F401
-    except ImportError:  # pragma: no cover - onnxruntime missing
-        pass
-
-
 def list_models() -> list[str]:
-    _import_models()
     return sorted(_MODELS)
 
 
-def create_model(cfg: ModelConfig, labels: LabelSet) -> Classifier:
-    _import_models()
-    if cfg.name not in _MODELS:
-        raise unknown_name("model", cfg.name, list(_MODELS))
-    return _MODELS[cfg.name].from_config(cfg, labels)
+def model_class(name: str) -> type[Classifier]:
+    if name not in _MODELS:
+        raise unknown_name("model", name, list(_MODELS))
+    return _MODELS[name]
 
 
-def write_model_card(folder: Path, name: str, labels: LabelSet, extra: dict | None = None) -> None:
-    """The small JSON that tells ``load_model`` which class reads this folder."""
+def model_config(name: str, **values: Any) -> ModelConfig:
+    """The config section of model ``name`` with ``values`` set, e.g. ``model_config("tfidf", C=1.0)``."""
+    return model_class(name).config_class(name=name, **values)
+
+
+def create_model(cfg: ModelConfig, labels: LabelSet, dataset: Any = None) -> Classifier:
+    """An untrained model; ``dataset`` (optional) lets a model fit its input to the data (image side)."""
+    return model_class(cfg.name).from_config(cfg, labels, dataset)
+
+
+def write_model_card(folder: Path, card: ModelCard) -> None:
+    """The JSON that tells ``load_model`` which class reads this folder, and everyone else what it holds."""
     folder.mkdir(parents=True, exist_ok=True)
-    card = {"model": name, "labels": labels.to_dict(), **(extra or {})}
-    (folder / MODEL_FILE).write_text(json.dumps(card, indent=2))
+    (folder / MODEL_FILE).write_text(json.dumps(card.to_dict(), indent=2))
 
 
 def read_model_card(folder: Path) -> dict:
@@ -91,12 +169,24 @@ def read_model_card(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def model_card(folder: str | Path) -> ModelCard:
+    """The card of a saved model folder (a run directory or its ``model/``); cards written before models
+    described themselves are completed by the model's class."""
+    folder = Path(folder)
+    if (folder / "model" / MODEL_FILE).is_file():
+        folder = folder / "model"
+    raw = read_model_card(folder)
+    if "summary" in raw:
+        return ModelCard.from_dict(raw)
+    cls = model_class(raw["model"])
+    cfg = cls.config_class.from_saved(raw.get("config", {}))
+    extra = {k: v for k, v in raw.items() if k not in ("model", "labels", "modality")}
+    return cls.describe(cfg, LabelSet.from_dict(raw["labels"]), **extra)
+
+
 def load_model(folder: str | Path) -> Classifier:
     folder = Path(folder)
     if (folder / "model" / MODEL_FILE).is_file():
         folder = folder / "model"
     card = read_model_card(folder)
-    _import_models()
-    if card["model"] not in _MODELS:
-        raise unknown_name("model", card["model"], list(_MODELS))
-    return _MODELS[card["model"]].load(folder)
+    return model_class(card["model"]).load(folder)

@@ -7,19 +7,21 @@ config, the tokenizer and the label set, so they load back with no network.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import sysconfig
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from emolab.config import ModelConfig
-from emolab.errors import EmolabError, unknown_name
-from emolab.models.registry import read_model_card, register_model, write_model_card
+from emolab.errors import EmolabError, unknown_name, unknown_name_message
+from emolab.models.registry import ModelConfig, read_model_card, register_model, write_model_card
 from emolab.models.torch_base import TorchClassifier
 from emolab.records import LabelSet
 
@@ -133,6 +135,30 @@ def create_pooling(name: str, hidden_size: int) -> nn.Module:
     return POOLINGS[name](hidden_size)
 
 
+@dataclass
+class TransformerConfig(ModelConfig):
+    backbone: str = "minilm-l6"  # offline short name, Hugging Face hub id or local path
+    pooling: str = "mean"  # cls, mean, max, attention, mean-max
+    dropout: float = 0.1
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
+    max_length: int = 128
+    backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
+
+    def check(self, problems: list[str]) -> None:
+        if isinstance(self.pooling, str) and self.pooling not in POOLINGS:
+            problems.append("model.pooling: " + unknown_name_message("pooling", self.pooling, POOLINGS))
+        if isinstance(self.max_length, int) and self.max_length < 1:
+            problems.append(f"model.max_length: must be at least 1, got {self.max_length}")
+        if isinstance(self.freeze_layers, int) and self.freeze_layers < 0:
+            problems.append(f"model.freeze_layers: must be 0 or more, got {self.freeze_layers}")
+        if isinstance(self.dropout, float) and not 0.0 <= self.dropout < 1.0:
+            problems.append(f"model.dropout: must be in [0, 1), got {self.dropout}")
+
+    def unregularised(self) -> TransformerConfig:
+        return dataclasses.replace(self, dropout=0.0)
+
+
 class TextClassifierModule(nn.Module):
     """encoder -> pooling -> dropout -> linear head, returning logits."""
 
@@ -212,15 +238,29 @@ def make_collate(pad_id: int):
 
 @register_model("transformer")
 class TransformerClassifier(TorchClassifier):
+    config_class = TransformerConfig
+    family = "transformer"
     supports_resume = True
 
-    def __init__(self, cfg: ModelConfig, labels: LabelSet, module: TextClassifierModule, tokenizer):
+    def __init__(self, cfg: TransformerConfig, labels: LabelSet, module: TextClassifierModule, tokenizer):
         self.cfg, self.labels, self.module, self.tokenizer = cfg, labels, module, tokenizer
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.float32
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, labels: LabelSet) -> TransformerClassifier:
+    def input_spec(cls, cfg: TransformerConfig) -> dict[str, Any]:
+        return {"kind": "text", "max_length": cfg.max_length}
+
+    @classmethod
+    def summary(cls, cfg: TransformerConfig) -> str:
+        return f"{cfg.backbone} + {cfg.pooling} pooling"
+
+    @classmethod
+    def citation(cls, cfg: TransformerConfig) -> str:
+        return cfg.backbone
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig, labels: LabelSet, dataset=None) -> TransformerClassifier:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         if cfg.backbone_config is not None:  # a randomly initialised encoder (tests, ablations)
@@ -256,11 +296,11 @@ class TransformerClassifier(TorchClassifier):
                          self.labels.names, self.labels.multi_label, train_set.lengths(), val_set.lengths(),
                          train.labels if train.labels.ndim == 1 else None)
 
-    def fit(self, dataset, run_cfg, log=None, *, workdir=None, resume=False):
+    def fit(self, dataset, run_cfg, logger=None, *, workdir=None, resume=False):
         from emolab.training import fit
 
         task = self.task(dataset)
-        history = fit(task, run_cfg, workdir=workdir, resume=resume, log=log)
+        history = fit(task, run_cfg, workdir=workdir, resume=resume, logger=logger)
         self.module = task.module.to(self.device)
         return history
 
@@ -290,7 +330,7 @@ class TransformerClassifier(TorchClassifier):
         folder = self.save_weights(folder)
         self.module.encoder.config.save_pretrained(folder / "encoder")
         self.tokenizer.save_pretrained(folder / "tokenizer")
-        write_model_card(folder, self.name, self.labels, {"config": self.cfg.__dict__})
+        write_model_card(folder, self.card())
 
     @classmethod
     def load(cls, folder: Path) -> TransformerClassifier:
@@ -299,7 +339,7 @@ class TransformerClassifier(TorchClassifier):
 
         folder = Path(folder)
         card = read_model_card(folder)
-        cfg = ModelConfig(**card["config"])
+        cfg = TransformerConfig.from_saved(card["config"])
         labels = LabelSet.from_dict(card["labels"])
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder / "encoder"))
         module = TextClassifierModule(encoder, cfg.pooling, len(labels), cfg.dropout)

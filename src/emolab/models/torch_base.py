@@ -1,18 +1,21 @@
-"""What every PyTorch-backed classifier shares: precision switching, parameter count, weight files."""
+"""What every PyTorch-backed classifier shares: precision switching, parameter count, weight files, and
+resizing layers to a saved (pruned) state at load time."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from emolab.errors import unknown_name
+from emolab.models.registry import Classifier
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class TorchClassifier:
-    """Mixin for classifiers that hold an ``nn.Module`` in ``self.module``."""
+class TorchClassifier(Classifier):
+    """Base of the classifiers that hold an ``nn.Module`` in ``self.module``."""
 
     module: torch.nn.Module
 
@@ -34,3 +37,27 @@ class TorchClassifier:
         state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
         save_file(state, str(folder / "model.safetensors"))
         return folder
+
+
+def fit_shapes(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Resize every nn.Linear, nn.Conv2d and nn.BatchNorm2d whose saved weight has another shape (pruned
+    heads, neurons or channels), so that ``load_state_dict(state)`` fits; attention modules learn their
+    new number of heads."""
+    for name, sub in list(module.named_modules()):
+        for child_name, child in list(sub.named_children()):
+            key = f"{name}.{child_name}.weight" if name else f"{child_name}.weight"
+            if key not in state or not hasattr(child, "weight") or tuple(state[key].shape) == tuple(child.weight.shape):
+                continue
+            shape = state[key].shape
+            if isinstance(child, nn.Linear):
+                setattr(sub, child_name, nn.Linear(shape[1], shape[0], bias=child.bias is not None))
+            elif isinstance(child, nn.Conv2d):
+                setattr(sub, child_name, nn.Conv2d(shape[1] * child.groups, shape[0], child.kernel_size, child.stride,
+                                                   child.padding, child.dilation, child.groups, child.bias is not None))
+            elif isinstance(child, nn.BatchNorm2d):
+                setattr(sub, child_name, nn.BatchNorm2d(shape[0], child.eps, child.momentum, child.affine,
+                                                        child.track_running_stats))
+    for sub in module.modules():
+        if hasattr(sub, "attention_head_size") and hasattr(sub, "query"):
+            sub.all_head_size = sub.query.out_features
+            sub.num_attention_heads = sub.query.out_features // sub.attention_head_size

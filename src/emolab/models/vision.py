@@ -3,23 +3,94 @@
 
 A module takes ``pixels``: float ``(N, 1, H, W)`` in [0, 1] and normalises it with the training set's
 mean and std, held as buffers so a saved or exported model needs nothing else. Augmentation runs on
-whole batches (on the GPU when there is one) in :mod:`emolab.models.augment`.
+whole batches (on the GPU when there is one) in :mod:`emolab.models.augment`; its settings are the image
+models' ``model.augment`` section.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from emolab.config import ModelConfig, RunConfig
-from emolab.errors import ConfigError, unknown_name
-from emolab.models.augment import TTA_MODES, batch_augmenter, tta_views
-from emolab.models.registry import read_model_card, register_model, write_model_card
-from emolab.models.torch_base import TorchClassifier
+from emolab.errors import ConfigError, EmolabError
+from emolab.models.augment import TTA_MODES, AugmentConfig, batch_augmenter, tta_views
+from emolab.models.registry import ModelConfig, read_model_card, register_model, write_model_card
+from emolab.models.torch_base import TorchClassifier, fit_shapes
 from emolab.records import LabelSet
+
+SIDE = 48  # FER2013's face side; image folders may choose another (data.image_size)
+
+
+# --- config sections ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageModelConfig(ModelConfig):
+    """What every face model shares: dropout, the central crop it sees, and training-batch augmentation."""
+
+    hidden_size: int = 512  # mlp hidden units; the CNNs' classifier hidden layer (0: none)
+    dropout: float = 0.1
+    # the network sees only the central crop_size x crop_size window (None: the whole image). With
+    # augment.shift that is a random crop per training image; ten-crop TTA then averages the four corner
+    # crops, the centre and their mirrors, and dense TTA every crop position on a 2-pixel grid and its mirror.
+    # Cost per image scales with crop_size^2 (40 of 48: 0.69x).
+    crop_size: Optional[int] = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self, problems: list[str]) -> None:
+        for key in ("hidden_size", "width"):
+            value = getattr(self, key, None)
+            if isinstance(value, int) and value < (0 if key == "hidden_size" else 1):
+                problems.append(f"model.{key}: must be at least {0 if key == 'hidden_size' else 1}, got {value}")
+        if isinstance(self.dropout, float) and not 0.0 <= self.dropout < 1.0:
+            problems.append(f"model.dropout: must be in [0, 1), got {self.dropout}")
+        crop = self.crop_size
+        if crop is not None and isinstance(crop, int) and not 8 <= crop:
+            problems.append(f"model.crop_size: expected a whole number of pixels from 8 to the image side, got {crop}")
+        self.augment.check(problems)
+
+    def unregularised(self) -> ImageModelConfig:
+        return dataclasses.replace(self, dropout=0.0, augment=AugmentConfig())
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> ImageModelConfig:
+        cfg = super().from_saved(saved)
+        if isinstance(cfg.augment, dict):
+            cfg.augment = AugmentConfig(**cfg.augment)
+        return cfg
+
+
+@dataclass
+class MlpConfig(ImageModelConfig):
+    pass
+
+
+@dataclass
+class CnnConfig(ImageModelConfig):
+    width: int = 32  # channels of the first block (doubled per block)
+
+
+@dataclass
+class VggConfig(CnnConfig):
+    depths: Optional[list] = None  # conv-BN-ReLU layers in each of the 4 stages; None: [2, 2, 2, 2]
+
+    def check(self, problems: list[str]) -> None:
+        super().check(problems)
+        d = self.depths
+        if d is not None and not (isinstance(d, list) and len(d) == 4 and
+                                  all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in d)):
+            problems.append(f"model.depths: expected 4 positive integers (layers per stage), got {d!r}")
+
+
+@dataclass
+class ResNetConfig(ImageModelConfig):
+    width: int = 32  # channels of the stem and first stage (torchvision's ResNet-18: 64)
 
 
 class Normalise(nn.Module):
@@ -43,13 +114,13 @@ def classifier_head(features: int, hidden: int, classes: int, dropout: float) ->
                          nn.Dropout(dropout), nn.Linear(hidden, classes))
 
 
-def mlp(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+def mlp(cfg: MlpConfig, classes: int, side: int) -> nn.Module:
     """The first baseline of seed 004: flatten -> hidden -> classes."""
     return nn.Sequential(nn.Flatten(), nn.Linear(side * side, cfg.hidden_size), nn.ReLU(inplace=True),
                          nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden_size, classes))
 
 
-def cnn_small(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+def cnn_small(cfg: CnnConfig, classes: int, side: int) -> nn.Module:
     """Three conv blocks (conv-BN-ReLU, max-pool, dropout), widths w, 2w, 4w, then a small head."""
     w, layers, c_in = cfg.width, [], 1
     for c in (w, 2 * w, 4 * w):
@@ -58,7 +129,7 @@ def cnn_small(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(3), classifier_head(c_in * 9, cfg.hidden_size, classes, cfg.dropout))
 
 
-def vgg_fer(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+def vgg_fer(cfg: VggConfig, classes: int, side: int) -> nn.Module:
     """VGG-style: four stages of 3x3 conv-BN-ReLU layers (w, 2w, 4w, 8w channels; ``depths`` layers each, two
     by default) with max-pooling, then a fully connected head; the family behind the best single-network
     FER2013 results."""
@@ -86,7 +157,7 @@ class BasicBlock(nn.Module):
         return self.relu(self.body(x) + self.skip(x))
 
 
-def resnet18_fer(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
+def resnet18_fer(cfg: ResNetConfig, classes: int, side: int) -> nn.Module:
     """ResNet-18 (2-2-2-2 basic blocks) adapted to one channel and 48x48: a 3x3 stride-1 stem and no
     stem max-pool, so the last stage still sees 6x6. Widths w, 2w, 4w, 8w (torchvision's: w = 64)."""
     w = cfg.width
@@ -98,21 +169,21 @@ def resnet18_fer(cfg: ModelConfig, classes: int, side: int) -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), classifier_head(c_in, 0, classes, cfg.dropout))
 
 
-ARCHITECTURES = {"mlp": mlp, "cnn-small": cnn_small, "vgg-fer": vgg_fer, "resnet18-fer": resnet18_fer}
+Architecture = Callable[[ImageModelConfig, int, int], nn.Module]
 
 
 class ImageClassifierModule(nn.Module):
-    def __init__(self, arch: str, cfg: ModelConfig, classes: int, side: int = 48):
+    """Crop -> normalise -> ``architecture(cfg, classes, side)``."""
+
+    def __init__(self, architecture: Architecture, cfg: ImageModelConfig, classes: int, side: int = SIDE):
         super().__init__()
-        if arch not in ARCHITECTURES:
-            raise unknown_name("image model", arch, list(ARCHITECTURES))
         crop = cfg.crop_size
         if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or not 8 <= crop <= side):
             raise ConfigError("model", [f"model.crop_size: expected a whole number of pixels from 8 to the image "
                                         f"side ({side}), got {crop!r}"])
         self.crop = crop
         self.normalise = Normalise()
-        self.net = ARCHITECTURES[arch](cfg, classes, crop or side)
+        self.net = architecture(cfg, classes, crop or side)
         self.channels_last = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -163,51 +234,85 @@ def collate_images(items: list[dict]) -> dict[str, torch.Tensor]:
 
 
 class ImageClassifier(TorchClassifier):
-    """One class for every architecture in :data:`ARCHITECTURES`; registered once per name below."""
+    """What every face model shares; each architecture is one registered subclass below."""
 
-    supports_resume = True
+    config_class: ClassVar[type[ModelConfig]] = ImageModelConfig
     modality = "image"
+    family = "cnn"
+    supports_resume = True
+    channels_last_ok: ClassVar[bool] = True  # channels-last memory format helps convolutions (not the MLP)
 
-    def __init__(self, cfg: ModelConfig, labels: LabelSet, module: ImageClassifierModule, tta: str = "none"):
-        self.cfg, self.labels, self.module, self.tta = cfg, labels, module, tta
+    @staticmethod
+    def architecture(cfg: ImageModelConfig, classes: int, side: int) -> nn.Module:
+        raise NotImplementedError
+
+    def __init__(self, cfg: ImageModelConfig, labels: LabelSet, module: ImageClassifierModule, tta: str = "none",
+                 side: int = SIDE):
+        self.cfg, self.labels, self.module, self.tta, self.side = cfg, labels, module, tta, side
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.float32
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, labels: LabelSet) -> ImageClassifier:
-        return cls(cfg, labels, ImageClassifierModule(cls.name, cfg, len(labels)))
+    def input_spec(cls, cfg: ImageModelConfig, side: int = SIDE) -> dict[str, Any]:
+        return {"kind": "image", "side": side, "channels": 1, "crop": cfg.crop_size}
 
-    def task(self, dataset, run_cfg: RunConfig):
+    @classmethod
+    def summary(cls, cfg: ImageModelConfig) -> str:
+        return cls.name + (f", {cfg.crop_size}x{cfg.crop_size} crops" if cfg.crop_size else "")
+
+    @classmethod
+    def hyperparameters(cls, cfg: ImageModelConfig) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "augment"}
+
+    def card(self):
+        card = self.describe(self.cfg, self.labels, config=dataclasses.asdict(self.cfg), tta=self.tta)
+        return dataclasses.replace(card, input=self.input_spec(self.cfg, self.side))
+
+    @classmethod
+    def build(cls, cfg: ImageModelConfig, labels: LabelSet, side: int = SIDE) -> ImageClassifierModule:
+        if cfg.crop_size is not None and cfg.crop_size > side:
+            raise ConfigError("model", [f"model.crop_size: expected a whole number of pixels from 8 to the image "
+                                        f"side ({side}), got {cfg.crop_size!r}"])
+        return ImageClassifierModule(cls.architecture, cfg, len(labels), side)
+
+    @classmethod
+    def from_config(cls, cfg: ImageModelConfig, labels: LabelSet, dataset=None) -> ImageClassifier:
+        side = SIDE if dataset is None else int(dataset.split("train").inputs.shape[-1])
+        return cls(cfg, labels, cls.build(cfg, labels, side), side=side)
+
+    def task(self, dataset, run_cfg):
         from emolab.training import TrainTask
 
         train, val = dataset.split("train"), dataset.split("validation")
         pixels = train.inputs.astype(np.float32) / 255.0
         self.module.normalise.mean.fill_(float(pixels.mean()))
         self.module.normalise.std.fill_(float(pixels.std()) or 1.0)
-        augment = batch_augmenter(run_cfg.train.augment, seed=run_cfg.seed)
+        augment = batch_augmenter(self.cfg.augment, seed=run_cfg.seed)
         return TrainTask(self.module, ImageSet(train.inputs, train.labels, train.soft_labels),
                          ImageSet(val.inputs, val.labels), collate_images, self.labels.names,
                          train_labels=train.labels, augment=augment)
 
-    def fit(self, dataset, run_cfg: RunConfig, log=None, *, workdir=None, resume=False):
+    def fit(self, dataset, run_cfg, logger=None, *, workdir=None, resume=False):
         from emolab.training import fit
 
-        if run_cfg.train.channels_last and self.cfg.name != "mlp":  # CPU too: 1.15x (vgg-fer), 1.34x (cnn-small)
+        if run_cfg.train.channels_last and self.channels_last_ok:  # CPU too: 1.15x (vgg-fer), 1.34x (cnn-small)
             self.module.channels_last = True
             self.module.to(memory_format=torch.channels_last)
         task = self.task(dataset, run_cfg)
-        history = fit(task, run_cfg, workdir=workdir, resume=resume, log=log)
+        history = fit(task, run_cfg, workdir=workdir, resume=resume, logger=logger)
         self.module = task.module.to(self.device)
-        self.tta = run_cfg.eval.tta
         return history
+
+    def set_inference(self, eval_cfg) -> None:
+        if eval_cfg.tta not in TTA_MODES:
+            raise EmolabError(f"unknown test-time augmentation {eval_cfg.tta!r}", hint=f"choose one of {', '.join(TTA_MODES)}")
+        self.tta = eval_cfg.tta
 
     @torch.inference_mode()
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
         images = np.asarray(inputs, dtype=np.uint8)  # (N, H, W); a list of (H, W) arrays stacks the same way
         if images.ndim == 2:  # one image
             images = images[None]
-        if self.tta not in TTA_MODES:
-            raise unknown_name("eval.tta", self.tta, TTA_MODES)
         self.module.to(self.device).eval()
         out = np.empty((len(images), len(self.labels)), dtype=np.float64)
         for start in range(0, len(images), batch_size):
@@ -218,25 +323,46 @@ class ImageClassifier(TorchClassifier):
         return out
 
     def save(self, folder: Path) -> None:
-        folder = self.save_weights(folder)
-        write_model_card(folder, self.name, self.labels, {"config": self.cfg.__dict__, "tta": self.tta,
-                                                          "modality": "image"})
+        write_model_card(self.save_weights(folder), self.card())
 
     @classmethod
     def load(cls, folder: Path) -> ImageClassifier:
         from safetensors.torch import load_file
 
-        from emolab.compression.pruning import fit_shapes
-
         card = read_model_card(folder)
-        cfg, labels = ModelConfig(**card["config"]), LabelSet.from_dict(card["labels"])
-        module = ImageClassifierModule(card["model"], cfg, len(labels))
+        cfg, labels = cls.config_class.from_saved(card["config"]), LabelSet.from_dict(card["labels"])
+        side = int(card.get("input", {}).get("side", SIDE))
+        module = cls.build(cfg, labels, side)
         state = load_file(str(Path(folder) / "model.safetensors"))
         fit_shapes(module, state)  # channel-pruned CNNs (emolab compress) are narrower than their config
         module.load_state_dict(state)
         module.eval()
-        return cls(cfg, labels, module, card.get("tta", "none"))
+        return cls(cfg, labels, module, card.get("tta", "none"), side=side)
 
 
-for _name in ARCHITECTURES:
-    register_model(_name)(type(f"ImageClassifier_{_name.replace('-', '_')}", (ImageClassifier,), {}))
+@register_model("mlp")
+class MlpClassifier(ImageClassifier):
+    """Flatten -> hidden -> classes: seed 004's first baseline."""
+
+    config_class = MlpConfig
+    family = "dense"  # a dense network on pixels, not a CNN
+    channels_last_ok = False
+    architecture = staticmethod(mlp)
+
+
+@register_model("cnn-small")
+class SmallCnnClassifier(ImageClassifier):
+    config_class = CnnConfig
+    architecture = staticmethod(cnn_small)
+
+
+@register_model("vgg-fer")
+class VggClassifier(ImageClassifier):
+    config_class = VggConfig
+    architecture = staticmethod(vgg_fer)
+
+
+@register_model("resnet18-fer")
+class ResNetClassifier(ImageClassifier):
+    config_class = ResNetConfig
+    architecture = staticmethod(resnet18_fer)

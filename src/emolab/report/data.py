@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emolab.analysis.attributions import highlight_html
-from emolab.compare import history as _history
 from emolab.compare import leaderboard_row
-from emolab.errors import EmolabError
+from emolab.records import ModelCard
+from emolab.rundir import open_run
 from emolab.report.references import (DATASET_CITATIONS, LIBRARY_CITATIONS, MODEL_CITATIONS, PUBLISHED,
                                       reference_key)
 
@@ -59,10 +56,6 @@ class ReportData:
     face_figures: list[tuple[str, str]] = field(default_factory=list)  # image runs: instead of highlighted text
 
 
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def overfitting(history: list[dict]) -> str | None:
     """Flag the epochs where validation loss rose while training loss fell (seed 003 spotted it by hand)."""
     bad = [h["epoch"] for prev, h in zip(history, history[1:])
@@ -73,7 +66,7 @@ def overfitting(history: list[dict]) -> str | None:
 
 
 def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | None, history: list[dict],
-                          cfg: dict, gap: float | None, gpu: str | None = None) -> tuple[list[str], list[str]]:
+                          card: ModelCard, gap: float | None, gpu: str | None = None) -> tuple[list[str], list[str]]:
     hyp, ideas = [], []
     test = metrics.get("test", {})
     per_class = test.get("per_class", {})
@@ -143,7 +136,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
     if flag:
         hyp.append(flag.capitalize() + ".")
         ideas.append("Stop earlier (`train.patience`), add dropout or weight decay, or lower the learning rate.")
-    if gap is not None and gap < -0.005 and cfg["model"]["name"] not in ("transformer", "tfidf"):
+    if gap is not None and gap < -0.005 and card.image:
         lever = ("more epochs, stronger augmentation or an ensemble of seeds (runs with `--set seed=N`; average their "
                  "`predictions_test.npz` probabilities) are the usual levers" if gpu else
                  "a deeper CNN trained longer is the usual lever (on a GPU: "
@@ -157,7 +150,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
     return hyp, ideas
 
 
-def _published(cfg: dict, metrics: dict, gpu: str | None = None) -> tuple[list[dict], str, float | None]:
+def _published(cfg: dict, card: ModelCard, metrics: dict, gpu: str | None = None) -> tuple[list[dict], str, float | None]:
     key = reference_key(cfg["data"])
     rows = []
     test = metrics.get("test", {})
@@ -172,17 +165,16 @@ def _published(cfg: dict, metrics: dict, gpu: str | None = None) -> tuple[list[d
     if key == "sst2":
         note = "SST-2: emolab's test split is the GLUE dev set, the split the published numbers use."
     params = metrics.get("parameters")
-    image = cfg["model"]["name"] not in ("transformer", "tfidf")
-    if best_gap is not None and best_gap < 0 and image:
+    if best_gap is not None and best_gap < 0 and card.image:
         size = f"{params / 1e6:.1f}M-parameter " if params else ""
-        note += (f" Why this run scores lower: it is a {size}`{cfg['model']['name']}` trained for "
+        note += (f" Why this run scores lower: it is a {size}`{card.model}` trained for "
                  f"{cfg['train']['epochs']} epoch(s) " + (f"on one {gpu}" if gpu else "on a CPU budget") +
                  f" with seed {cfg['seed']}; the published single networks train " +
                  ("for more epochs with heavier tuning" if gpu else "deeper CNNs for far more epochs on GPUs") +
                  ", and the strongest results are ensembles.")
     elif best_gap is not None and best_gap < 0:
         size = f"{params / 1e6:.1f}M-parameter " if params else ""
-        note += (f" Why this run scores lower: it is a {size}`{cfg['model'].get('backbone') or cfg['model']['name']}` "
+        note += (f" Why this run scores lower: it is a {size}`{card.hyperparameters.get('backbone') or card.model}` "
                  f"model trained for {cfg['train']['epochs']} epoch(s) with seed {cfg['seed']}; the published "
                  "models are larger encoders (DistilBERT 66M, BERT-base 110M, RoBERTa/DeBERTa larger still) "
                  "fine-tuned with more compute, so a gap of a few points is expected.")
@@ -194,24 +186,17 @@ def _published(cfg: dict, metrics: dict, gpu: str | None = None) -> tuple[list[d
 
 
 def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData:
-    run = Path(run_path)
-    run_name = run.name.removesuffix(".partial")  # a run reports before its folder is renamed to its final name
-    if not (run / "config.yaml").is_file():
-        raise EmolabError(f"{run} is not a run directory (no config.yaml)", hint="give a folder written by `emolab run`")
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    manifest = _read(run / "manifest.json") or {}
-    metrics = _read(run / "metrics.json") or {}
-    stats = _read(run / "data_stats.json")
-    analysis = _read(run / "analysis" / "analysis.json")
-    history = _history(run)
+    reader = open_run(run_path)
+    run, run_name, card = reader.path, reader.name, reader.card
+    cfg = reader.config.to_dict()
+    manifest, metrics, history = reader.manifest, reader.metrics, reader.history
+    stats = reader.json("data_stats.json")
+    analysis = reader.json("analysis/analysis.json")
     gpu = manifest.get("hardware", {}).get("gpu")
-    published, note, gap = _published(cfg, metrics, gpu)
-    hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, cfg, gap, gpu)
+    published, note, gap = _published(cfg, card, metrics, gpu)
+    hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu)
     data_name = cfg["data"]["name"]
-    model_cfg = cfg["model"]
-    backbone = model_cfg.get("backbone") if model_cfg["name"] == "transformer" else None
-    card = _read(run / "model" / "emolab_model.json") or {}
-    modality = card.get("modality", "text")
+    modality = card.modality
     faces = [(caption, rel) for caption, rel in [
         ("Most confidently misclassified test faces (true → predicted, confidence)", "analysis/misclassified_faces.png"),
         ("Occlusion maps: where the model looked when it misread these faces", "analysis/occlusion_faces.png"),
@@ -239,7 +224,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         "overfitting": overfitting(history),
         "learning_curves": (run / "plots/learning_curves.png").is_file(),
         "steps_logged": sum(1 for _ in steps.open()) if steps.is_file() else 0,
-        "sanity": _read(run / "sanity.json"),
+        "sanity": reader.json("sanity.json"),
         "best_epoch": max(history, key=lambda h: h.get("val_macro_f1", 0))["epoch"] if history else None,
     }
     timing = {"wall_times": manifest.get("wall_times", {}), **metrics.get("timing", {})}
@@ -248,23 +233,23 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         title=f"emolab report: {run_name}",
         run=run_name,
         task=("Multi-label" if metrics.get("tuned_thresholds") else "Single-label") +
-             f" emotion / sentiment classification of {'48x48 face images' if modality == 'image' else 'text'} "
+             f" emotion / sentiment classification of {_inputs(card)} "
              f"into {len((stats or {}).get('labels', []))} classes "
              f"({', '.join((stats or {}).get('labels', []))}).",
         dataset={"name": data_name, "config": cfg["data"], "stats": stats, "citation": DATASET_CITATIONS.get(data_name)},
-        model={"name": model_cfg["name"], "backbone": backbone, "pooling": model_cfg.get("pooling"),
-               "parameters": metrics.get("parameters"), "config": model_cfg},
+        model={"name": card.model, "summary": card.summary, "family": card.family,
+               "parameters": metrics.get("parameters"), "config": cfg["model"]},
         hardware={**manifest.get("hardware", {}), "platform": manifest.get("platform"), "python": manifest.get("python")},
         references=list(dict.fromkeys(c for c in [DATASET_CITATIONS.get(data_name),
-                                                  MODEL_CITATIONS.get(backbone or ""), *LIBRARY_CITATIONS] if c)),
+                                                  MODEL_CITATIONS.get(card.citation or ""), *LIBRARY_CITATIONS] if c)),
         training=training,
         metric_definitions=METRIC_DEFINITIONS,
         results={s: metrics[s] for s in ("validation", "test") if s in metrics},
         published=published,
         published_note=note,
         timing=timing,
-        hyperparameters={"model": _relevant(model_cfg),
-                         "train": cfg["train"] if model_cfg["name"] != "tfidf" else {"seed": cfg["seed"]},
+        hyperparameters={"model": card.hyperparameters,
+                         "train": cfg["train"] if card.training == "loop" else {"seed": cfg["seed"]},
                          "seed": cfg["seed"]},
         hypotheses=hyp,
         misclassified=(analysis or {}).get("misclassified", []),
@@ -276,22 +261,14 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         attributions=[{**a, "html": highlight_html(a["words"])} for a in (analysis or {}).get("attributions", [])],
         baseline=(analysis or {}).get("baseline"),
         leaderboard=leaderboard,
-        compression=_read(run / "compression" / "results.json") or [],
+        compression=reader.json("compression/results.json") or [],
         modality=modality,
         face_figures=faces,
     )
 
 
-MODEL_KEYS = {
-    "tfidf": ("name", "classifier", "word_ngrams", "char_ngrams", "max_features", "C"),
-    "transformer": ("name", "backbone", "pooling", "dropout", "freeze_embeddings", "freeze_layers", "max_length",
-                    "backbone_config"),
-    **{name: ("name", "width", "hidden_size", "dropout") for name in ("cnn-small", "vgg-fer", "resnet18-fer")},
-    "mlp": ("name", "hidden_size", "dropout"),
-}
-
-
-def _relevant(model_cfg: dict) -> dict:
-    """The model keys that matter for this kind of model (the others keep their unused defaults)."""
-    keys = MODEL_KEYS.get(model_cfg["name"])
-    return {k: v for k, v in model_cfg.items() if keys is None or k in keys}
+def _inputs(card: ModelCard) -> str:
+    if card.image:
+        side = card.input.get("side", 48)
+        return f"{side}x{side} face images"
+    return "text"

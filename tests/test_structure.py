@@ -1,0 +1,104 @@
+"""The package's shape: no import cycles between emolab modules, and no module outside ``emolab/models``
+that branches on a model's registered name (the model or its card says what it is)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import emolab
+
+ROOT = Path(list(emolab.__path__)[0])
+
+
+def _module_name(path: Path) -> str:
+    parts = ["emolab", *path.relative_to(ROOT).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in ROOT.rglob("*.py")}
+
+
+def _resolve(node: ast.ImportFrom, here: str, is_package: bool) -> str:
+    if not node.level:
+        return node.module or ""
+    base = here.split(".") if is_package else here.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the emolab modules it imports (at module level or inside functions). ``from a.b import c`` is
+    an edge to ``a.b.c`` when that is a module, else to ``a.b``; a parent package's implicit ``__init__`` is not."""
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(node, name, path.name == "__init__.py")
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in MODULES and t != name}
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycles_between_emolab_modules():
+    graph = import_graph()
+    assert "emolab.models.registry" in graph["emolab.models.vision"]  # the graph sees real edges
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_no_module_outside_models_branches_on_a_model_name():
+    from emolab.models import list_models
+
+    names = set(list_models())
+    offenders = []
+    for name, path in MODULES.items():
+        if name.startswith("emolab.models"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Compare) or not any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
+                                                            for op in node.ops):
+                continue
+            for side in [node.left, *node.comparators]:
+                consts = [side] if isinstance(side, ast.Constant) else (
+                    list(side.elts) if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [])
+                hits = [c.value for c in consts if isinstance(c, ast.Constant) and c.value in names]
+                if hits:
+                    offenders.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} compares with {hits}")
+    assert not offenders, "\n".join(offenders)
