@@ -26,6 +26,19 @@ def _say(msg: str) -> None:
     console.print(msg, highlight=False, soft_wrap=True)
 
 
+@app.callback()
+def _options(
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load TF-IDF runs saved as pickles by older "
+                                      "emolab versions (this can run code from the file; only for files you trust)."),
+):
+    if trust_pickle:
+        import os
+
+        from emolab.models.classical import TRUST_PICKLE_ENV
+
+        os.environ[TRUST_PICKLE_ENV] = "1"
+
+
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="YAML config, e.g. configs/emotion-minilm.yaml"),
@@ -270,6 +283,36 @@ def data_list():
 
     for n in list_datasets():
         _say(n)
+
+
+@app.command()
+def serve(
+    models: List[str] = typer.Argument(..., help="Run directories, compressed model folders (RUN/compression/"
+                                       "models/...) or `emolab export` folders; NAME=PATH names one"),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you say otherwise)"),
+    port: int = typer.Option(8000, help="TCP port"),
+    workers: int = typer.Option(1, help="Server processes, each holding the models (stateless; metrics shared)"),
+    max_batch: int = typer.Option(32, help="Most items in one model call (micro-batching)"),
+    max_wait_ms: float = typer.Option(5.0, help="How long a batch waits for more requests"),
+    max_text_chars: int = typer.Option(2000, help="Longest text accepted"),
+    max_items: int = typer.Option(64, help="Most inputs in one request"),
+    max_image_bytes: int = typer.Option(5 * 1024 * 1024, help="Largest image file accepted"),
+    max_image_pixels: int = typer.Option(25_000_000, help="Most pixels in an image (width x height)"),
+    max_body_bytes: int = typer.Option(8 * 1024 * 1024, help="Largest request body"),
+    timeout_s: float = typer.Option(10.0, help="Per-request timeout (answered 504)"),
+    api_key: Optional[str] = typer.Option(None, envvar="EMOLAB_API_KEY", help="Require this key on every route "
+                                          "but /health (header 'Authorization: Bearer KEY' or 'X-API-Key')"),
+    cors_origin: Optional[List[str]] = typer.Option(None, help="Allow browser calls from this origin (repeatable)"),
+):
+    """Serve models over HTTP (JSON API, Prometheus metrics, OpenAPI docs) with a demo page at /."""
+    from emolab.serving import Limits, ServeSettings
+    from emolab.serving import serve as run_server
+
+    limits = Limits(max_text_chars=max_text_chars, max_items=max_items, max_image_bytes=max_image_bytes,
+                    max_image_pixels=max_image_pixels, max_body_bytes=max_body_bytes, timeout_s=timeout_s)
+    run_server(ServeSettings(models=list(models), host=host, port=port, workers=workers, max_batch=max_batch,
+                             max_wait_ms=max_wait_ms, limits=limits, api_key=api_key,
+                             cors_origins=list(cors_origin or [])), say=_say)
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
 """The classical baseline: TF-IDF over word and character n-grams + logistic regression or a linear SVM.
 
-Fast (well under a minute on dair-ai emotion) and the floor every neural model is compared against.
+Fast (well under a minute on dair-ai emotion) and the floor every neural model is compared against. The
+fitted scikit-learn pipeline is saved with ``skops.io``, which refuses any type it was not told to trust,
+so opening a run directory someone sent you cannot run their code (a pickle could). Runs saved before
+as ``pipeline.joblib`` load only when the user says they trust the file (``--trust-pickle``).
 """
 
 from __future__ import annotations
@@ -11,11 +14,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import joblib
 import numpy as np
 
+from emolab.errors import EmolabError
 from emolab.models.registry import Classifier, ModelConfig, read_model_card, register_model, write_model_card
 from emolab.records import EpochRecord, LabelSet
+
+SKOPS_FILE, PICKLE_FILE = "pipeline.skops", "pipeline.joblib"
+TRUST_PICKLE_ENV = "EMOLAB_TRUST_PICKLE"  # set by --trust-pickle
+# the scikit-learn types this module's pipelines hold that skops does not trust by default
+TRUSTED_TYPES = ["sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"]
+
+
+def save_pipeline(pipeline: Any, path: Path) -> None:
+    import skops.io as sio
+
+    sio.dump(pipeline, path)
+
+
+def load_pipeline(path: Path) -> Any:
+    """A pipeline saved by :func:`save_pipeline`; any type outside scikit-learn's and :data:`TRUSTED_TYPES`
+    is refused before anything is built."""
+    import skops.io as sio
+
+    untrusted = sorted(set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+    if untrusted:
+        raise EmolabError(f"{path}: refusing to load types emolab does not write: {', '.join(untrusted)}",
+                          hint="the file was changed or made elsewhere; retrain the model with `emolab run`")
+    return sio.load(path, trusted=TRUSTED_TYPES)
+
+
+def _load_pickle(folder: Path) -> Any:
+    """An old run's joblib pickle, only when the user said they trust it; it is re-saved as skops beside it."""
+    import os
+
+    if os.environ.get(TRUST_PICKLE_ENV) != "1":
+        raise EmolabError(f"{folder / PICKLE_FILE} is a pickle (a run saved by an older emolab): loading it could "
+                          "run any code inside it, so emolab does not open it by default",
+                          hint="if you trust whoever made it, add --trust-pickle once (or set EMOLAB_TRUST_PICKLE=1): "
+                               f"emolab then re-saves it as {SKOPS_FILE}, which loads safely from then on")
+    import joblib
+
+    pipeline = joblib.load(folder / PICKLE_FILE)
+    save_pipeline(pipeline, folder / SKOPS_FILE)
+    return pipeline
 
 
 @dataclass
@@ -116,10 +158,12 @@ class TfidfClassifier(Classifier):
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         write_model_card(folder, self.card())
-        joblib.dump(self.pipeline, folder / "pipeline.joblib")
+        save_pipeline(self.pipeline, folder / SKOPS_FILE)
 
     @classmethod
     def load(cls, folder: Path) -> TfidfClassifier:
         card = read_model_card(folder)
         cfg = TfidfConfig.from_saved(card["config"])
-        return cls(cfg, LabelSet.from_dict(card["labels"]), joblib.load(Path(folder) / "pipeline.joblib"))
+        folder = Path(folder)
+        pipeline = load_pipeline(folder / SKOPS_FILE) if (folder / SKOPS_FILE).is_file() else _load_pickle(folder)
+        return cls(cfg, LabelSet.from_dict(card["labels"]), pipeline)

@@ -1,0 +1,36 @@
+"""Prometheus metrics of a server (prometheus-client): requests by route and status, latency, batch sizes
+and queue depth per model. With several workers (``PROMETHEUS_MULTIPROC_DIR`` set) every worker writes
+its own files and ``/metrics`` adds them up."""
+
+from __future__ import annotations
+
+import os
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class ServerMetrics:
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # one registry per app (tests run several); in multiprocess mode the values live in files
+        self.registry = None if self.multiprocess else CollectorRegistry()
+        kw = {} if self.multiprocess else {"registry": self.registry}
+        self.requests = Counter("emolab_requests", "HTTP requests by route and status", ["route", "status"], **kw)
+        self.latency = Histogram("emolab_request_seconds", "Request latency by route", ["route"], **kw)
+        self.batch_size = Histogram("emolab_batch_size", "Items per model call (micro-batches)", ["model"],
+                                    buckets=BATCH_BUCKETS, **kw)
+        gauge_kw = {"multiprocess_mode": "livesum"} if self.multiprocess else {}
+        self.queue_depth = Gauge("emolab_queue_depth", "Items waiting for a model call", ["model"], **kw, **gauge_kw)
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

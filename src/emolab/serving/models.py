@@ -1,0 +1,177 @@
+"""The models a server holds: loaded from a run directory, a compressed model folder or an export folder,
+each under a name, with what the API and the page show about it (its card and the run's test metrics).
+
+Inputs arrive as JSON or uploads; this module turns them into what the model reads (texts, or grayscale
+images at the model's side) and checks every limit first, naming the field and the limit it broke."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emolab.errors import EmolabError
+from emolab.models.registry import MODEL_FILE, Classifier, load_model, model_card
+from emolab.records import ModelCard
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold; each limit is answered 413 (too large) or 422 (malformed) when broken."""
+
+    max_text_chars: int = 2000
+    max_items: int = 64
+    max_image_bytes: int = 5 * 1024 * 1024
+    max_image_pixels: int = 25_000_000
+    max_body_bytes: int = 8 * 1024 * 1024
+    timeout_s: float = 10.0
+
+
+class RequestError(Exception):
+    """A bad request: HTTP ``status``, the ``field`` at fault and what is wrong with it."""
+
+    def __init__(self, status: int, field: str, message: str):
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+def _model_folder(path: Path) -> Path:
+    if (path / "model" / MODEL_FILE).is_file():
+        return path / "model"
+    if (path / MODEL_FILE).is_file():
+        return path
+    raise EmolabError(f"{path} holds no emolab model", hint="give a run directory, a folder under "
+                      "RUN/compression/models/, or an `emolab export` folder")
+
+
+def _run_metrics(path: Path) -> dict[str, Any]:
+    """The test (else validation) accuracy and macro-F1 of the run a model folder belongs to, if any."""
+    for folder in (path, *path.parents[:4]):
+        file = folder / "metrics.json"
+        if file.is_file():
+            metrics = json.loads(file.read_text())
+            split = "test" if "test" in metrics else "validation"
+            part = metrics.get(split, {})
+            return {"split": split, **{k: part[k] for k in ("accuracy", "macro_f1", "micro_f1") if k in part},
+                    "tuned_thresholds": metrics.get("tuned_thresholds")}
+    return {}
+
+
+@dataclass
+class ServedModel:
+    name: str
+    path: Path
+    model: Classifier
+    card: ModelCard
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, spec: str) -> ServedModel:
+        """``PATH`` or ``NAME=PATH``; the default name is the run's (or the folder's) name."""
+        name, _, where = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        path = Path(where)
+        if not path.exists():
+            raise EmolabError(f"model not found: {path}", hint="give a run directory or an exported model folder")
+        folder = _model_folder(path)
+        if not name:
+            name = folder.parent.name if folder.name == "model" else folder.name
+        return cls(name, path, load_model(folder), model_card(folder), _run_metrics(folder))
+
+    def describe(self) -> dict[str, Any]:
+        metrics = {k: v for k, v in self.metrics.items() if k != "tuned_thresholds"}
+        return {"name": self.name, "modality": self.card.modality, "labels": list(self.card.labels.names),
+                "multi_label": self.card.labels.multi_label, "summary": self.card.summary, "input": self.card.input,
+                "model": self.card.model, "metrics": metrics}
+
+    # --- requests -> model inputs ---
+    def parse_json(self, body: Any, limits: Limits) -> tuple[list, int | None]:
+        """``{"inputs": ..., "parameters": {"top_k": k}}`` -> (model inputs, top_k)."""
+        if not isinstance(body, dict) or "inputs" not in body:
+            raise RequestError(422, "inputs", 'expected a JSON object {"inputs": ..., "parameters": {...}}')
+        raw = body["inputs"]
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise RequestError(422, "inputs", "no inputs given")
+        if len(items) > limits.max_items:
+            raise RequestError(413, "inputs", f"{len(items)} items; at most {limits.max_items} per request")
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                kind = "base64 image data" if self.card.image else "text"
+                raise RequestError(422, f"inputs[{i}]", f"expected a string ({kind}), got {type(item).__name__}")
+        inputs = [self.decode_image(item, f"inputs[{i}]", limits) for i, item in enumerate(items)] \
+            if self.card.image else [self.check_text(t, f"inputs[{i}]", limits) for i, t in enumerate(items)]
+        return inputs, self.top_k(body.get("parameters"))
+
+    @staticmethod
+    def top_k(params: Any) -> int | None:
+        if params is None:
+            return None
+        if not isinstance(params, dict):
+            raise RequestError(422, "parameters", "expected an object, e.g. {\"top_k\": 3}")
+        unknown = sorted(set(params) - {"top_k"})
+        if unknown:
+            raise RequestError(422, f"parameters.{unknown[0]}", "unknown parameter; supported: top_k")
+        k = params.get("top_k")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise RequestError(422, "parameters.top_k", f"expected a positive integer, got {k!r}")
+        return k
+
+    @staticmethod
+    def check_text(text: str, where: str, limits: Limits) -> str:
+        if len(text) > limits.max_text_chars:
+            raise RequestError(413, where, f"{len(text)} characters; at most {limits.max_text_chars}")
+        if not text.strip():
+            raise RequestError(422, where, "empty text")
+        return text
+
+    def decode_image(self, data: str | bytes, where: str, limits: Limits) -> np.ndarray:
+        """Base64 text (optionally a ``data:image/...;base64,`` URL) or raw bytes -> uint8 (side, side)."""
+        if isinstance(data, str):
+            payload = data.split(",", 1)[1] if data.startswith("data:") else data
+            if len(payload) * 3 // 4 > limits.max_image_bytes:
+                raise RequestError(413, where, f"image over {limits.max_image_bytes} bytes")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                raise RequestError(422, where, "not valid base64 image data") from None
+        if len(data) > limits.max_image_bytes:
+            raise RequestError(413, where, f"image of {len(data)} bytes; at most {limits.max_image_bytes}")
+        return read_image_bytes(data, int(self.card.input.get("side", 48)), where, limits.max_image_pixels)
+
+    def format(self, probs: np.ndarray, top_k: int | None) -> list[list[dict[str, Any]]]:
+        """Each input's labels sorted by score (the Hugging Face text-classification convention); multi-label
+        models give every label over its tuned threshold unless ``top_k`` asks for the k best."""
+        names = self.card.labels.names
+        tuned = self.metrics.get("tuned_thresholds") or {}
+        out = []
+        for row in probs:
+            order = np.argsort(-row, kind="stable")
+            if self.card.labels.multi_label and top_k is None:
+                order = [i for i in order if row[i] >= tuned.get(names[i], 0.5)]
+            out.append([{"label": names[i], "score": float(row[i])} for i in list(order)[:top_k]])
+        return out
+
+
+def read_image_bytes(data: bytes, side: int, where: str, max_pixels: int) -> np.ndarray:
+    """Image bytes -> grayscale uint8 ``(side, side)``; EXIF orientation respected; the pixel count is checked
+    from the header before the image is decoded."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > max_pixels:
+                raise RequestError(413, where, f"{im.width}x{im.height} pixels; at most {max_pixels}")
+            im = ImageOps.exif_transpose(im).convert("L")
+            if im.size != (side, side):
+                im = im.resize((side, side), Image.BILINEAR)
+            return np.array(im, dtype=np.uint8)
+    except Image.DecompressionBombError:
+        raise RequestError(413, where, f"image over {max_pixels} pixels (a decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RequestError(422, where, f"not a readable image ({type(exc).__name__})") from None

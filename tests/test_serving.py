@@ -1,0 +1,244 @@
+"""`emolab serve`: every route, the Hugging Face response format, micro-batching, limits, bad requests
+(answered 4xx JSON while the server keeps serving) and the API key, each against a real uvicorn server
+started by the test on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import re
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from emolab.config import config_from_dict
+from emolab.data.images import FER2013_LABELS
+from emolab.models import create_model, load_model, model_config
+from emolab.pipeline import run
+from emolab.records import LabelSet
+from emolab.serving import Limits, ServeSettings, ServedModel, create_app
+from tests.conftest import make_texts
+
+
+class LiveServer:
+    """uvicorn in a thread on a free 127.0.0.1 port; stopped by ``close``."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    texts, labels = make_texts(120)
+    pd.DataFrame({"sentence": texts, "emotion": labels}).to_csv(root / "mine.csv", index=False)
+    raw = {"data": {"name": "csv", "path": str(root / "mine.csv"), "text_column": "sentence",
+                    "label_column": "emotion"}, "model": {"name": "tfidf"},
+           "eval": {"timing": False, "report": False}, "output": {"dir": str(root / "runs"), "name": "moods"}}
+    text_run = run(config_from_dict(raw), say=lambda _m: None)
+    face = create_model(model_config("cnn-small", width=4, hidden_size=8), LabelSet(FER2013_LABELS))
+    face.save(root / "faces")
+    return text_run, root / "faces"
+
+
+def start(model_dirs, **settings) -> LiveServer:
+    text_run, faces = model_dirs
+    cfg = ServeSettings(models=[str(text_run), f"faces={faces}"], **settings)
+    return LiveServer(create_app(cfg))
+
+
+@pytest.fixture(scope="module")
+def server(model_dirs):
+    live = start(model_dirs, max_wait_ms=30.0,
+                 limits=Limits(max_text_chars=200, max_items=8, max_image_bytes=200_000, max_image_pixels=600 * 600,
+                               max_body_bytes=400_000, timeout_s=10.0))
+    yield live
+    live.close()
+
+
+def png(side: int = 48, seed: int = 0, noise: bool = True) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 255, (side, side), dtype=np.uint8) if noise else \
+        np.full((side, side), 128, np.uint8)
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def assert_healthy(server):
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+
+
+def test_health_ready_models_docs_and_page(server, model_dirs):
+    assert_healthy(server)
+    assert httpx.get(f"{server.url}/ready").json() == {"status": "ready", "models": ["moods", "faces"]}
+    listing = httpx.get(f"{server.url}/v1/models").json()["models"]
+    moods, faces = listing
+    assert moods["modality"] == "text" and moods["labels"] == ["anger", "fear", "joy"]
+    assert moods["metrics"]["split"] == "test" and 0 <= moods["metrics"]["accuracy"] <= 1
+    assert faces["modality"] == "image" and faces["input"]["side"] == 48 and faces["metrics"] == {}
+    assert "/v1/models/{name}/predict" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+    page = httpx.get(f"{server.url}/")
+    assert page.status_code == 200 and "<title>emolab demo</title>" in page.text
+    for asset in re.findall(r'(?:src|href)="(static/[^"]+)"', page.text):  # every asset is served here
+        assert httpx.get(f"{server.url}/{asset}").status_code == 200, asset
+
+
+def test_text_predictions_follow_the_hf_convention_and_equal_the_model(server, model_dirs):
+    texts = ["i feel furious today", "so scared right now", "i feel glad"]
+    r = httpx.post(f"{server.url}/v1/models/moods/predict", json={"inputs": texts})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    probs = load_model(model_dirs[0]).predict_proba(texts)
+    names = ["anger", "fear", "joy"]
+    for row, p in zip(body, probs):
+        assert [x["label"] for x in row] == [names[i] for i in np.argsort(-p, kind="stable")]
+        assert [x["score"] for x in row] == pytest.approx(sorted(p, reverse=True), abs=1e-9)
+    one = httpx.post(f"{server.url}/v1/models/moods/predict",
+                     json={"inputs": texts[0], "parameters": {"top_k": 1}}).json()
+    assert one == [[body[0][0]]]
+
+
+def test_image_predictions_from_base64_and_from_an_upload(server, model_dirs):
+    data = png(64)
+    from emolab.serving.models import read_image_bytes
+
+    expected = load_model(model_dirs[1]).predict_proba(read_image_bytes(data, 48, "x", 10**7)[None])[0]
+    r = httpx.post(f"{server.url}/v1/models/faces/predict", json={"inputs": base64.b64encode(data).decode()})
+    assert r.status_code == 200, r.text
+    assert {x["label"]: x["score"] for x in r.json()[0]} == pytest.approx(dict(zip(FER2013_LABELS, expected)))
+    up = httpx.post(f"{server.url}/v1/models/faces/predict", files={"file": ("face.png", data, "image/png")})
+    assert up.status_code == 200 and up.json() == r.json()
+    url = "data:image/png;base64," + base64.b64encode(data).decode()  # what the page's webcam sends
+    assert httpx.post(f"{server.url}/v1/models/faces/predict", json={"inputs": url}).json() == r.json()
+
+
+def test_concurrent_requests_are_micro_batched(server):
+    def batch_counts() -> tuple[float, float]:
+        text = httpx.get(f"{server.url}/metrics").text
+        count = float(re.search(r'emolab_batch_size_count\{model="moods"\} (\S+)', text).group(1))
+        total = float(re.search(r'emolab_batch_size_sum\{model="moods"\} (\S+)', text).group(1))
+        return count, total
+
+    before = batch_counts()
+
+    async def burst():
+        async with httpx.AsyncClient() as client:
+            return await asyncio.gather(*(client.post(f"{server.url}/v1/models/moods/predict",
+                                                      json={"inputs": f"i feel glad {i}"}) for i in range(16)))
+
+    responses = asyncio.run(burst())
+    assert all(r.status_code == 200 for r in responses)
+    after = batch_counts()
+    calls, items = after[0] - before[0], after[1] - before[1]
+    assert items == 16 and calls < 16  # several requests shared a model call
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'emolab_requests_total{route="/v1/models/{name}/predict",status="200"}' in text
+    assert "emolab_request_seconds_bucket" in text and 'emolab_queue_depth{model="moods"}' in text
+
+
+@pytest.mark.parametrize("case", [
+    ("malformed JSON", dict(content=b'{"inputs": ', headers={"content-type": "application/json"}), 400, "body"),
+    ("wrong content type", dict(content=b"hello", headers={"content-type": "text/plain"}), 415, "content-type"),
+    ("no inputs", dict(json={"text": "hi"}), 422, "inputs"),
+    ("not a string", dict(json={"inputs": [3]}), 422, "inputs[0]"),
+    ("empty text", dict(json={"inputs": "  "}), 422, "inputs[0]"),
+    ("text too long", dict(json={"inputs": "a" * 201}), 413, "inputs[0]"),
+    ("too many items", dict(json={"inputs": ["hi"] * 9}), 413, "inputs"),
+    ("bad top_k", dict(json={"inputs": "hi", "parameters": {"top_k": 0}}), 422, "parameters.top_k"),
+    ("unknown parameter", dict(json={"inputs": "hi", "parameters": {"temperature": 2}}), 422, "parameters.temperature"),
+    ("body too large", dict(json={"inputs": ["x" * 100_000] * 5}), 413, "body"),
+])
+def test_bad_text_requests_get_a_json_4xx_and_the_server_keeps_serving(server, case):
+    _name, kwargs, status, field = case
+    r = httpx.post(f"{server.url}/v1/models/moods/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["field"] == field and r.json()["error"]["message"]
+    assert "Traceback" not in r.text
+    assert_healthy(server)
+
+
+@pytest.mark.parametrize("case", [
+    ("bad base64", {"inputs": "not base64!!"}, 422, "not valid base64"),
+    ("not an image", {"inputs": base64.b64encode(b"plain bytes").decode()}, 422, "not a readable image"),
+    ("too many pixels", {"inputs": base64.b64encode(png(700, noise=False)).decode()}, 413, "pixels; at most 360000"),
+    ("too many bytes", {"inputs": base64.b64encode(bytes(250_000)).decode()}, 413, "image over 200000 bytes"),
+])
+def test_bad_images_get_a_json_4xx_naming_the_limit(server, case):
+    _name, body, status, message = case
+    r = httpx.post(f"{server.url}/v1/models/faces/predict", json=body)
+    assert r.status_code == status and message in r.json()["error"]["message"], r.text
+    assert r.json()["error"]["field"] == "inputs[0]"
+    assert_healthy(server)
+
+
+def test_unknown_model_and_route(server):
+    r = httpx.post(f"{server.url}/v1/models/nope/predict", json={"inputs": "hi"})
+    assert r.status_code == 404 and "served: moods, faces" in r.json()["error"]["message"]
+    assert httpx.get(f"{server.url}/v1/nothing").json()["error"]["status"] == 404
+    up = httpx.post(f"{server.url}/v1/models/moods/predict", files={"file": ("a.png", png(), "image/png")})
+    assert up.status_code == 415  # a text model takes JSON
+    assert_healthy(server)
+
+
+def test_a_request_past_its_timeout_is_answered_504(model_dirs):
+    live = start(model_dirs, limits=Limits(timeout_s=0.000001))
+    try:
+        r = httpx.post(f"{live.url}/v1/models/moods/predict", json={"inputs": "i feel glad"})
+        assert r.status_code == 504 and "timeout" in r.json()["error"]["message"]
+        assert_healthy(live)
+    finally:
+        live.close()
+
+
+def test_the_api_key_guards_every_route_but_health(model_dirs):
+    live = start(model_dirs, api_key="s3cret")
+    try:
+        assert httpx.get(f"{live.url}/health").status_code == 200
+        for path in ("/ready", "/v1/models", "/metrics", "/", "/docs"):
+            r = httpx.get(f"{live.url}{path}")
+            assert r.status_code == 401 and r.json()["error"]["field"] == "authorization", path
+        assert httpx.post(f"{live.url}/v1/models/moods/predict", json={"inputs": "hi"}).status_code == 401
+        wrong = httpx.get(f"{live.url}/v1/models", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert httpx.get(f"{live.url}/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.post(f"{live.url}/v1/models/moods/predict", json={"inputs": "hi"},
+                          headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert httpx.get(f"{live.url}/?api_key=s3cret").status_code == 200  # the page passes it on
+    finally:
+        live.close()
+
+
+def test_served_names_and_missing_models(model_dirs, tmp_path):
+    from emolab.errors import EmolabError
+
+    assert ServedModel.load(f"mine={model_dirs[0]}").name == "mine"
+    assert ServedModel.load(str(model_dirs[0] / "model")).name == "moods"
+    with pytest.raises(EmolabError, match="model not found"):
+        ServedModel.load(str(tmp_path / "nothing"))
+    with pytest.raises(EmolabError, match="holds no emolab model"):
+        ServedModel.load(str(tmp_path))
