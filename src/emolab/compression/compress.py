@@ -196,18 +196,22 @@ def _write(work: Path, rows: list[CompressionResult], sweep: list[dict], options
 
 # --- export ------------------------------------------------------------------------------------------------
 
-EXPORT_FORMATS = ("onnx",)
+EXPORT_FORMATS = ("onnx", "hf")
 
 
 def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False, out: str | Path | None = None,
                overwrite: bool = False, say: Say = print) -> Path:
-    """Write a deployable model folder for the run (``emolab predict`` loads it like a run)."""
+    """Write a deployable model folder for the run: ``onnx`` (``emolab predict`` and ``emolab serve`` load it
+    like a run; ONNX Runtime and Optimum users find ``config.json`` and the tokenizer beside ``model.onnx``) or
+    ``hf`` (a transformers model folder, text runs)."""
     from emolab.compression.quantize import export_onnx
     from emolab.errors import unknown_name
     from emolab.models import load_model
 
     if format not in EXPORT_FORMATS:
         raise unknown_name("export format", format, EXPORT_FORMATS)
+    if format == "hf" and int8:
+        raise EmolabError("--int8 applies to --format onnx", hint="leave --int8 out for --format hf")
     run = Path(run_path)
     model = load_model(run)
     name = f"{format}-int8" if int8 else format
@@ -216,6 +220,14 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
         raise EmolabError(f"{final} exists", hint="add --overwrite to replace it, or choose another --out")
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    if format == "hf":
+        from emolab.compression.hf import export_hf
+
+        export_hf(model, partial)
+        _finalize(partial, final)
+        say(f"wrote {final} (load it with: transformers.pipeline('text-classification', model='{final}', "
+            "trust_remote_code=True))")
+        return final
     side, calibration = 48, None
     if model_kind(model) == "image":
         from emolab.compression.methods import calibration_images

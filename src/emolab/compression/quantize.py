@@ -93,6 +93,19 @@ def _quantize_static(fp32: Path, out: Path, calibration) -> str:
             f"{len(calibration)} training images")
 
 
+def hf_layout(model, folder: Path) -> None:
+    """The files ONNX Runtime and Optimum users expect beside a text ``model.onnx``: the tokenizer and a
+    ``config.json`` (the encoder's config with ``id2label`` / ``label2id``)."""
+    import copy as _copy
+
+    model.tokenizer.save_pretrained(folder)
+    config = _copy.deepcopy(model.module.encoder.config)
+    names = model.labels.names
+    config.id2label, config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+    config.problem_type = "multi_label_classification" if model.labels.multi_label else "single_label_classification"
+    config.save_pretrained(folder)
+
+
 def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "", threads: int | None = None,
                 calibration=None, side: int = 48):
     """Write a deployable ONNX model folder (graph, tokenizer or image side, model card); returns its classifier.
@@ -118,7 +131,7 @@ def export_onnx(model, folder: Path, *, int8: bool = False, source: str = "", th
         deployed = OnnxImageClassifier(folder, model.labels, side=side, tta=model.tta, info=info,
                                        threads=threads, crop=model.cfg.crop_size)
     else:
-        model.tokenizer.save_pretrained(folder / "tokenizer")
+        hf_layout(model, folder)
         deployed = OnnxClassifier(folder, model.labels, model.tokenizer, max_length=model.cfg.max_length, inputs=names,
                                   info=info, threads=threads)
     deployed.save(folder)  # the model card

@@ -1,7 +1,7 @@
 """Classifiers served by ONNX Runtime: what ``emolab export --format onnx`` writes.
 
-A text folder holds ``model.onnx`` (fp32, or int8 after dynamic quantization), the tokenizer and the model
-card; a face folder holds ``model.onnx`` (fp32, or int8 after static quantization) and the card with the
+A text folder holds ``model.onnx`` (fp32, or int8 after dynamic quantization), the tokenizer files and a
+``config.json`` at its root (the layout ONNX Runtime and Optimum users expect) and the model card; a face folder holds ``model.onnx`` (fp32, or int8 after static quantization) and the card with the
 image side and test-time augmentation. ``emolab predict`` loads either like any run, with no network.
 """
 
@@ -61,6 +61,10 @@ class _Deployed(Classifier):
         """The model card's own fields (besides what every card has)."""
         raise NotImplementedError
 
+    def extra_files(self) -> list[str]:
+        """Files beside ``model.onnx`` that a copy of the folder needs."""
+        return []
+
     def input(self) -> dict:
         raise NotImplementedError
 
@@ -77,8 +81,10 @@ class _Deployed(Classifier):
         folder.mkdir(parents=True, exist_ok=True)
         if folder.resolve() != self.folder.resolve():
             shutil.copy2(self.folder / ONNX_FILE, folder / ONNX_FILE)
-            if getattr(self, "tokenizer", None) is not None:
-                self.tokenizer.save_pretrained(folder / "tokenizer")
+            for extra in self.extra_files():
+                shutil.copy2(self.folder / extra, folder / extra)
+            if (self.folder / "tokenizer").is_dir():  # exports written before the tokenizer sat at the root
+                shutil.copytree(self.folder / "tokenizer", folder / "tokenizer", dirs_exist_ok=True)
         write_model_card(folder, self.card())
 
 
@@ -118,6 +124,10 @@ class OnnxClassifier(_Deployed):
     def extra(self) -> dict:
         return {"max_length": self.max_length, "inputs": self.inputs, "onnx": self.info}
 
+    def extra_files(self) -> list[str]:
+        return sorted(p.name for p in self.folder.iterdir() if p.is_file() and p.suffix in (".json", ".txt", ".model")
+                      and p.name != "emolab_model.json")
+
     @classmethod
     def load(cls, folder: Path, *, threads: int | None = None) -> OnnxClassifier:
         from transformers import AutoTokenizer
@@ -125,7 +135,8 @@ class OnnxClassifier(_Deployed):
         folder = Path(folder)
         card = read_model_card(folder)
         _check(folder)
-        return cls(folder, LabelSet.from_dict(card["labels"]), AutoTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder  # older exports: tokenizer/
+        return cls(folder, LabelSet.from_dict(card["labels"]), AutoTokenizer.from_pretrained(tokenizer),
                    max_length=card["max_length"], inputs=card["inputs"], info=card.get("onnx", {}), threads=threads)
 
 

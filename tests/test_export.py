@@ -1,0 +1,78 @@
+"""Exports the ecosystem's own tools load: a Hugging Face model folder (AutoModel and the pipeline, with
+trust_remote_code) and an ONNX folder laid out as ONNX Runtime / Optimum users expect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emolab.compression import export_run
+from emolab.config import config_from_dict
+from emolab.errors import EmolabError
+from emolab.models import load_model
+from emolab.pipeline import run
+from tests.conftest import TINY_ENCODER, make_texts
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    texts, ys = make_texts(150)
+    pd.DataFrame({"sentence": texts, "emotion": ys}).to_csv(root / "mine.csv", index=False)
+    cfg = {"data": {"name": "csv", "path": str(root / "mine.csv"), "text_column": "sentence", "label_column": "emotion"},
+           "model": {"name": "transformer", "backbone_config": dict(TINY_ENCODER), "pooling": "attention",
+                     "max_length": 32},
+           "train": {"epochs": 1, "batch_size": 16, "lr": 2e-3},
+           "eval": {"timing": False, "batch_size": 16, "report": False},
+           "output": {"dir": str(root / "runs"), "name": "tiny"}, "seed": 5}
+    return run(config_from_dict(cfg), say=lambda _m: None)
+
+
+TEXTS = ["i feel furious today", "so scared and nervous", "i feel glad really", "a b", "what a day " * 20]
+
+
+def test_the_hf_export_loads_in_automodel_and_the_pipeline_with_emolab_scores(text_run):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    out = export_run(text_run, format="hf", say=lambda _m: None)
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "anger", "1": "fear", "2": "joy"} and "AutoModelForSequenceClassification" \
+        in config["auto_map"]
+    ours = load_model(text_run).predict_proba(TEXTS)
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with torch.no_grad():
+        logits = model(**tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")).logits
+    assert np.allclose(torch.softmax(logits, -1).numpy(), ours, atol=1e-4)
+    classify = pipeline("text-classification", model=str(out), trust_remote_code=True, top_k=None,
+                        truncation=True, max_length=32)
+    for text, row, p in zip(TEXTS, classify(TEXTS), ours):
+        scores = {x["label"]: x["score"] for x in row}
+        assert max(scores, key=scores.get) == ["anger", "fear", "joy"][int(p.argmax())], text
+        assert [scores[n] for n in ("anger", "fear", "joy")] == pytest.approx(p, abs=1e-4)
+
+
+def test_the_onnx_export_has_config_and_tokenizer_at_its_root(text_run):
+    import onnxruntime as ort
+    from transformers import AutoConfig, AutoTokenizer
+
+    out = export_run(text_run, format="onnx", say=lambda _m: None)
+    assert {"model.onnx", "config.json", "tokenizer.json", "emolab_model.json"} <= {p.name for p in out.iterdir()}
+    assert AutoConfig.from_pretrained(out).id2label == {0: "anger", 1: "fear", 2: "joy"}
+    enc = AutoTokenizer.from_pretrained(out)(TEXTS[:2], padding=True, return_tensors="np")
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    feed = {i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}
+    logits = session.run(None, feed)[0]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert np.allclose(probs, load_model(text_run).predict_proba(TEXTS[:2]), atol=1e-4)
+    assert np.allclose(load_model(out).predict_proba(TEXTS), load_model(text_run).predict_proba(TEXTS), atol=1e-4)
+
+
+def test_hf_export_refuses_what_it_cannot_write(text_run):
+    with pytest.raises(EmolabError, match="--int8 applies to --format onnx"):
+        export_run(text_run, format="hf", int8=True, say=lambda _m: None)
