@@ -242,3 +242,47 @@ def test_served_names_and_missing_models(model_dirs, tmp_path):
         ServedModel.load(str(tmp_path / "nothing"))
     with pytest.raises(EmolabError, match="holds no emolab model"):
         ServedModel.load(str(tmp_path))
+
+
+def test_workers_share_one_metrics_view(model_dirs, tmp_path):
+    """`--workers 2`: two stateless processes behind one port; /metrics adds up every worker's counts."""
+    import os
+    import subprocess
+    import sys
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    (tmp_path / "prom").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "emolab.cli", "serve", str(model_dirs[0]), "--port", str(port),
+                             "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline, "workers did not start"
+            time.sleep(0.5)
+
+        async def burst():
+            async with httpx.AsyncClient(timeout=30) as client:
+                return await asyncio.gather(*(client.post(f"{url}/v1/models/moods/predict", json={"inputs": "i am glad"})
+                                              for _ in range(20)))
+
+        assert all(r.status_code == 200 for r in asyncio.run(burst()))
+        pids = {p.name.rsplit("_", 1)[-1] for p in (tmp_path / "prom").glob("*.db")}
+        assert len(pids) >= 2  # both workers hold metrics
+        for _ in range(4):  # whichever worker answers, it reports every worker's requests
+            text = httpx.get(f"{url}/metrics").text
+            count = re.search(r'emolab_requests_total\{route="/v1/models/\{name\}/predict",status="200"\} (\S+)', text)
+            assert count and float(count.group(1)) == 20.0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

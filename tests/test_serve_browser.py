@@ -1,0 +1,66 @@
+"""The demo page of `emolab serve` in real headless Chromium (marked slow: needs Debian's chromium and the
+playwright package; `make test-slow` runs it): type a sentence and see the same labels and scores as
+`emolab predict`; upload a face and see its label; no console errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emolab.pipeline import predict_inputs
+from emolab.serving import ServeSettings, create_app
+from tests.test_report_browser import ARGS, CHROMIUM
+from tests.test_serving import LiveServer, model_dirs, png  # noqa: F401  (model_dirs: a fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def bars(page) -> list[tuple[str, float]]:
+    page.wait_for_selector("#bars li")
+    rows = page.eval_on_selector_all("#bars li", "els => els.map(e => [e.dataset.label, "
+                                                  "e.querySelector('.score').textContent])")
+    return [(label, float(score)) for label, score in rows]
+
+
+def test_the_demo_page_classifies_text_and_an_uploaded_face(model_dirs, tmp_path):  # noqa: F811
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    text_run, faces = model_dirs
+    live = LiveServer(create_app(ServeSettings(models=[str(text_run), f"faces={faces}"])))
+    face_file = tmp_path / "face.png"
+    face_file.write_bytes(png(64, seed=3))
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 900, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(live.url + "/")
+            page.wait_for_selector("#model option", state="attached")
+            assert "test accuracy" in page.text_content("#about")
+
+            sentence = "i feel so scared and nervous today"
+            page.fill("#text", sentence)
+            page.click("#classify-text")
+            shown = bars(page)
+            _items, labels, probs, names = predict_inputs(text_run, [sentence])  # what `emolab predict` prints
+            assert shown[0][0] == labels[0]
+            assert dict(shown) == pytest.approx({n: round(float(x), 4) for n, x in zip(names, probs[0])}, abs=1e-4)
+            page.screenshot(path=str(tmp_path / "text.png"), full_page=True)
+
+            page.select_option("#model", "faces")
+            assert page.is_visible("#image") and not page.is_visible("#text")
+            page.set_input_files("#image", str(face_file))
+            page.wait_for_function("document.querySelectorAll('#bars li').length === 7")
+            _items, labels, probs, _names = predict_inputs(faces, [str(face_file)])
+            assert bars(page)[0][0] == labels[0]
+            assert np.isclose(bars(page)[0][1], round(float(probs[0].max()), 4), atol=1e-4)
+            page.screenshot(path=str(tmp_path / "face.png"), full_page=True)
+            browser.close()
+        assert not errors, errors
+    finally:
+        live.close()
