@@ -293,7 +293,8 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     workers: int = typer.Option(1, help="Server processes, each holding the models (stateless; metrics shared)"),
     max_batch: int = typer.Option(32, help="Most items in one model call (micro-batching)"),
-    max_wait_ms: float = typer.Option(5.0, help="How long a batch waits for more requests"),
+    max_wait_ms: float = typer.Option(0.0, help="How long a batch waits for more requests (0: it takes the requests "
+                                      "that queued while the model was busy, and waits for none)"),
     max_text_chars: int = typer.Option(2000, help="Longest text accepted"),
     max_items: int = typer.Option(64, help="Most inputs in one request"),
     max_image_bytes: int = typer.Option(5 * 1024 * 1024, help="Largest image file accepted"),

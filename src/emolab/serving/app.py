@@ -42,7 +42,7 @@ class ServeSettings:
     port: int = 8000
     workers: int = 1
     max_batch: int = 32
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0  # batches form from requests that queue while the model is busy; > 0 also holds one open
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
@@ -101,6 +101,34 @@ class _TooLarge(Exception):
     pass
 
 
+class _AuthAndCount:
+    """ASGI middleware: the API key (every route but /health) and the request counter and latency by route
+    template and status (plain ASGI: Starlette's BaseHTTPMiddleware costs more than a model call here)."""
+
+    def __init__(self, app, api_key: str | None, metrics: ServerMetrics):
+        self.app, self.api_key, self.metrics = app, api_key, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def tracked(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        if self.api_key and scope["path"] not in OPEN_ROUTES and not _authorised(scope, self.api_key):
+            response = JSONResponse(error_body(401, "authorization", "missing or wrong API key: send "
+                                               "'Authorization: Bearer KEY' or 'X-API-Key: KEY'"), status_code=401)
+            await response(scope, receive, tracked)
+        else:
+            await self.app(scope, receive, tracked)
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.requests.labels(route, str(status[0])).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+
 def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = None):
     """The FastAPI app; ``served`` (tests) skips loading ``settings.models`` again."""
     models = {m.name: m for m in (served if served is not None else [ServedModel.load(s) for s in settings.models])}
@@ -120,7 +148,9 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
                 on_queue=lambda n, name=name: metrics.queue_depth.labels(name).set(n))
             batchers[name].start()
         state["ready"] = True
+        metrics.workers.inc()
         yield
+        metrics.workers.dec()
         state["ready"] = False
         for b in batchers.values():
             await b.stop()
@@ -144,26 +174,13 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     async def _internal_error(_request, exc):  # the server keeps serving; no stack trace leaves it
         return fail(500, None, f"internal error ({type(exc).__name__})")
 
-    @app.middleware("http")
-    async def _auth_and_count(request: Request, call_next):
-        start = time.perf_counter()
-        if settings.api_key and request.url.path not in OPEN_ROUTES and not _authorised(request, settings.api_key):
-            response = fail(401, "authorization", "missing or wrong API key: send 'Authorization: Bearer KEY' "
-                                                  "or 'X-API-Key: KEY'")
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - start)
-        return response
-
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     app.add_middleware(_BodyLimit, limit=settings.limits.max_body_bytes)
+    app.add_middleware(_AuthAndCount, api_key=settings.api_key, metrics=metrics)  # outermost: sees every answer
 
     @app.get("/health", summary="Liveness: the process answers")
     async def health():
@@ -208,12 +225,16 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     return app
 
 
-def _authorised(request, key: str) -> bool:
-    given = request.headers.get("x-api-key") or ""
-    auth = request.headers.get("authorization") or ""
+def _authorised(scope, key: str) -> bool:
+    from urllib.parse import parse_qs
+
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+    given = headers.get("x-api-key") or ""
+    auth = headers.get("authorization") or ""
     if auth.lower().startswith("bearer "):
         given = given or auth[7:].strip()
-    given = given or request.query_params.get("api_key", "")  # the demo page passes it on from its own URL
+    if not given:  # the demo page passes the key on from its own URL
+        given = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("api_key") or [""])[0]
     return hmac.compare_digest(given.encode(), key.encode())
 
 

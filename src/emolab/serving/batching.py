@@ -22,9 +22,11 @@ class _Request:
 class MicroBatcher:
     """One per served model. ``await submit(inputs)`` returns the ``(len(inputs), K)`` probabilities.
 
-    A single consumer task takes the first waiting request, then keeps taking requests until the batch
-    holds ``max_batch`` items or ``max_wait_ms`` have passed since it started; the batch runs in a one-thread
-    executor (one model call at a time: the cores are shared by every request anyway). ``on_batch(size)``
+    A single consumer task takes the first waiting request and every request already queued behind it (they
+    piled up while the previous batch ran), then waits up to ``max_wait_ms`` for more, until the batch holds
+    ``max_batch`` items; the batch runs in a one-thread executor (one model call at a time: the cores are
+    shared by every request anyway). Under load batches form without waiting; alone, a request waits at
+    most ``max_wait_ms``. ``on_batch(size)``
     and ``on_queue(depth)`` report to the metrics."""
 
     def __init__(self, predict: Callable[[list], np.ndarray], *, max_batch: int = 32, max_wait_ms: float = 5.0,
@@ -59,6 +61,10 @@ class MicroBatcher:
     async def _gather(self) -> list[_Request]:
         first = await self.queue.get()
         batch, size = [first], len(first.inputs)
+        while size < self.max_batch and not self.queue.empty():
+            nxt = self.queue.get_nowait()
+            batch.append(nxt)
+            size += len(nxt.inputs)
         deadline = time.perf_counter() + self.max_wait
         while size < self.max_batch:
             left = deadline - time.perf_counter()

@@ -23,6 +23,7 @@ class ServerMetrics:
                                     buckets=BATCH_BUCKETS, **kw)
         gauge_kw = {"multiprocess_mode": "livesum"} if self.multiprocess else {}
         self.queue_depth = Gauge("emolab_queue_depth", "Items waiting for a model call", ["model"], **kw, **gauge_kw)
+        self.workers = Gauge("emolab_workers", "Server processes with their models loaded", **kw, **gauge_kw)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

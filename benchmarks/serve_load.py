@@ -1,0 +1,304 @@
+"""Load on `emolab serve`, side by side with the server a user would write in an afternoon.
+
+    python benchmarks/serve_load.py --run runs/emotion-minilm --int8 runs/emotion-minilm/exports/onnx-int8 \
+        --requests 400 --rounds 3 --soak-minutes 10 --face-run runs/fer2013-reference \
+        --out benchmarks/results/serve-load.md
+
+Three servers run as separate processes on free 127.0.0.1 ports: a **naive** FastAPI app (a sync ``def``
+endpoint calling the fp32 PyTorch model once per request, as in a tutorial), ``emolab serve RUN`` (fp32,
+micro-batched) and ``emolab serve`` of the ONNX int8 export. For each concurrency level and round the same
+``--requests`` requests (texts of the run's test split) go to each server in turn (the order rotates per
+round); requests/s and p50 / p95 / p99 latency are reported as medians over the rounds. Then every test
+example is sent to the int8 server and compared with ``emolab predict`` on the same export (argmax and
+scores) and with the fp32 run's saved predictions; a soak at concurrency 16 records errors and the server's
+resident memory at start and end; a face run served the same way is loaded at concurrency 8. Every loop is
+bounded (a request count or a deadline) and talks to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- the naive server ------------------------------------------------------------------------------------
+
+
+def naive_app(run: str):
+    """What a user writes first: FastAPI, a sync endpoint, one model call per request."""
+    from fastapi import FastAPI
+
+    from emolab.models import load_model
+
+    model = load_model(run)
+    app = FastAPI()
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.post("/predict")
+    def predict(body: dict):
+        probs = model.predict_proba([body["inputs"]])[0]
+        return [[{"label": n, "score": float(p)} for n, p in sorted(zip(model.labels.names, probs),
+                                                                       key=lambda x: -x[1])]]
+
+    return app
+
+
+# --- servers as processes --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name: str, args: list[str], predict_path: str, ready_path: str):
+        self.name, self.port = name, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.predict_url = self.url + predict_path
+        self.log = open(f"/tmp/serve-load-{name}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, *args, "--port", str(self.port)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=ROOT)
+        import httpx
+
+        deadline = time.time() + 180
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: see /tmp/serve-load-{name}.log")
+            try:
+                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"{name} did not start")
+            time.sleep(0.5)
+
+    def rss_mb(self) -> float:
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("VmRSS"))) / 1024
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+# --- the load generator ----------------------------------------------------------------------------------
+
+
+async def _load(url: str, bodies: list, concurrency: int, *, deadline: float | None = None):
+    """Send ``bodies`` (cycled until ``deadline`` when given) with ``concurrency`` requests in flight."""
+    import httpx
+
+    latencies, errors, answers = [], 0, {}
+    queue: asyncio.Queue = asyncio.Queue()
+    for i, b in enumerate(bodies):
+        queue.put_nowait((i, b))
+
+    async def worker(client):
+        nonlocal errors
+        while True:
+            if deadline is not None:
+                if time.perf_counter() > deadline:
+                    return
+                i, body = await queue.get()
+                queue.put_nowait((i, body))  # a soak cycles through the bodies
+            else:
+                try:
+                    i, body = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+            start = time.perf_counter()
+            try:
+                r = await client.post(url, json=body)
+                ok = r.status_code == 200
+                if ok:
+                    answers[i] = r.json()
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - start)
+            errors += not ok
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    lat = np.array(latencies) * 1000
+    return {"requests": len(lat), "errors": errors, "rps": len(lat) / wall,
+            "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99)), "answers": answers}
+
+
+def load(url, bodies, concurrency, **kw):
+    return asyncio.run(_load(url, bodies, concurrency, **kw))
+
+
+# --- the benchmark ---------------------------------------------------------------------------------------
+
+
+def test_texts(run: str) -> tuple[list[str], np.ndarray]:
+    from emolab.data import load_dataset
+    from emolab.rundir import open_run
+
+    reader = open_run(run)
+    test = load_dataset(reader.config.data, reader.config.seed).split("test")
+    saved = reader.predictions("test")
+    return list(test.inputs), saved.probs
+
+
+def face_bodies(run: str, n: int) -> list[dict]:
+    from PIL import Image
+
+    from emolab.data import load_dataset
+    from emolab.rundir import open_run
+
+    reader = open_run(run)
+    faces = load_dataset(reader.config.data, reader.config.seed).split("test").inputs[:n]
+    out = []
+    for face in faces:
+        buf = io.BytesIO()
+        Image.fromarray(face).save(buf, "PNG")
+        out.append({"inputs": base64.b64encode(buf.getvalue()).decode()})
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| concurrency | server | requests/s | p50 ms | p95 ms | p99 ms | errors | vs naive |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['concurrency']} | {r['server']} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
+                     f"{r['p99']:.0f} | {r['errors']} | {r['ratio']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="the fp32 run (runs/emotion-minilm)")
+    ap.add_argument("--int8", required=True, help="its ONNX int8 export (emolab export RUN --format onnx --int8)")
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--concurrency", default="1,8,32,64")
+    ap.add_argument("--soak-minutes", type=float, default=0.0)
+    ap.add_argument("--face-run", default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--naive-server", default=None, help=argparse.SUPPRESS)  # internal: run the naive server
+    ap.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.naive_server:
+        import uvicorn
+
+        uvicorn.run(naive_app(args.naive_server), host="127.0.0.1", port=args.port, log_level="warning")
+        return
+
+    texts, fp32_probs = test_texts(args.run)
+    rng = np.random.default_rng(0)
+    bodies = [{"inputs": texts[i]} for i in rng.choice(len(texts), size=args.requests, replace=False)]
+    load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    started = time.time()
+    me = [str(Path(__file__).relative_to(ROOT))]
+    servers = {
+        "naive (sync FastAPI, fp32 PyTorch)": Server("naive", [*me, "--naive-server", args.run, "--run", args.run,
+                                                               "--int8", args.int8], "/predict", "/health"),
+        "emolab serve fp32": Server("fp32", ["-m", "emolab.cli", "serve", f"m={args.run}"],
+                                    "/v1/models/m/predict", "/ready"),
+        "emolab serve ONNX int8": Server("int8", ["-m", "emolab.cli", "serve", f"m={args.int8}"],
+                                         "/v1/models/m/predict", "/ready"),
+    }
+    notes = []
+    try:
+        for s in servers.values():  # warm-up: first calls build caches
+            load(s.predict_url, bodies[:16], 4)
+        rows = []
+        names = list(servers)
+        for c in (int(x) for x in args.concurrency.split(",")):
+            per: dict[str, list[dict]] = {n: [] for n in names}
+            for r in range(args.rounds):
+                for n in names[r % len(names):] + names[:r % len(names)]:
+                    res = load(servers[n].predict_url, bodies, c)
+                    per[n].append(res)
+                    print(f"c={c} round {r + 1} {n}: {res['rps']:.1f} req/s p99 {res['p99']:.0f} ms "
+                          f"errors {res['errors']}", flush=True)
+            naive = float(np.median([x["rps"] for x in per[names[0]]]))
+            for n in names:
+                med = {k: float(np.median([x[k] for x in per[n]])) for k in ("rps", "p50", "p95", "p99")}
+                rows.append({"concurrency": c, "server": n, **med, "errors": sum(x["errors"] for x in per[n]),
+                             "ratio": med["rps"] / naive})
+
+        # the int8 server answers every test example as emolab predict does on the same export
+        from emolab.models import load_model
+
+        int8 = servers["emolab serve ONNX int8"]
+        every = load(int8.predict_url, [{"inputs": t} for t in texts], 32)
+        local = load_model(args.int8).predict_proba(texts)
+        names_ = load_model(args.int8).labels.names
+        served = np.array([[{x["label"]: x["score"] for x in every["answers"][i][0]}[n] for n in names_]
+                           for i in range(len(texts))])
+        same_argmax = int((served.argmax(1) == local.argmax(1)).sum())
+        max_diff = float(np.abs(served - local).max())
+        flips = int((local.argmax(1) != fp32_probs.argmax(1)).sum())
+        notes.append(f"- every test example ({len(texts)}) through the int8 server: argmax equal to `emolab predict` "
+                     f"on the same export for **{same_argmax} / {len(texts)}**, largest score difference "
+                     f"{max_diff:.2e}, errors {every['errors']}; the int8 export disagrees with the fp32 run on "
+                     f"{flips} of {len(texts)} (argmax)")
+
+        if args.soak_minutes > 0:
+            rss0 = int8.rss_mb()
+            soak = load(int8.predict_url, bodies, 16, deadline=time.perf_counter() + 60 * args.soak_minutes)
+            rss1 = int8.rss_mb()
+            notes.append(f"- soak, int8 server, concurrency 16, {args.soak_minutes:g} min: {soak['requests']} requests, "
+                         f"**{soak['errors']} errors**, {soak['rps']:.1f} req/s, p99 {soak['p99']:.0f} ms; resident "
+                         f"memory {rss0:.0f} MB at start, {rss1:.0f} MB at end")
+    finally:
+        for s in servers.values():
+            s.stop()
+
+    if args.face_run:
+        face = Server("face", ["-m", "emolab.cli", "serve", f"f={args.face_run}"], "/v1/models/f/predict", "/ready")
+        try:
+            fb = face_bodies(args.face_run, 400)
+            load(face.predict_url, fb[:16], 4)
+            res = [load(face.predict_url, fb, 8) for _ in range(args.rounds)]
+            med = {k: float(np.median([x[k] for x in res])) for k in ("rps", "p50", "p99")}
+            notes.append(f"- face model (`{args.face_run}`), 400 PNG test faces as base64 JSON, concurrency 8: "
+                         f"**{med['rps']:.1f} images/s**, p50 {med['p50']:.0f} ms, p99 {med['p99']:.0f} ms, errors "
+                         f"{sum(x['errors'] for x in res)} (median of {args.rounds} rounds)")
+        finally:
+            face.stop()
+
+    text = (f"# Serving under load\n\nCommand: `python {' '.join(shlex.quote(a) for a in sys.argv)}`\n\n"
+            f"Machine: {os.cpu_count()} CPU cores, {platform.platform()}; load average before {load_before}; "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {(time.time() - started) / 60:.1f} min. Servers and "
+            f"the load generator share the cores. {args.requests} requests per server, concurrency level and "
+            f"round; medians over {args.rounds} rounds, servers taken in rotating order.\n\n"
+            + table(rows) + "\n\n" + "\n".join(notes) + "\n")
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
