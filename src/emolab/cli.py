@@ -295,6 +295,8 @@ def serve(
     max_batch: int = typer.Option(32, help="Most items in one model call (micro-batching)"),
     max_wait_ms: float = typer.Option(0.0, help="How long a batch waits for more requests (0: it takes the requests "
                                       "that queued while the model was busy, and waits for none)"),
+    threads: Optional[int] = typer.Option(None, help="Inference threads per worker (PyTorch, ONNX Runtime); "
+                                          "default: the runtimes' own"),
     max_text_chars: int = typer.Option(2000, help="Longest text accepted"),
     max_items: int = typer.Option(64, help="Most inputs in one request"),
     max_image_bytes: int = typer.Option(5 * 1024 * 1024, help="Largest image file accepted"),
@@ -312,7 +314,7 @@ def serve(
     limits = Limits(max_text_chars=max_text_chars, max_items=max_items, max_image_bytes=max_image_bytes,
                     max_image_pixels=max_image_pixels, max_body_bytes=max_body_bytes, timeout_s=timeout_s)
     run_server(ServeSettings(models=list(models), host=host, port=port, workers=workers, max_batch=max_batch,
-                             max_wait_ms=max_wait_ms, limits=limits, api_key=api_key,
+                             max_wait_ms=max_wait_ms, threads=threads, limits=limits, api_key=api_key,
                              cors_origins=list(cors_origin or [])), say=_say)
 
 

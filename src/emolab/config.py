@@ -229,10 +229,9 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         bad_splits = [s for s in cfg.eval.splits if s not in ("train", "validation", "test")]
         if bad_splits:
             problems.append(f"eval.splits: unknown split(s) {bad_splits}; use train, validation, test")
-    if type(cfg.data) is not DataConfig or cfg.data.name in list_datasets():
-        cfg.data.check(problems)
+    cfg.data.check(problems)
+    cfg.model.check(problems)
     if cfg.model.name in list_models():
-        cfg.model.check(problems)
         if model_class(cfg.model.name).modality != "image" and cfg.eval.tta != "none":
             problems.append(f"eval.tta: test-time augmentation ({cfg.eval.tta!r}) applies to image models; "
                             f"{cfg.model.name!r} reads text: set eval.tta: none")

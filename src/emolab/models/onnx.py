@@ -57,6 +57,9 @@ class _Deployed(Classifier):
     def num_parameters(self) -> int:
         return int(self.info.get("parameters", 0))
 
+    def set_threads(self, threads: int) -> None:
+        self.session = _session(self.folder / ONNX_FILE, threads)
+
     def extra(self) -> dict:
         """The model card's own fields (besides what every card has)."""
         raise NotImplementedError

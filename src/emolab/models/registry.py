@@ -110,6 +110,10 @@ class Classifier:
     def num_parameters(self) -> int | None:
         return None
 
+    def set_threads(self, threads: int) -> None:
+        """Use ``threads`` CPU threads for inference where the runtime takes a per-model setting (ONNX
+        Runtime); PyTorch's setting is per process (``torch.set_num_threads``)."""
+
     def to_precision(self, precision: str) -> None:
         if precision != "fp32":
             raise EmolabError(f"model {self.name!r} has no {precision} mode", hint="use --precision fp32")

@@ -34,7 +34,6 @@ SIDE = 48  # FER2013's face side; image folders may choose another (data.image_s
 class ImageModelConfig(ModelConfig):
     """What every face model shares: dropout, the central crop it sees, and training-batch augmentation."""
 
-    hidden_size: int = 512  # mlp hidden units; the CNNs' classifier hidden layer (0: none)
     dropout: float = 0.1
     # the network sees only the central crop_size x crop_size window (None: the whole image). With
     # augment.shift that is a random crop per training image; ten-crop TTA then averages the four corner
@@ -44,10 +43,10 @@ class ImageModelConfig(ModelConfig):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self, problems: list[str]) -> None:
-        for key in ("hidden_size", "width"):
+        for key, low in (("width", 1), ("hidden_size", 0)):  # the sizes a subclass owns
             value = getattr(self, key, None)
-            if isinstance(value, int) and value < (0 if key == "hidden_size" else 1):
-                problems.append(f"model.{key}: must be at least {0 if key == 'hidden_size' else 1}, got {value}")
+            if isinstance(value, int) and value < low:
+                problems.append(f"model.{key}: must be at least {low}, got {value}")
         if isinstance(self.dropout, float) and not 0.0 <= self.dropout < 1.0:
             problems.append(f"model.dropout: must be in [0, 1), got {self.dropout}")
         crop = self.crop_size
@@ -68,12 +67,13 @@ class ImageModelConfig(ModelConfig):
 
 @dataclass
 class MlpConfig(ImageModelConfig):
-    pass
+    hidden_size: int = 512  # hidden units
 
 
 @dataclass
 class CnnConfig(ImageModelConfig):
     width: int = 32  # channels of the first block (doubled per block)
+    hidden_size: int = 512  # the classifier's hidden layer (0: none)
 
 
 @dataclass

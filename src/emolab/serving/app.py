@@ -43,6 +43,7 @@ class ServeSettings:
     workers: int = 1
     max_batch: int = 32
     max_wait_ms: float = 0.0  # batches form from requests that queue while the model is busy; > 0 also holds one open
+    threads: int | None = None  # inference threads (PyTorch and ONNX Runtime); None: the runtimes' defaults
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
@@ -134,6 +135,12 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     models = {m.name: m for m in (served if served is not None else [ServedModel.load(s) for s in settings.models])}
     if len(models) != len(served if served is not None else settings.models):
         raise ValueError("two served models share a name; give them names with NAME=PATH")
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+        for m in models.values():
+            m.model.set_threads(settings.threads)
     metrics = ServerMetrics()
     batchers: dict[str, MicroBatcher] = {}
     state = {"ready": False}
