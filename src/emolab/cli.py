@@ -86,8 +86,14 @@ def predict(
     texts: Optional[List[str]] = typer.Argument(None, help="Texts to classify (image runs: image files or folders)"),
     input: Optional[Path] = typer.Option(None, "--input", help="A file with one text per line"),
     output: Optional[Path] = typer.Option(None, "--output", help="Write a CSV of labels and probabilities here"),
+    no_detect: bool = typer.Option(False, "--no-detect", help="Images: classify each image whole, no face detection"),
+    min_face: int = typer.Option(24, "--min-face", help="Images: the smallest face side to look for, in pixels"),
+    annotate: Optional[Path] = typer.Option(None, "--annotate", help="Images: write each photo with its boxes and "
+                                            "labels drawn into this folder"),
 ):
-    """Print (or write) the predicted label and probabilities for each text (or image)."""
+    """Print (or write) the predicted label and probabilities for each text, or for every face in each image
+    (faces are found first; small square images are taken as cropped faces)."""
+    from emolab.models import model_card
     from emolab.pipeline import predict_inputs
     from emolab.rundir import atomic_write
 
@@ -100,6 +106,8 @@ def predict(
         items += [line for line in read_lines(input) if line.strip()]
     if not items:
         raise EmolabError("nothing to classify", hint='give texts (image runs: image paths) as arguments or --input FILE')
+    if model_card(run_dir).image:
+        return _predict_photos(run_dir, items, output, detect=not no_detect, min_face=min_face, annotate_dir=annotate)
     items, labels, probs, names = predict_inputs(run_dir, items)
     if output is not None:
         import csv
@@ -113,16 +121,40 @@ def predict(
         atomic_write(output, buf.getvalue())
         _say(f"wrote {len(items)} predictions to {output}")
         return
-    from emolab.models import model_card
-
     table = Table()
-    table.add_column("image" if model_card(run_dir).image else "text")
+    table.add_column("text")
     table.add_column("label")
     table.add_column("probabilities")
     for text, lab, p in zip(items, labels, probs):
         top = sorted(zip(names, p), key=lambda x: -x[1])[:3]
         table.add_row(text, lab, ", ".join(f"{n} {v:.3f}" for n, v in top))
     console.print(table)
+
+
+def _predict_photos(run_dir: Path, items: list[str], output: Optional[Path], **options) -> None:
+    from emolab.faces.photos import rows_csv
+    from emolab.pipeline import predict_photos
+    from emolab.rundir import atomic_write
+
+    rows, names = predict_photos(run_dir, items, say=_say, **options)
+    faces = sum(r.face is not None for r in rows)
+    summary = (f"{len({r.file for r in rows})} image(s), {faces} face(s), "
+               f"{sum(r.face is None for r in rows)} without a face found")
+    if output is not None:
+        atomic_write(output, rows_csv(rows, names))
+        _say(f"wrote {len(rows)} rows to {output} ({summary})")
+        return
+    table = Table()
+    for col in ("image", "face", "box", "label", "probabilities"):
+        table.add_column(col)
+    for r in rows:
+        box = r.photo_box()
+        top = sorted(zip(names, r.probs), key=lambda x: -x[1])[:3] if r.probs is not None else []
+        table.add_row(r.file, "-" if r.face is None else str(r.face),
+                      f"{box['xmin']},{box['ymin']},{box['xmax']},{box['ymax']}" if box else ("whole image" if r.face == 0 else "-"),
+                      r.label, ", ".join(f"{n} {v:.3f}" for n, v in top))
+    console.print(table)
+    _say(summary)
 
 
 @app.command()

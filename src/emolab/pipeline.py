@@ -235,6 +235,30 @@ def _image_files(items: list[str]) -> list[Path]:
     return files
 
 
+def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = True, detector: str = "haar",
+                   min_face: int = 24, annotate_dir: str | Path | None = None, say: Say = print):
+    """Every face in image files or folders, from a saved face model (``emolab predict FACE_RUN photo.jpg``):
+    returns ``(rows, label names)``, one :class:`~emolab.faces.photos.FaceRow` per face or faceless photo; with
+    ``annotate_dir`` each photo is also written there with its boxes and labels drawn."""
+    from emolab.faces.photos import PhotoPredictor, annotate
+    from emolab.models import load_model, model_card
+
+    card = model_card(run_path)
+    if not card.image:
+        raise EmolabError(f"{run_path} holds a text model", hint="give texts, not images, to a text model")
+    files = _image_files(items)
+    predictor = PhotoPredictor.for_model(load_model(run_path), int(card.input.get("side", 48)),
+                                         detector=detector if detect else None, min_face=min_face)
+    rows = predictor.rows(files, keep_photos=annotate_dir is not None)
+    if annotate_dir is not None:
+        for i, f in enumerate(files):
+            out = annotate(predictor.photos[str(f)], [r for r in rows if r.file == str(f)],
+                           Path(annotate_dir) / f"{f.stem}.annotated.png")
+            if i == len(files) - 1:
+                say(f"wrote {len(files)} annotated image(s) to {out.parent}")
+    return rows, card.labels.names
+
+
 def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], list[str], np.ndarray, tuple[str, ...]]:
     """Labels and probabilities for raw inputs, from a saved run or model folder (no network): texts for a
     text model, image files or folders of images for an image model (read as the model's input: grayscale

@@ -1,0 +1,100 @@
+"""Face detectors by name, whose weights install offline with a package (no download at run time).
+
+``haar``: OpenCV's frontal-face Haar cascade, shipped in the ``opencv-python-headless`` 4.x wheel
+(``cv2/data``; OpenCV 5 wheels dropped the cascades, so the dependency is pinned below 5). A detector
+returns :class:`Face` boxes in pixels of the image it was given (``xmin, ymin, xmax, ymax``, the Hugging
+Face detection convention) and declares the ``margin`` that turns its box into FER2013's framing
+(measured: ``benchmarks/face_framing.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from emolab.errors import EmolabError, unknown_name
+
+
+@dataclass(frozen=True)
+class Face:
+    xmin: int
+    ymin: int
+    xmax: int
+    ymax: int
+    score: float
+
+    @property
+    def side(self) -> int:
+        return max(self.xmax - self.xmin, self.ymax - self.ymin)
+
+    def to_dict(self) -> dict:
+        return {"xmin": self.xmin, "ymin": self.ymin, "xmax": self.xmax, "ymax": self.ymax, "score": self.score}
+
+
+class Detector:
+    """``detect(gray, min_face)`` -> faces, largest first. ``margin``: how much to enlarge the box (as a
+    share of its side) so the crop frames a face as FER2013 does."""
+
+    name: str = ""
+    margin: float = 0.0
+
+    def detect(self, gray: np.ndarray, min_face: int = 24) -> list[Face]:
+        raise NotImplementedError
+
+
+_DETECTORS: dict[str, Callable[[], Detector]] = {}
+
+
+def register_detector(name: str):
+    def wrap(cls):
+        cls.name = name
+        _DETECTORS[name] = cls
+        return cls
+
+    return wrap
+
+
+def list_detectors() -> list[str]:
+    return sorted(_DETECTORS)
+
+
+def create_detector(name: str = "haar") -> Detector:
+    if name not in _DETECTORS:
+        raise unknown_name("face detector", name, list(_DETECTORS))
+    return _DETECTORS[name]()
+
+
+@register_detector("haar")
+class HaarDetector(Detector):
+    """OpenCV's ``haarcascade_frontalface_default``; frames larger than ``work_side`` are searched on a
+    downscaled copy (speed) and the boxes mapped back. Its score is the cascade's final-stage weight."""
+
+    margin = 0.05  # FER2013 frame side / box side, median 1.049 on PrivateTest: benchmarks/results/face-framing.md
+    work_side = 640
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5):
+        try:
+            import cv2
+        except ImportError:  # pragma: no cover - a declared dependency
+            raise EmolabError("face detection needs OpenCV", hint="pip install 'opencv-python-headless<5'") from None
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise EmolabError(f"OpenCV's face cascade is missing ({path})",
+                              hint="install opencv-python-headless 4.x (OpenCV 5 wheels ship no cascades)")
+        self.cv2, self.scale_factor, self.min_neighbors = cv2, scale_factor, min_neighbors
+
+    def detect(self, gray: np.ndarray, min_face: int = 24) -> list[Face]:
+        h, w = gray.shape
+        scale = min(1.0, self.work_side / max(h, w))
+        small = gray if scale == 1.0 else self.cv2.resize(gray, (round(w * scale), round(h * scale)),
+                                                          interpolation=self.cv2.INTER_AREA)
+        side = max(8, int(min_face * scale))
+        boxes, _levels, weights = self.cascade.detectMultiScale3(
+            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
+            outputRejectLevels=True)
+        faces = [Face(int(x / scale), int(y / scale), int((x + bw) / scale), int((y + bh) / scale), float(s))
+                 for (x, y, bw, bh), s in zip(boxes, np.ravel(weights))]
+        return sorted(faces, key=lambda f: -f.side)
