@@ -1,6 +1,7 @@
 """The demo page of `emolab serve` in real headless Chromium (marked slow: needs Debian's chromium and the
 playwright package; `make test-slow` runs it): type a sentence and see the same labels and scores as
-`emolab predict`; upload a face and see its label; no console errors."""
+`emolab predict`; upload a face and see its label; upload a photo and see its face boxed and labelled as
+`emolab predict` finds it; no console errors."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emolab.pipeline import predict_inputs
+from emolab.pipeline import predict_inputs, predict_photos
 from emolab.serving import ServeSettings, create_app
+from tests.test_photos import grace_hopper
 from tests.test_report_browser import ARGS, CHROMIUM
 from tests.test_serving import LiveServer, model_dirs, png  # noqa: F401  (model_dirs: a fixture)
 
@@ -54,11 +56,15 @@ def test_the_demo_page_classifies_text_and_an_uploaded_face(model_dirs, tmp_path
 
             page.select_option("#model", "faces")
             assert page.is_visible("#image") and not page.is_visible("#text")
-            page.set_input_files("#image", str(face_file))
+            page.set_input_files("#image", str(face_file))  # a small square image: taken as a cropped face
             page.wait_for_function("document.querySelectorAll('#bars li').length === 7")
-            _items, labels, probs, _names = predict_inputs(faces, [str(face_file)])
-            assert bars(page)[0][0] == labels[0]
-            assert np.isclose(bars(page)[0][1], round(float(probs[0].max()), 4), atol=1e-4)
+            rows, _names = predict_photos(faces, [str(face_file)], say=lambda _m: None)  # `emolab predict`'s rows
+            assert bars(page)[0][0] == rows[0].label
+            assert np.isclose(bars(page)[0][1], round(float(rows[0].probs.max()), 4), atol=1e-4)
+            page.set_input_files("#image", str(grace_hopper()))  # a photo: the face is found and boxed
+            page.wait_for_function("document.querySelector('#faces').textContent.startsWith('face 1:')")
+            rows, _names = predict_photos(faces, [str(grace_hopper())], say=lambda _m: None)
+            assert page.text_content("#faces") == f"face 1: {rows[0].label}" and page.is_visible("#photo")
             page.screenshot(path=str(tmp_path / "face.png"), full_page=True)
             browser.close()
         assert not errors, errors

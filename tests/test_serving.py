@@ -287,3 +287,29 @@ def test_workers_share_one_metrics_view(model_dirs, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_faces_route_finds_faces_in_photos_through_the_same_code_as_predict(server, model_dirs):
+    """Per-face boxes and labels, equal to `emolab predict FACE_RUN photo.jpg` (the photo path's rows)."""
+    from emolab.pipeline import predict_photos
+    from tests.test_photos import grace_hopper
+
+    photo = grace_hopper().read_bytes()
+    r = httpx.post(f"{server.url}/v1/models/faces/faces", json={"inputs": [base64.b64encode(photo).decode(),
+                                                                         base64.b64encode(png(48)).decode()]})
+    assert r.status_code == 200, r.text
+    hopper, crop = r.json()
+    rows, _ = predict_photos(model_dirs[1], [str(grace_hopper())], say=lambda _m: None)
+    assert len(hopper) == 1 and hopper[0]["box"] == {k: v for k, v in rows[0].photo_box().items() if k != "score"}
+    assert hopper[0]["label"] == rows[0].label
+    assert [x["score"] for x in hopper[0]["labels"]] == pytest.approx(sorted(rows[0].probs, reverse=True), abs=1e-6)
+    assert len(crop) == 1 and crop[0]["box"] is None  # a 48x48 image is taken as a cropped face
+    ramp = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (200, 1))).save(ramp, "PNG")
+    up = httpx.post(f"{server.url}/v1/models/faces/faces", files={"file": ("ramp.png", ramp.getvalue(), "image/png")})
+    assert up.status_code == 200 and up.json() == [[]]  # no face: an empty list, not a guess on the frame
+    text = httpx.post(f"{server.url}/v1/models/moods/faces", json={"inputs": "hi"})
+    assert text.status_code == 422 and text.json()["error"]["field"] == "name"
+    assert_healthy(server)

@@ -41,9 +41,9 @@ class FaceRow:
                 "xmax": round(b.xmax * self.scale), "ymax": round(b.ymax * self.scale), "score": b.score}
 
 
-def read_photo(path: Path, max_side: int = MAX_SIDE):
-    """``(gray uint8 array, RGB PIL image, scale)``: EXIF orientation applied, at most ``max_side`` pixels a
-    side; ``scale`` maps its pixels back to the photo's."""
+def read_photo(path, max_side: int = MAX_SIDE):
+    """``(gray uint8 array, RGB PIL image, scale)`` of a file path or file-like object: EXIF orientation
+    applied, at most ``max_side`` pixels a side; ``scale`` maps its pixels back to the photo's."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -82,6 +82,17 @@ def fer_crop(gray: np.ndarray, face: Face, margin: float, side: int) -> np.ndarr
     return cv2.resize(gray[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA)
 
 
+def face_crops(gray: np.ndarray, side: int, detector: Detector | None, min_face: int = 24) -> list[tuple[Face | None, np.ndarray]]:
+    """``(box, crop)`` for each face in a grayscale photo, largest first; ``[(None, whole image)]`` for an image
+    already cropped like a FER face or when there is no detector; ``[]`` when no face is found. The one place
+    that decides what of a photo a face model sees (``emolab predict`` and ``emolab serve`` both call it)."""
+    if detector is None or looks_cropped(gray, side):
+        whole = gray if gray.shape == (side, side) else \
+            fer_crop(gray, Face(0, 0, gray.shape[1], gray.shape[0], 1.0), 0.0, side)
+        return [(None, whole)]
+    return [(f, fer_crop(gray, f, detector.margin, side)) for f in detector.detect(gray, min_face)]
+
+
 @dataclass
 class PhotoPredictor:
     """A face model and a detector: ``rows(paths)`` -> one :class:`FaceRow` per face (or per faceless photo)."""
@@ -102,17 +113,12 @@ class PhotoPredictor:
             gray, rgb, scale = read_photo(path)
             if keep_photos:
                 self.photos[str(path)] = rgb
-            if self.detector is None or looks_cropped(gray, self.side):
-                crops.append(fer_crop(gray, Face(0, 0, gray.shape[1], gray.shape[0], 1.0), 0.0, self.side)
-                             if gray.shape != (self.side, self.side) else gray)
-                rows.append(FaceRow(str(path), 0, None, detected=False, scale=scale))
-                continue
-            faces = self.detector.detect(gray, self.min_face)
-            if not faces:
+            found = face_crops(gray, self.side, self.detector, self.min_face)
+            if not found:
                 rows.append(FaceRow(str(path), None, None, label="(no face found)", scale=scale))
-            for i, f in enumerate(faces):
-                crops.append(fer_crop(gray, f, self.detector.margin, self.side))
-                rows.append(FaceRow(str(path), i, f, scale=scale))
+            for i, (box, crop) in enumerate(found):
+                crops.append(crop)
+                rows.append(FaceRow(str(path), i, box, detected=box is not None, scale=scale))
         if crops:
             probs = self.model.predict_proba(np.stack(crops))
             names = self.model.labels.names

@@ -16,6 +16,7 @@ import asyncio
 import hmac
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emolab.faces.detectors import create_detector
+from emolab.faces.photos import face_crops
 from emolab.serving.batching import MicroBatcher
 from emolab.serving.metrics import ServerMetrics
 from emolab.serving.models import Limits, RequestError, ServedModel
@@ -143,6 +146,8 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
             m.model.set_threads(settings.threads)
     metrics = ServerMetrics()
     batchers: dict[str, MicroBatcher] = {}
+    detector = create_detector("haar") if any(m.card.image for m in models.values()) else None
+    detection = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolab-detect")  # one cascade, one thread
     state = {"ready": False}
 
     @asynccontextmanager
@@ -161,6 +166,7 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         state["ready"] = False
         for b in batchers.values():
             await b.stop()
+        detection.shutdown(wait=False)
 
     app = FastAPI(title="emolab", version="1", lifespan=lifespan,
                   description="Emotion and sentiment classifiers served by emolab.")
@@ -223,6 +229,39 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
             return fail(504, None, f"no answer within the {settings.limits.timeout_s:g} s request timeout")
         return served_model.format(probs, top_k)
 
+    @app.post("/v1/models/{name}/faces", summary="Every face in photos: its box, detector score and labels")
+    async def faces(name: str, request: Request):
+        """Photos (base64 JSON or an upload) through face detection, as `emolab predict FACE_RUN photo.jpg`:
+        for each photo a list of faces, largest first, each ``{"box": {xmin, ymin, xmax, ymax}, "score",
+        "label", "labels": [{"label", "score"}, ...]}`` (box and score null for an image taken as a cropped
+        face; an empty list when no face is found)."""
+        served_model = models.get(name)
+        if served_model is None:
+            return fail(404, "name", f"unknown model {name!r}; served: {', '.join(models)}")
+        if not served_model.card.image:
+            return fail(422, "name", f"{name} reads text; faces are found in photos for image models")
+        try:
+            photos, top_k = await _read_inputs(request, served_model, settings.limits, photos=True)
+            found = await asyncio.get_running_loop().run_in_executor(
+                detection, lambda: [face_crops(gray, side_of(served_model), detector, 24) for gray, _ in photos])
+            crops = [crop for faces_ in found for _, crop in faces_]
+            probs = await asyncio.wait_for(batchers[name].submit(crops), timeout=settings.limits.timeout_s) \
+                if crops else []
+        except RequestError as exc:
+            return fail(exc.status, exc.field, exc.message)
+        except asyncio.TimeoutError:
+            return fail(504, None, f"no answer within the {settings.limits.timeout_s:g} s request timeout")
+        labelled = iter(served_model.format(probs, top_k)) if crops else iter(())
+        out = []
+        for (_gray, scale), faces_ in zip(photos, found):
+            out.append([])
+            for box, _crop in faces_:
+                labels = next(labelled)
+                where = None if box is None else {k: round(v * scale) for k, v in box.to_dict().items() if k != "score"}
+                out[-1].append({"box": where, "score": None if box is None else box.score,
+                                "label": labels[0]["label"], "labels": labels})
+        return out
+
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -230,6 +269,10 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.models, app.state.metrics, app.state.settings = models, metrics, settings
     return app
+
+
+def side_of(served: ServedModel) -> int:
+    return int(served.card.input.get("side", 48))
 
 
 def _authorised(scope, key: str) -> bool:
@@ -245,7 +288,7 @@ def _authorised(scope, key: str) -> bool:
     return hmac.compare_digest(given.encode(), key.encode())
 
 
-async def _read_inputs(request, served: ServedModel, limits: Limits) -> tuple[list, int | None]:
+async def _read_inputs(request, served: ServedModel, limits: Limits, *, photos: bool = False) -> tuple[list, int | None]:
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/json":
         raw = await request.body()
@@ -253,7 +296,7 @@ async def _read_inputs(request, served: ServedModel, limits: Limits) -> tuple[li
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestError(400, "body", f"malformed JSON ({exc})") from None
-        return served.parse_json(body, limits)
+        return served.parse_json(body, limits, photos=photos)
     if content_type == "multipart/form-data":
         if not served.card.image:
             raise RequestError(415, "content-type", f"{served.name} reads text: send JSON {{\"inputs\": \"...\"}}")
@@ -264,7 +307,8 @@ async def _read_inputs(request, served: ServedModel, limits: Limits) -> tuple[li
         inputs = []
         for i, upload in enumerate(files):
             data = await upload.read(limits.max_image_bytes + 1)
-            inputs.append(served.decode_image(data, f"file[{i}]", limits))
+            decode = served.decode_photo if photos else served.decode_image
+            inputs.append(decode(data, f"file[{i}]", limits))
         top_k = form.get("top_k")
         return inputs, served.top_k({"top_k": int(top_k)} if isinstance(top_k, str) and top_k.isdigit() else None)
     raise RequestError(415, "content-type", f"unsupported content type {content_type or '(none)'!r}: send "

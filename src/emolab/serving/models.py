@@ -90,8 +90,9 @@ class ServedModel:
                 "model": self.card.model, "metrics": metrics}
 
     # --- requests -> model inputs ---
-    def parse_json(self, body: Any, limits: Limits) -> tuple[list, int | None]:
-        """``{"inputs": ..., "parameters": {"top_k": k}}`` -> (model inputs, top_k)."""
+    def parse_json(self, body: Any, limits: Limits, *, photos: bool = False) -> tuple[list, int | None]:
+        """``{"inputs": ..., "parameters": {"top_k": k}}`` -> (model inputs, top_k); with ``photos`` images are
+        kept whole (``(gray, scale)`` per photo) for face detection instead of resized to the model's side."""
         if not isinstance(body, dict) or "inputs" not in body:
             raise RequestError(422, "inputs", 'expected a JSON object {"inputs": ..., "parameters": {...}}')
         raw = body["inputs"]
@@ -104,7 +105,8 @@ class ServedModel:
             if not isinstance(item, str):
                 kind = "base64 image data" if self.card.image else "text"
                 raise RequestError(422, f"inputs[{i}]", f"expected a string ({kind}), got {type(item).__name__}")
-        inputs = [self.decode_image(item, f"inputs[{i}]", limits) for i, item in enumerate(items)] \
+        decode = self.decode_photo if photos else self.decode_image
+        inputs = [decode(item, f"inputs[{i}]", limits) for i, item in enumerate(items)] \
             if self.card.image else [self.check_text(t, f"inputs[{i}]", limits) for i, t in enumerate(items)]
         return inputs, self.top_k(body.get("parameters"))
 
@@ -132,6 +134,25 @@ class ServedModel:
 
     def decode_image(self, data: str | bytes, where: str, limits: Limits) -> np.ndarray:
         """Base64 text (optionally a ``data:image/...;base64,`` URL) or raw bytes -> uint8 (side, side)."""
+        data = self.image_bytes(data, where, limits)
+        return read_image_bytes(data, int(self.card.input.get("side", 48)), where, limits.max_image_pixels)
+
+    def decode_photo(self, data: str | bytes, where: str, limits: Limits) -> tuple[np.ndarray, float]:
+        """Like :meth:`decode_image`, but the whole photo, grayscale (EXIF-rotated, at most 2048 px a side),
+        and the scale back to its own pixels."""
+        from emolab.faces.photos import read_photo
+
+        data = self.image_bytes(data, where, limits)
+        check_pixels(data, where, limits.max_image_pixels)
+        try:
+            gray, _rgb, scale = read_photo(io.BytesIO(data))
+        except EmolabError:
+            raise RequestError(422, where, "not a readable image") from None
+        return gray, scale
+
+    @staticmethod
+    def image_bytes(data: str | bytes, where: str, limits: Limits) -> bytes:
+        """Base64 text (or a ``data:`` URL) or raw bytes -> bytes, within the byte limit."""
         if isinstance(data, str):
             payload = data.split(",", 1)[1] if data.startswith("data:") else data
             if len(payload) * 3 // 4 > limits.max_image_bytes:
@@ -142,7 +163,7 @@ class ServedModel:
                 raise RequestError(422, where, "not valid base64 image data") from None
         if len(data) > limits.max_image_bytes:
             raise RequestError(413, where, f"image of {len(data)} bytes; at most {limits.max_image_bytes}")
-        return read_image_bytes(data, int(self.card.input.get("side", 48)), where, limits.max_image_pixels)
+        return data
 
     def format(self, probs: np.ndarray, top_k: int | None) -> list[list[dict[str, Any]]]:
         """Each input's labels sorted by score (the Hugging Face text-classification convention); multi-label
@@ -156,6 +177,20 @@ class ServedModel:
                 order = [i for i in order if row[i] >= tuned.get(names[i], 0.5)]
             out.append([{"label": names[i], "score": float(row[i])} for i in list(order)[:top_k]])
         return out
+
+
+def check_pixels(data: bytes, where: str, max_pixels: int) -> None:
+    """Refuse an image over ``max_pixels`` from its header, before decoding it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > max_pixels:
+                raise RequestError(413, where, f"{im.width}x{im.height} pixels; at most {max_pixels}")
+    except Image.DecompressionBombError:
+        raise RequestError(413, where, f"image over {max_pixels} pixels (a decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RequestError(422, where, f"not a readable image ({type(exc).__name__})") from None
 
 
 def read_image_bytes(data: bytes, side: int, where: str, max_pixels: int) -> np.ndarray:

@@ -27,6 +27,8 @@ function showModel() {
   $("image-input").hidden = m.modality !== "image";
   $("bars").replaceChildren();
   $("status").textContent = "";
+  $("faces").textContent = "";
+  $("photo").hidden = true;
 }
 
 function drawBars(rows) {
@@ -50,6 +52,53 @@ function drawBars(rows) {
   $("bars").replaceChildren(...items);
 }
 
+function showError(data) {
+  $("status").className = "error";
+  $("status").textContent = `${data.error.field ? data.error.field + ": " : ""}${data.error.message}`;
+}
+
+// Image models: the photo goes to /faces; each face found gets a box and its label drawn on the photo, and
+// the bars show the largest face.
+async function classifyPhoto(image, body, isForm) {
+  const m = current();
+  $("status").className = "muted";
+  $("status").textContent = "Finding faces…";
+  const response = await fetch(`v1/models/${encodeURIComponent(m.name)}/faces`, {
+    method: "POST",
+    headers: isForm ? headers() : headers({ "Content-Type": "application/json" }),
+    body: isForm ? body : JSON.stringify(body),
+  });
+  const data = await response.json();
+  if (!response.ok) return showError(data);
+  const faces = data[0];
+  const canvas = $("photo");
+  const scale = Math.min(1, 480 / Math.max(image.width, image.height));
+  canvas.width = Math.round(image.width * scale);
+  canvas.height = Math.round(image.height * scale);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  ctx.lineWidth = 3;
+  ctx.font = "14px system-ui, sans-serif";
+  faces.forEach((face, i) => {
+    if (!face.box) return;
+    const { xmin, ymin, xmax, ymax } = face.box;
+    ctx.strokeStyle = i === 0 ? "#1f9d55" : "#3d6fd9";
+    ctx.strokeRect(xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale);
+    const text = `${i + 1}: ${face.label} ${face.labels[0].score.toFixed(2)}`;
+    ctx.fillStyle = ctx.strokeStyle;
+    ctx.fillRect(xmin * scale, Math.max(0, ymin * scale - 20), ctx.measureText(text).width + 8, 20);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, xmin * scale + 4, Math.max(14, ymin * scale - 6));
+  });
+  canvas.hidden = false;
+  $("faces").textContent = faces.length
+    ? faces.map((f, i) => `face ${i + 1}: ${f.label}`).join(" · ")
+    : "No face found in this photo.";
+  $("status").textContent = "";
+  if (faces.length) drawBars(faces[0].labels);
+  else $("bars").replaceChildren();
+}
+
 async function predict(body, isForm = false) {
   const m = current();
   $("status").className = "muted";
@@ -60,11 +109,7 @@ async function predict(body, isForm = false) {
     body: isForm ? body : JSON.stringify(body),
   });
   const data = await response.json();
-  if (!response.ok) {
-    $("status").className = "error";
-    $("status").textContent = `${data.error.field ? data.error.field + ": " : ""}${data.error.message}`;
-    return;
-  }
+  if (!response.ok) return showError(data);
   $("status").textContent = "";
   drawBars(data[0]);
 }
@@ -77,11 +122,13 @@ $("classify-text").addEventListener("click", () => {
 $("image").addEventListener("change", () => {
   const file = $("image").files[0];
   if (!file) return;
-  $("preview").src = URL.createObjectURL(file);
-  $("preview").hidden = false;
-  const form = new FormData();
-  form.append("file", file);
-  predict(form, true);
+  const image = new Image();
+  image.onload = () => {
+    const form = new FormData();
+    form.append("file", file);
+    classifyPhoto(image, form, true);
+  };
+  image.src = URL.createObjectURL(file);
 });
 
 $("camera-start").addEventListener("click", async () => {
@@ -102,7 +149,7 @@ $("camera-shot").addEventListener("click", () => {
   canvas.width = video.videoWidth;
   canvas.height = video.videoHeight;
   canvas.getContext("2d").drawImage(video, 0, 0);
-  predict({ inputs: canvas.toDataURL("image/jpeg", 0.9) });
+  classifyPhoto(canvas, { inputs: canvas.toDataURL("image/jpeg", 0.9) }, false);
 });
 
 $("model").addEventListener("change", showModel);
