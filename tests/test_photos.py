@@ -120,3 +120,57 @@ def test_exif_orientation_is_applied_and_a_corrupt_photo_names_the_file(tmp_path
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(DataError, match="broken.jpg: not a readable image"):
         read_photo(tmp_path / "broken.jpg")
+
+
+def write_clip(path: Path, frames: int = 20, fps: int = 10) -> None:
+    """Grace Hopper's head drifting across a 480x360 scene: one face, one track."""
+    import cv2
+
+    face = cv2.cvtColor(np.asarray(Image.open(grace_hopper()).convert("RGB").crop((120, 70, 410, 360))
+                                   .resize((200, 200))), cv2.COLOR_RGB2BGR)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (480, 360))
+    for i in range(frames):
+        frame = np.full((360, 480, 3), (120, 90, 70), np.uint8)
+        x = 20 + 8 * i
+        frame[80:280, x:x + 200] = face
+        writer.write(frame)
+    writer.release()
+
+
+def test_a_video_gives_one_track_with_a_row_per_sampled_frame(face_model, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip)  # 20 frames at 10 fps: 2 s
+    out = tmp_path / "rows.csv"
+    res = emolab("predict", face_model, clip, "--fps", "5", "--output", out, "--annotate", tmp_path / "annotated",
+                 cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(out)
+    assert list(table["frame"]) == list(range(0, 20, 2))  # every other frame: 10 samples at 5 fps
+    assert set(table["track"]) == {0} and table["time_s"].is_monotonic_increasing
+    assert (table["xmin"].diff().dropna() > 0).all()  # the box follows the face to the right
+    assert np.allclose(table[[f"p_{n}" for n in FER2013_LABELS]].sum(axis=1), 1.0, atol=1e-5)
+    assert (tmp_path / "rows.timeline.png").is_file()
+    import cv2
+
+    written = cv2.VideoCapture(str(tmp_path / "annotated" / "clip.annotated.mp4"))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    written.release()
+
+
+def test_the_tracker_keeps_identities_and_smooths():
+    from emolab.faces.video import IouTracker
+
+    tracker = IouTracker(alpha=0.5)
+    a, b = Face(0, 0, 10, 10, 1.0), Face(100, 0, 110, 10, 1.0)
+    first = tracker.update([a, b], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert [t.id for t, _, _ in first] == [0, 1]
+    moved = tracker.update([Face(101, 1, 111, 11, 1.0), Face(1, 1, 11, 11, 1.0)], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert [(t.id, f.xmin) for t, f, _ in moved] == [(0, 1), (1, 101)]  # matched by overlap, not by order
+    assert np.allclose(moved[0][0].smoothed, [0.5, 0.5])  # the average of the two frames
+
+
+def test_a_corrupt_video_names_the_file(face_model, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    res = emolab("predict", face_model, bad, cwd=tmp_path)
+    assert res.returncode == 2 and "broken.mp4" in res.stderr and "Traceback" not in res.stderr

@@ -89,7 +89,8 @@ def predict(
     no_detect: bool = typer.Option(False, "--no-detect", help="Images: classify each image whole, no face detection"),
     min_face: int = typer.Option(24, "--min-face", help="Images: the smallest face side to look for, in pixels"),
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="Images: write each photo with its boxes and "
-                                            "labels drawn into this folder"),
+                                            "labels drawn into this folder (videos: the annotated video)"),
+    fps: float = typer.Option(5.0, "--fps", help="Videos: frames sampled per second"),
 ):
     """Print (or write) the predicted label and probabilities for each text, or for every face in each image
     (faces are found first; small square images are taken as cropped faces)."""
@@ -107,7 +108,18 @@ def predict(
     if not items:
         raise EmolabError("nothing to classify", hint='give texts (image runs: image paths) as arguments or --input FILE')
     if model_card(run_dir).image:
-        return _predict_photos(run_dir, items, output, detect=not no_detect, min_face=min_face, annotate_dir=annotate)
+        from emolab.faces.video import VIDEO_SUFFIXES
+        from emolab.pipeline import predict_video
+
+        videos = [i for i in items if Path(i).suffix.lower() in VIDEO_SUFFIXES]
+        for video in videos:
+            predict_video(run_dir, video, fps=fps, output=output if len(videos) == 1 else None,
+                          annotate_dir=annotate, min_face=min_face, say=_say)
+        photos = [i for i in items if i not in videos]
+        if photos:
+            _predict_photos(run_dir, photos, None if videos else output, detect=not no_detect, min_face=min_face,
+                            annotate_dir=annotate)
+        return
     items, labels, probs, names = predict_inputs(run_dir, items)
     if output is not None:
         import csv

@@ -259,6 +259,33 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
     return rows, card.labels.names
 
 
+def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, output: str | Path | None = None,
+                  annotate_dir: str | Path | None = None, min_face: int = 24, say: Say = print):
+    """Faces through a video (``emolab predict FACE_RUN clip.mp4 --fps 5``): writes the per-frame, per-track
+    CSV (``output``, default ``<video>.emotions.csv`` here), its timeline plot beside it, and with
+    ``annotate_dir`` the annotated video; returns the rows."""
+    from emolab.faces.detectors import create_detector
+    from emolab.faces.video import predict_video as run_video
+    from emolab.faces.video import timeline_plot, video_csv
+    from emolab.models import load_model, model_card
+
+    video = Path(video)
+    if not video.is_file():
+        raise EmolabError(f"video not found: {video}", hint="give a video file (.mp4, .avi, .mov, ...)")
+    card = model_card(run_path)
+    if not card.image:
+        raise EmolabError(f"{run_path} holds a text model", hint="give a face model's run for videos")
+    annotated = Path(annotate_dir) / f"{video.stem}.annotated.mp4" if annotate_dir is not None else None
+    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, create_detector("haar"), fps=fps,
+                     min_face=min_face, annotate=annotated)
+    out = Path(output) if output is not None else Path(f"{video.stem}.emotions.csv")
+    atomic_write(out, video_csv(rows, card.labels.names))
+    plot = timeline_plot(rows, card.labels.names, out.with_suffix(".timeline.png"))
+    say(f"{video.name}: {len({r.frame for r in rows})} sampled frames with faces, {len({r.track for r in rows})} "
+        f"track(s), {len(rows)} rows -> {out}, {plot}" + (f", {annotated}" if annotated else ""))
+    return rows
+
+
 def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], list[str], np.ndarray, tuple[str, ...]]:
     """Labels and probabilities for raw inputs, from a saved run or model folder (no network): texts for a
     text model, image files or folders of images for an image model (read as the model's input: grayscale

@@ -1,0 +1,184 @@
+"""Video through face detection: frames sampled at ``fps``, faces found in each (the photo path's
+:func:`~emolab.faces.photos.face_crops`), followed across frames by a greedy IoU tracker, and each track's
+probabilities smoothed over time (an exponential moving average). Writes a CSV (time, track, box, label,
+probabilities), a timeline plot of each track's emotions and, optionally, an annotated video.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emolab.errors import DataError
+from emolab.faces.detectors import Detector, Face
+from emolab.faces.photos import face_crops
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def iou(a: Face, b: Face) -> float:
+    x0, y0, x1, y1 = max(a.xmin, b.xmin), max(a.ymin, b.ymin), min(a.xmax, b.xmax), min(a.ymax, b.ymax)
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    union = (a.xmax - a.xmin) * (a.ymax - a.ymin) + (b.xmax - b.xmin) * (b.ymax - b.ymin) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Track:
+    id: int
+    box: Face
+    smoothed: np.ndarray
+    missed: int = 0
+
+
+@dataclass
+class IouTracker:
+    """Greedy IoU matching of this frame's faces to the live tracks (best pairs first, IoU >= ``min_iou``);
+    an unmatched face starts a track; a track unseen for ``max_missed`` sampled frames ends. ``alpha``: the
+    weight of the new frame in each track's moving average of probabilities."""
+
+    min_iou: float = 0.3
+    max_missed: int = 5
+    alpha: float = 0.5
+    tracks: list[Track] = field(default_factory=list)
+    next_id: int = 0
+
+    def update(self, faces: list[Face], probs: np.ndarray) -> list[tuple[Track, Face, np.ndarray]]:
+        pairs = sorted(((iou(t.box, f), ti, fi) for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)),
+                       reverse=True)
+        used_t, used_f, out = set(), set(), []
+        for score, ti, fi in pairs:
+            if score < self.min_iou or ti in used_t or fi in used_f:
+                continue
+            used_t.add(ti)
+            used_f.add(fi)
+            t = self.tracks[ti]
+            t.box, t.missed = faces[fi], 0
+            t.smoothed = self.alpha * probs[fi] + (1 - self.alpha) * t.smoothed
+            out.append((t, faces[fi], probs[fi]))
+        for ti, t in enumerate(self.tracks):
+            if ti not in used_t:
+                t.missed += 1
+        for fi, f in enumerate(faces):
+            if fi not in used_f:
+                t = Track(self.next_id, f, probs[fi].copy())
+                self.next_id += 1
+                self.tracks.append(t)
+                out.append((t, f, probs[fi]))
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        return sorted(out, key=lambda x: x[0].id)
+
+
+@dataclass
+class VideoRow:
+    time: float
+    frame: int
+    track: int
+    box: Face
+    probs: np.ndarray  # smoothed
+    label: str
+
+
+def read_frames(path: Path, fps: float):
+    """``(time_s, frame_index, BGR frame)`` sampled at ``fps`` (every frame when the video has fewer)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(f"{path}: not a readable video", hint="give an .mp4 / .avi / .mov file OpenCV can decode")
+    native = cap.get(cv2.CAP_PROP_FPS) or fps
+    step = max(1, round(native / fps))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    index, sampled = 0, 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % step == 0:
+                sampled += 1
+                yield index / native, index, frame, total
+            index += 1
+    finally:
+        cap.release()
+    if sampled == 0:
+        raise DataError(f"{path}: no frames could be decoded", hint="check that the file is a complete video")
+
+
+def predict_video(model, side: int, path: Path, detector: Detector, *, fps: float = 5.0, min_face: int = 24,
+                  annotate: Path | None = None, progress: bool = True) -> list[VideoRow]:
+    import cv2
+    from tqdm.auto import tqdm
+
+    names = model.labels.names
+    tracker, rows, writer = IouTracker(), [], None
+    bar = None
+    try:
+        for t, index, frame, total in read_frames(path, fps):
+            if bar is None:
+                bar = tqdm(total=total or None, desc=f"{path.name}", unit="frame", disable=not progress)
+            bar.update(index - bar.n if total else 1)
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            found = [(f, c) for f, c in face_crops(gray, side, detector, min_face) if f is not None]
+            probs = model.predict_proba(np.stack([c for _, c in found])) if found else np.zeros((0, len(names)))
+            for track, box, _p in tracker.update([f for f, _ in found], probs):
+                rows.append(VideoRow(t, index, track.id, box, track.smoothed.copy(),
+                                     names[int(track.smoothed.argmax())]))
+            if annotate is not None:
+                if writer is None:
+                    annotate.parent.mkdir(parents=True, exist_ok=True)
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(str(annotate), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                for r in (r for r in rows if r.frame == index):
+                    b = r.box
+                    cv2.rectangle(frame, (b.xmin, b.ymin), (b.xmax, b.ymax), (113, 204, 46), 2)
+                    cv2.putText(frame, f"#{r.track} {r.label} {r.probs.max():.2f}", (b.xmin, max(12, b.ymin - 6)),
+                                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (113, 204, 46), 1, cv2.LINE_AA)
+                writer.write(frame)
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.release()
+    return rows
+
+
+def video_csv(rows: list[VideoRow], names: tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["time_s", "frame", "track", "xmin", "ymin", "xmax", "ymax", "label"] + [f"p_{n}" for n in names])
+    for r in rows:
+        b = r.box
+        w.writerow([f"{r.time:.3f}", r.frame, r.track, b.xmin, b.ymin, b.xmax, b.ymax, r.label]
+                   + [f"{x:.6f}" for x in r.probs])
+    return buf.getvalue()
+
+
+def timeline_plot(rows: list[VideoRow], names: tuple[str, ...], out: Path) -> Path:
+    """One panel per track: each label's smoothed probability over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tracks = sorted({r.track for r in rows})
+    fig, axes = plt.subplots(max(1, len(tracks)), 1, figsize=(9, 2.4 * max(1, len(tracks))), squeeze=False)
+    for ax, track in zip(axes[:, 0], tracks):
+        mine = [r for r in rows if r.track == track]
+        times = [r.time for r in mine]
+        for k, name in enumerate(names):
+            ax.plot(times, [r.probs[k] for r in mine], label=name)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"track {track}")
+    axes[-1, 0].set_xlabel("time (s)")
+    if tracks:
+        axes[0, 0].legend(ncol=min(len(names), 7), fontsize=8, loc="upper right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
