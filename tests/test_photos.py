@@ -174,3 +174,32 @@ def test_a_corrupt_video_names_the_file(face_model, tmp_path):
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
     res = emolab("predict", face_model, bad, cwd=tmp_path)
     assert res.returncode == 2 and "broken.mp4" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_evaluation_in_the_wild_reports_detection_and_accuracy_on_labelled_photos(face_model, photos, tmp_path):
+    import json
+    import shutil
+
+    from emolab.config import config_from_dict, dump_config
+
+    run = tmp_path / "run"
+    shutil.copytree(face_model, run / "model")
+    (run / "config.yaml").write_text(dump_config(config_from_dict({"data": {"name": "fer2013"},
+                                                                   "model": {"name": "cnn-small"}})))
+    folder = tmp_path / "wild"
+    for cls, files in (("happy", [grace_hopper(), photos / "two.jpg"]), ("sad", [photos / "empty.png"])):
+        (folder / cls).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, folder / cls / f.name)
+    res = emolab("evaluate", run, "--photos", folder, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    result = json.loads((run / "evaluations" / "photos-wild.json").read_text())
+    assert result["photos"] == 3 and result["faces_found"] == 2 and result["detection_rate"] == pytest.approx(2 / 3)
+    assert result["missed"] == [str(folder / "sad" / "empty.png")]
+    correct = result["accuracy"] * 2
+    assert result["end_to_end_accuracy"] == pytest.approx(correct / 3)  # the missed photo counts as wrong
+    assert set(result["per_class"]) == set(FER2013_LABELS)
+    assert (run / "evaluations" / "photos-wild.png").is_file() and "detection rate" in res.stdout
+    (folder / "bored").mkdir()
+    res = emolab("evaluate", run, "--photos", folder, cwd=tmp_path)
+    assert res.returncode == 2 and "class folder 'bored' is not one of the model's labels" in res.stderr

@@ -66,10 +66,25 @@ def evaluate(
     split: str = typer.Option("test", help="train, validation or test"),
     precision: str = typer.Option("fp32", help="fp32, fp16 or bf16"),
     tta: Optional[str] = typer.Option(None, help="image runs: none, flip, ten-crop or dense (default: the run's)"),
+    photos: Optional[Path] = typer.Option(None, "--photos", help="Face runs: a folder of labelled real photos "
+                                          "(<class>/*.jpg) to score through the face detector"),
 ):
-    """Re-evaluate a saved run on one split."""
-    from emolab.pipeline import evaluate_run
+    """Re-evaluate a saved run on one split (or, with --photos, a face run on labelled photos)."""
+    from emolab.pipeline import evaluate_photos_run, evaluate_run
 
+    if photos is not None:
+        r = evaluate_photos_run(run_dir, photos, say=_say)
+        table = Table(title=f"{run_dir.name} on {photos} (through the face detector)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_row("photos", str(r["photos"]))
+        table.add_row("detection rate", f"{r['detection_rate']:.4f}")
+        for k in ("accuracy", "macro_f1", "end_to_end_accuracy"):
+            if k in r:
+                table.add_row(k.replace("_", " ") + (" (faces found)" if k != "end_to_end_accuracy" else ""),
+                              f"{r[k]:.4f}")
+        console.print(table)
+        return
     m = evaluate_run(run_dir, split, precision=precision, tta=tta, say=_say)
     table = Table(title=f"{run_dir.name}: {split} ({precision}{f', tta {tta}' if tta else ''})")
     table.add_column("metric")

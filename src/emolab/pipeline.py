@@ -219,6 +219,25 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
     return metrics
 
 
+def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, min_face: int = 24, say: Say = print) -> dict:
+    """``emolab evaluate FACE_RUN --photos FOLDER``: the face model on labelled real photos through the face
+    detector; writes ``evaluations/photos-<folder>.json`` and its contact sheet."""
+    from emolab.faces.detectors import create_detector
+    from emolab.faces.wild import evaluate_photos
+
+    run = open_run(run_path)
+    if not run.card.image:
+        raise EmolabError(f"--photos applies to face runs; {run.path} holds a text model ({run.card.summary})",
+                          hint="leave --photos out for text runs")
+    folder = Path(folder)
+    out = run.path / "evaluations" / f"photos-{folder.resolve().name}"
+    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder, create_detector("haar"),
+                             min_face=min_face, sheet=out.with_suffix(".png"))
+    atomic_write(out.with_suffix(".json"), to_json(result) + "\n")
+    say(f"wrote {out.with_suffix('.json')}")
+    return result
+
+
 def _image_files(items: list[str]) -> list[Path]:
     from emolab.data.images import IMAGE_SUFFIXES
 
