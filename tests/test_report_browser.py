@@ -65,9 +65,9 @@ def test_fer2013_report_renders_with_face_grids(tmp_path, shared_data):
     from emolab.pipeline import run
 
     root = Path(__file__).resolve().parents[1]
-    cfg = load_config(root / "configs" / "ferplus-cnn-small.yaml",
-                      ["data.name=fer2013", "data.max_train_examples=2000", "data.max_eval_examples=500",
-                       "train.epochs=2", f"output.dir={tmp_path}", "output.name=fer"])
+    cfg = load_config(root / "configs" / "fer2013-mlp.yaml",  # the small CNN with the MLP preset's recipe
+                      ["model.name=cnn-small", "model.width=32", "data.max_train_examples=2000",
+                       "data.max_eval_examples=500", "train.epochs=2", f"output.dir={tmp_path}", "output.name=fer"])
     out = run(cfg, say=lambda _m: None)
     html = (out / "report.html").read_text()
     assert "Why the faces were misread" in html and "Why the texts were misread" not in html

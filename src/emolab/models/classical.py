@@ -26,10 +26,28 @@ TRUST_PICKLE_ENV = "EMOLAB_TRUST_PICKLE"  # set by --trust-pickle
 TRUSTED_TYPES = ["sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"]
 
 
+def _vectorizers(pipeline: Any) -> dict[str, Any]:
+    return dict(pipeline.named_steps["features"].transformer_list)
+
+
 def save_pipeline(pipeline: Any, path: Path) -> None:
+    """skops for the estimators; the vectorizers' vocabularies (hundreds of thousands of n-grams, which skops
+    writes one node at a time, minutes) as a JSON file beside it, ``<path>.vocabulary.json``."""
+    import json
+
     import skops.io as sio
 
-    sio.dump(pipeline, path)
+    vocabularies = {name: v.vocabulary_ for name, v in _vectorizers(pipeline).items()}
+    try:
+        for v in _vectorizers(pipeline).values():
+            v.vocabulary_, v.stop_words_ = {}, None  # stop_words_ is for introspection only (scikit-learn docs)
+        sio.dump(pipeline, path)
+    finally:
+        for name, v in _vectorizers(pipeline).items():
+            v.vocabulary_ = vocabularies[name]
+    vocab_file = path.with_suffix(".vocabulary.json")
+    vocab_file.write_text(json.dumps({name: {k: int(i) for k, i in vocab.items()}
+                                      for name, vocab in vocabularies.items()}))
 
 
 def load_pipeline(path: Path) -> Any:
@@ -41,7 +59,16 @@ def load_pipeline(path: Path) -> Any:
     if untrusted:
         raise EmolabError(f"{path}: refusing to load types emolab does not write: {', '.join(untrusted)}",
                           hint="the file was changed or made elsewhere; retrain the model with `emolab run`")
-    return sio.load(path, trusted=TRUSTED_TYPES)
+    import json
+
+    pipeline = sio.load(path, trusted=TRUSTED_TYPES)
+    vocab_file = path.with_suffix(".vocabulary.json")
+    if not vocab_file.is_file():
+        raise EmolabError(f"{vocab_file} is missing", hint="copy the whole model/ folder, or retrain the run")
+    vocabularies = json.loads(vocab_file.read_text())
+    for name, v in _vectorizers(pipeline).items():
+        v.vocabulary_ = {str(k): int(i) for k, i in vocabularies[name].items()}
+    return pipeline
 
 
 def _load_pickle(folder: Path) -> Any:
