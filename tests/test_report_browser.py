@@ -2,6 +2,7 @@
 Chromium at /usr/bin/chromium and the playwright package; `make test-slow` runs it)."""
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,21 +14,30 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync"]
 
 
-def open_report(html: Path, screenshot: Path) -> tuple[int, int, list[str]]:
+@contextmanager
+def chromium_page(width: int, height: int):
+    """A page in headless Chromium and the list its console errors and page errors are collected in."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 1600})
+        page = browser.new_page(viewport={"width": width, "height": height})
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            yield page, errors
+        finally:
+            browser.close()
+
+
+def open_report(html: Path, screenshot: Path) -> tuple[int, int, list[str]]:
+    with chromium_page(1200, 1600) as (page, errors):
         page.goto(html.resolve().as_uri())
         images = page.evaluate("document.images.length")
         broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")
         page.screenshot(path=str(screenshot), full_page=True)
-        browser.close()
     return images, broken, errors
 
 

@@ -5,7 +5,6 @@ playwright package; `make test-slow` runs it): type a sentence and see the same 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from emolab.pipeline import predict_inputs, predict_photos
 from emolab.serving import ServeSettings, create_app
 from tests.test_photos import grace_hopper
-from tests.test_report_browser import ARGS, CHROMIUM
+from tests.test_report_browser import chromium_page
 from tests.test_serving import LiveServer, model_dirs, png  # noqa: F401  (model_dirs: a fixture)
 
 pytestmark = pytest.mark.slow
@@ -27,20 +26,12 @@ def bars(page) -> list[tuple[str, float]]:
 
 
 def test_the_demo_page_classifies_text_and_an_uploaded_face(model_dirs, tmp_path):  # noqa: F811
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
     text_run, faces = model_dirs
-    live = LiveServer(create_app(ServeSettings(models=[str(text_run), f"faces={faces}"])))
     face_file = tmp_path / "face.png"
     face_file.write_bytes(png(64, seed=3))
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 900, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
+    with chromium_page(900, 900) as (page, errors):
+        live = LiveServer(create_app(ServeSettings(models=[str(text_run), f"faces={faces}"])))
+        try:
             page.goto(live.url + "/")
             page.wait_for_selector("#model option", state="attached")
             assert "test accuracy" in page.text_content("#about")
@@ -66,7 +57,6 @@ def test_the_demo_page_classifies_text_and_an_uploaded_face(model_dirs, tmp_path
             rows, _names = predict_photos(faces, [str(grace_hopper())], say=lambda _m: None)
             assert page.text_content("#faces") == f"face 1: {rows[0].label}" and page.is_visible("#photo")
             page.screenshot(path=str(tmp_path / "face.png"), full_page=True)
-            browser.close()
-        assert not errors, errors
-    finally:
-        live.close()
+        finally:
+            live.close()
+    assert not errors, errors

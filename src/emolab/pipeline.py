@@ -306,22 +306,14 @@ def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, 
 
 
 def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], list[str], np.ndarray, tuple[str, ...]]:
-    """Labels and probabilities for raw inputs, from a saved run or model folder (no network): texts for a
-    text model, image files or folders of images for an image model (read as the model's input: grayscale
-    at its side). Returns (inputs, labels, probabilities, names), with folders expanded to their image files."""
+    """Labels and probabilities for texts, from a saved run or model folder (no network); image models read
+    photos through :func:`predict_photos`. Returns (texts, labels, probabilities, names)."""
     from emolab.models import load_model, model_card
 
-    card = model_card(run_path)
+    if model_card(run_path).image:
+        raise EmolabError(f"{run_path} holds a face model", hint="give it image files: faces are found in them first")
     model = load_model(run_path)
-    if card.image:
-        from emolab.data.images import read_image
-
-        files = _image_files(items)
-        items = [str(f) for f in files]
-        inputs = np.stack([read_image(f, int(card.input.get("side", 48))) for f in files])
-    else:
-        inputs = items
-    probs = model.predict_proba(inputs)
+    probs = model.predict_proba(items)
     names = model.labels.names
     if model.labels.multi_label:  # the thresholds tuned on validation when the run has them
         metrics_file = Path(run_path) / "metrics.json"

@@ -149,17 +149,25 @@ def annotate(rgb, rows: list[FaceRow], out: Path) -> Path:
     return out
 
 
-def rows_csv(rows: list[FaceRow], names: tuple[str, ...]) -> str:
-    """One line per face: the image, face index, box in the photo's pixels, detector score, label, probabilities."""
+def table_csv(columns: list[str], names: tuple[str, ...], lines) -> str:
+    """CSV text: ``columns`` then one probability column per label; each line is ``(values, probs or None)``."""
     import csv
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["input", "face", "xmin", "ymin", "xmax", "ymax", "detector_score", "label"] + [f"p_{n}" for n in names])
-    for r in rows:
-        box = r.photo_box() or {}
-        probs = [f"{x:.6f}" for x in r.probs] if r.probs is not None else [""] * len(names)
-        w.writerow([r.file, "" if r.face is None else r.face, *(box.get(k, "") for k in ("xmin", "ymin", "xmax", "ymax")),
-                    f"{box['score']:.3f}" if box else "", r.label] + probs)
+    w.writerow(columns + [f"p_{n}" for n in names])
+    for values, probs in lines:
+        w.writerow(list(values) + ([f"{x:.6f}" for x in probs] if probs is not None else [""] * len(names)))
     return buf.getvalue()
+
+
+def rows_csv(rows: list[FaceRow], names: tuple[str, ...]) -> str:
+    """One line per face: the image, face index, box in the photo's pixels, detector score, label, probabilities."""
+    def line(r: FaceRow):
+        box = r.photo_box() or {}
+        return ([r.file, "" if r.face is None else r.face, *(box.get(k, "") for k in ("xmin", "ymin", "xmax", "ymax")),
+                 f"{box['score']:.3f}" if box else "", r.label], r.probs)
+
+    return table_csv(["input", "face", "xmin", "ymin", "xmax", "ymax", "detector_score", "label"], names,
+                     map(line, rows))

@@ -6,8 +6,6 @@ probabilities), a timeline plot of each track's emotions and, optionally, an ann
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import numpy as np
 
 from emolab.errors import DataError
 from emolab.faces.detectors import Detector, Face
-from emolab.faces.photos import face_crops
+from emolab.faces.photos import face_crops, table_csv
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -148,14 +146,9 @@ def predict_video(model, side: int, path: Path, detector: Detector, *, fps: floa
 
 
 def video_csv(rows: list[VideoRow], names: tuple[str, ...]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["time_s", "frame", "track", "xmin", "ymin", "xmax", "ymax", "label"] + [f"p_{n}" for n in names])
-    for r in rows:
-        b = r.box
-        w.writerow([f"{r.time:.3f}", r.frame, r.track, b.xmin, b.ymin, b.xmax, b.ymax, r.label]
-                   + [f"{x:.6f}" for x in r.probs])
-    return buf.getvalue()
+    return table_csv(["time_s", "frame", "track", "xmin", "ymin", "xmax", "ymax", "label"], names,
+                     (([f"{r.time:.3f}", r.frame, r.track, r.box.xmin, r.box.ymin, r.box.xmax, r.box.ymax, r.label],
+                       r.probs) for r in rows))
 
 
 def timeline_plot(rows: list[VideoRow], names: tuple[str, ...], out: Path) -> Path:

@@ -57,19 +57,29 @@ function showError(data) {
   $("status").textContent = `${data.error.field ? data.error.field + ": " : ""}${data.error.message}`;
 }
 
-// Image models: the photo goes to /faces; each face found gets a box and its label drawn on the photo, and
-// the bars show the largest face.
-async function classifyPhoto(image, body, isForm) {
-  const m = current();
+// POST to one of the current model's routes; returns the JSON answer, or null after showing its error.
+async function post(route, body, isForm, waiting) {
   $("status").className = "muted";
-  $("status").textContent = "Finding faces…";
-  const response = await fetch(`v1/models/${encodeURIComponent(m.name)}/faces`, {
+  $("status").textContent = waiting;
+  const response = await fetch(`v1/models/${encodeURIComponent(current().name)}/${route}`, {
     method: "POST",
     headers: isForm ? headers() : headers({ "Content-Type": "application/json" }),
     body: isForm ? body : JSON.stringify(body),
   });
   const data = await response.json();
-  if (!response.ok) return showError(data);
+  if (!response.ok) {
+    showError(data);
+    return null;
+  }
+  $("status").textContent = "";
+  return data;
+}
+
+// Image models: the photo goes to /faces; each face found gets a box and its label drawn on the photo, and
+// the bars show the largest face.
+async function classifyPhoto(image, body, isForm) {
+  const data = await post("faces", body, isForm, "Finding faces…");
+  if (!data) return;
   const faces = data[0];
   const canvas = $("photo");
   const scale = Math.min(1, 480 / Math.max(image.width, image.height));
@@ -94,24 +104,13 @@ async function classifyPhoto(image, body, isForm) {
   $("faces").textContent = faces.length
     ? faces.map((f, i) => `face ${i + 1}: ${f.label}`).join(" · ")
     : "No face found in this photo.";
-  $("status").textContent = "";
   if (faces.length) drawBars(faces[0].labels);
   else $("bars").replaceChildren();
 }
 
 async function predict(body, isForm = false) {
-  const m = current();
-  $("status").className = "muted";
-  $("status").textContent = "Classifying…";
-  const response = await fetch(`v1/models/${encodeURIComponent(m.name)}/predict`, {
-    method: "POST",
-    headers: isForm ? headers() : headers({ "Content-Type": "application/json" }),
-    body: isForm ? body : JSON.stringify(body),
-  });
-  const data = await response.json();
-  if (!response.ok) return showError(data);
-  $("status").textContent = "";
-  drawBars(data[0]);
+  const data = await post("predict", body, isForm, "Classifying…");
+  if (data) drawBars(data[0]);
 }
 
 $("classify-text").addEventListener("click", () => {
