@@ -36,4 +36,4 @@ def test_a_registered_toy_model_runs_through_run_report_and_compare(tmp_path, ti
 
     rows = compare([out], tmp_path / "lb", say=lambda _m: None)
     assert rows[0]["model"] == "keyword-centroid" and rows[0]["scheduler"] == "-"
-    assert "| toy | keyword-centroid |" in (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| toy | csv (mine.csv) | test | keyword-centroid |" in (tmp_path / "lb" / "leaderboard.md").read_text()

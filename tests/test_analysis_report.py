@@ -172,12 +172,97 @@ def test_compare_writes_a_leaderboard(noisy_run, tmp_path):
 
     rows = compare(find_runs([str(noisy_run)], str(noisy_run.parent / "*")), tmp_path / "lb", say=lambda _m: None)
     assert rows[0]["run"] == "noisy" and rows[0]["parameters"] > 0 and 0 <= rows[0]["macro_f1"] <= 1
+    assert rows[0]["macro_f1_lo"] < rows[0]["macro_f1"] < rows[0]["macro_f1_hi"]
     table = (tmp_path / "lb" / "leaderboard.md").read_text()
-    assert "| noisy | tfidf |" in table and "test macro-F1" in table
-    assert (tmp_path / "lb" / "leaderboard.csv").read_text().startswith("run,model,pooling")
+    assert "| noisy | csv (noisy.csv) | test | tfidf |" in table and "test macro-F1 [95% CI]" in table
+    assert f"{rows[0]['macro_f1']:.4f} [{rows[0]['macro_f1_lo']:.3f}, {rows[0]['macro_f1_hi']:.3f}]" in table
+    assert (tmp_path / "lb" / "leaderboard.csv").read_text().startswith("run,dataset,split,model,pooling")
     assert (tmp_path / "lb" / "leaderboard.png").is_file()
     with pytest.raises(EmolabError, match="no runs to compare"):
         find_runs([], str(tmp_path / "nothing-*"))
+
+
+def _tfidf_run(csv, out, name, **model):
+    cfg = config_from_dict({"data": {"name": "csv", "path": str(csv), "test_ratio": 0.3},
+                            "model": {"name": "tfidf", **model}, "eval": {"timing": False, "report": False},
+                            "output": {"dir": str(out), "name": name}})
+    return run(cfg, say=lambda _m: None)
+
+
+def test_compare_groups_by_dataset_and_tests_runs_against_the_best(noisy_run, tmp_path):
+    from emolab.compare import compare
+    from emolab.significance import paired_comparison
+
+    noisy_csv = noisy_run.parent.parent / "noisy.csv"
+    weak = _tfidf_run(noisy_csv, tmp_path, "weak", C=0.001, max_features=5)  # same test examples, a worse model
+    texts, ys = make_texts(200, seed=9)
+    other_csv = tmp_path / "other.csv"
+    pd.DataFrame({"text": texts, "label": ys}).to_csv(other_csv, index=False)
+    other = _tfidf_run(other_csv, tmp_path, "other")
+    said = []
+    rows = compare([weak, noisy_run, other], tmp_path / "lb", say=said.append)
+    by_run = {r["run"]: r for r in rows}
+    assert by_run["noisy"]["verdict"] == "best" and by_run["other"]["verdict"] == "best"  # two tables
+    assert by_run["noisy"]["dataset"] != by_run["other"]["dataset"]
+    w = by_run["weak"]
+    assert w["dataset"] == by_run["noisy"]["dataset"] and w["verdict"] == "worse"
+    # the same paired test computed directly from the saved predictions
+    from emolab.rundir import open_run
+
+    a, b = open_run(weak).predictions("test"), open_run(noisy_run).predictions("test")
+    direct = paired_comparison(b.y_true, a.probs.argmax(1), b.probs.argmax(1), b.labels.names)
+    assert w["delta_macro_f1"] == pytest.approx(direct["macro_f1"].difference)
+    assert w["p_accuracy"] == pytest.approx(direct["accuracy"].p_value)
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert md.count("## csv") == 2 and "weak vs noisy: macro-F1 -" in md and "significantly worse" in md
+
+
+def test_compare_refuses_a_paired_test_on_different_test_examples(noisy_run, tmp_path):
+    from emolab.compare import compare
+
+    small = config_from_dict({"data": {"name": "csv", "path": str(noisy_run.parent.parent / "noisy.csv"),
+                                       "test_ratio": 0.3, "max_eval_examples": 40},
+                              "model": {"name": "tfidf"}, "eval": {"timing": False, "report": False},
+                              "output": {"dir": str(tmp_path), "name": "small"}})
+    said = []
+    rows = compare([noisy_run, run(small, say=lambda _m: None)], tmp_path / "lb", say=said.append)
+    assert {r["verdict"] for r in rows} == {"best", "not tested"}
+    assert any("different test examples" in m and "a paired test needs the same examples" in m for m in said)
+
+
+def test_seeds_run_into_seed_folders_with_a_summary_that_compare_finds(tmp_path):
+    from emolab.compare import find_runs
+    from emolab.seeds import run_seeds
+
+    texts, ys = make_texts(150, seed=2)
+    csv = tmp_path / "s.csv"
+    pd.DataFrame({"text": texts, "label": ys}).to_csv(csv, index=False)
+    cfg = config_from_dict({"data": {"name": "csv", "path": str(csv)}, "model": {"name": "tfidf"},
+                            "eval": {"timing": False, "report": False}, "seeds": [3, 5],
+                            "output": {"dir": str(tmp_path / "runs"), "name": "spread"}})
+    done = run_seeds(cfg, say=lambda _m: None)
+    folder = tmp_path / "runs" / "spread"
+    assert [p.name for p in done] == ["seed-3", "seed-5"]
+    summary = __import__("json").loads((folder / "summary.json").read_text())
+    accs = [p["accuracy"] for p in summary["per_seed"]]
+    assert summary["seeds"] == [3, 5]
+    assert summary["mean_sd"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert summary["mean_sd"]["accuracy"]["sd"] == pytest.approx(np.std(accs, ddof=1))
+    md = (folder / "summary.md").read_text()
+    # the CSV's test split is drawn with the seed: the seeds cannot be paired, and the summary says so
+    assert "± " in md and "Not tested against each other" in md and "different test examples" in md
+    assert (folder / "seed_spread.png").is_file()
+    assert sorted(p.name for p in find_runs([], str(tmp_path / "runs" / "*"))) == ["seed-3", "seed-5"]
+    assert yaml.safe_load((folder / "seed-5" / "config.yaml").read_text())["seed"] == 5
+
+
+def test_bad_seeds_are_config_errors():
+    from emolab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seeds: expected a list of integers"):
+        config_from_dict({"seeds": [1, "two"]})
+    with pytest.raises(ConfigError, match="repeats a seed"):
+        config_from_dict({"seeds": [1, 1]})
 
 
 def test_occlusion_finds_the_word_that_drives_the_prediction():

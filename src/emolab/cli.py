@@ -45,17 +45,29 @@ def run(
     set_: Optional[List[str]] = SetOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run of the same name."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Run once per seed (the config's seed, +1, "
+                                        "...) into runs/<name>/seed-<s>/ and summarise the spread."),
 ):
     """Train, evaluate and write runs/<name>/ for CONFIG."""
     from emolab.config import load_config
     from emolab.pipeline import run as run_pipeline
 
     cfg = load_config(config, set_ or [])
+    if seeds:
+        cfg.seeds = [cfg.seed + i for i in range(seeds)]
+    if cfg.seeds and resume:
+        raise EmolabError("--resume continues one run, not a set of seeds",
+                          hint="run the seeds again without --resume (add --overwrite to replace finished ones)")
     if cfg.matrix:
         from emolab.config import load_raw
         from emolab.matrix import run_matrix
 
         run_matrix(cfg, load_raw(config, set_ or []), str(config), overwrite=overwrite, say=_say)
+        return
+    if cfg.seeds:
+        from emolab.seeds import run_seeds
+
+        run_seeds(cfg, overwrite=overwrite, say=_say)
         return
     run_pipeline(cfg, resume=resume, overwrite=overwrite, say=_say)
 

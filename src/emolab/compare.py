@@ -1,47 +1,132 @@
-"""``emolab compare``: one leaderboard over finished runs (Markdown, CSV, bar chart, overlaid curves)."""
+"""``emolab compare``: leaderboards over finished runs, one per dataset and split (Markdown, CSV, bar chart,
+overlaid curves). Runs scored on the same test examples are tested against the best of their group (paired
+bootstrap on macro-F1, McNemar's exact test on accuracy); a run not significantly worse is tied with it."""
 
 from __future__ import annotations
 
 import csv
 import glob
 import io
+import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emolab import plots
 from emolab.errors import EmolabError
+from emolab.evaluation import metrics_with_intervals
 from emolab.rundir import Run, atomic_write, open_run
+from emolab.significance import decisions, paired_comparison, with_interval
 
-COLUMNS = [("run", "run"), ("model", "model"), ("pooling", "pooling"), ("scheduler", "schedule"),
-           ("parameters", "params"), ("val_loss", "val loss"), ("train_loss", "train loss"),
-           ("val_accuracy", "val acc"), ("test_accuracy", "test acc"), ("macro_f1", "test macro-F1"),
-           ("train_s", "train s"), ("ms_per_example", "ms/example")]
+SPLIT = "test"
+COLUMNS = [("run", "run"), ("dataset", "dataset"), ("split", "split"), ("model", "model"), ("pooling", "pooling"),
+           ("scheduler", "schedule"), ("parameters", "params"), ("val_loss", "val loss"),
+           ("train_loss", "train loss"), ("val_accuracy", "val acc"), ("test_accuracy", "test acc [95% CI]"),
+           ("macro_f1", "test macro-F1 [95% CI]"), ("delta_macro_f1", "Δ macro-F1 vs best [95% CI]"),
+           ("p_macro_f1", "p"), ("delta_accuracy", "Δ acc vs best"), ("p_accuracy", "McNemar p"),
+           ("verdict", "vs best"), ("train_s", "train s"), ("ms_per_example", "ms/example")]
+CSV_EXTRA = ["test_accuracy_lo", "test_accuracy_hi", "macro_f1_lo", "macro_f1_hi", "delta_macro_f1_lo",
+             "delta_macro_f1_hi"]
 
 
 def history(run: Path) -> list[dict]:
     return open_run(run).history
 
 
+def dataset_label(run: Run) -> str:
+    """The dataset a run was scored on, as its leaderboard groups it (taxonomy and CSV file included)."""
+    data = run.raw_config.get("data", {})
+    name = run.manifest.get("dataset", {}).get("name") or data.get("name", "?")
+    for key in ("taxonomy", "path", "train_file", "root"):
+        if data.get(key) and str(data[key]) not in name:
+            name += f" ({Path(str(data[key])).name if key != 'taxonomy' else data[key]})"
+    return name
+
+
 def leaderboard_row(run: Path | Run) -> dict[str, Any]:
-    """One run's line: model (as its card summarises it), pooling, size, losses, accuracies, macro-F1, train
-    time, latency."""
+    """One run's line: dataset and split, model (as its card summarises it), pooling, size, losses,
+    accuracies and macro-F1 with their intervals, train time, latency."""
     run = run if isinstance(run, Run) else open_run(run)
-    card, metrics, manifest, hist = run.card, run.metrics, run.manifest, run.history
+    card, metrics, manifest, hist = run.card, metrics_with_intervals(run), run.manifest, run.history
     best = max(hist, key=lambda h: h.get("val_macro_f1", 0)) if hist else {}
-    return {"run": run.name,
-            "model": card.hyperparameters.get("backbone") or card.model,  # the card's summary is in the report
-            "pooling": card.hyperparameters.get("pooling", "-"),
-            "scheduler": run.raw_config.get("train", {}).get("scheduler") if card.training == "loop" else "-",
-            "parameters": metrics.get("parameters"),
-            "val_loss": metrics.get("validation", {}).get("cross_entropy"), "train_loss": best.get("train_loss"),
-            "val_accuracy": metrics.get("validation", {}).get("accuracy"),
-            "test_accuracy": metrics.get("test", {}).get("accuracy"),
-            "macro_f1": metrics.get("test", {}).get("macro_f1"),
-            "train_s": manifest.get("wall_times", {}).get("train_s"),
-            "ms_per_example": metrics.get("timing", {}).get("batch_1_p50_ms")}
+    test = metrics.get(SPLIT, {})
+    ci = test.get("intervals", {})
+    accuracy_key = "accuracy" if "accuracy" in test else "micro_f1"
+    row = {"run": run.name, "path": str(run.path), "dataset": dataset_label(run), "split": SPLIT,
+           "model": card.hyperparameters.get("backbone") or card.model,  # the card's summary is in the report
+           "pooling": card.hyperparameters.get("pooling", "-"),
+           "scheduler": run.raw_config.get("train", {}).get("scheduler") if card.training == "loop" else "-",
+           "parameters": metrics.get("parameters"),
+           "val_loss": metrics.get("validation", {}).get("cross_entropy"), "train_loss": best.get("train_loss"),
+           "val_accuracy": metrics.get("validation", {}).get("accuracy"),
+           "test_accuracy": test.get(accuracy_key), "macro_f1": test.get("macro_f1"),
+           "train_s": manifest.get("wall_times", {}).get("train_s"),
+           "ms_per_example": metrics.get("timing", {}).get("batch_1_p50_ms")}
+    for key, source in (("test_accuracy", accuracy_key), ("macro_f1", "macro_f1")):
+        lo_hi = ci.get(source) or [None, None]
+        row[f"{key}_lo"], row[f"{key}_hi"] = lo_hi
+    return row
 
 
-def _cell(v: Any) -> str:
+def _decided(run: Run):
+    """(ids, y_true, decisions, label names, multi-label) of a run's test predictions."""
+    preds = run.predictions(SPLIT)
+    multi = preds.labels.multi_label
+    thresholds = (list(run.metrics["tuned_thresholds"].values()) if "tuned_thresholds" in run.metrics
+                  else run.raw_config.get("eval", {}).get("threshold", 0.5))
+    return preds.ids.astype(str), preds.y_true, decisions(preds.probs, multi_label=multi, thresholds=thresholds), \
+        preds.labels.names, multi
+
+
+def test_against_best(best: Run, other: Run, *, seed: int = 0) -> tuple[dict[str, Any] | None, str | None]:
+    """``other - best`` on the examples both were scored on, or (None, why not)."""
+    try:
+        ids_b, y_b, d_b, names_b, multi = _decided(best)
+        ids_o, y_o, d_o, names_o, _ = _decided(other)
+    except EmolabError as exc:
+        return None, exc.message
+    if list(names_b) != list(names_o):
+        return None, f"different label sets ({', '.join(names_o)} vs {', '.join(names_b)})"
+    if len(ids_b) != len(ids_o) or set(ids_b) != set(ids_o):
+        common = len(set(ids_b) & set(ids_o))
+        return None, (f"scored on different {SPLIT} examples ({len(ids_o)} vs {len(ids_b)}, {common} in common): "
+                      "a paired test needs the same examples")
+    order = {i: k for k, i in enumerate(ids_o)}
+    take = np.array([order[i] for i in ids_b])
+    if not np.array_equal(np.asarray(y_o)[take], np.asarray(y_b)):
+        return None, f"the same {SPLIT} ids carry different labels: not the same data"
+    result = paired_comparison(y_b, np.asarray(d_o)[take], d_b, names_b, multi_label=multi, seed=seed)
+    return {k: v.to_dict() for k, v in result.items()}, None
+
+
+def _add_significance(rows: list[dict], runs: dict[str, Run], say) -> None:
+    """Fill each row's difference from the group's best (rows sorted best first)."""
+    best = rows[0]
+    best["verdict"] = "best"
+    for row in rows[1:]:
+        result, why = test_against_best(runs[best["path"]], runs[row["path"]])
+        if result is None:
+            row["verdict"] = "not tested"
+            say(f"{row['run']} vs {best['run']}: no paired test, {why}")
+            continue
+        f1 = result["macro_f1"]
+        acc = result.get("accuracy") or result.get("micro_f1")
+        row.update(delta_macro_f1=f1["difference"], delta_macro_f1_lo=f1["interval"][0],
+                   delta_macro_f1_hi=f1["interval"][1], p_macro_f1=f1["p_value"], p_macro_f1_text=f1["p_text"],
+                   delta_accuracy=acc["difference"], p_accuracy=acc["p_value"], p_accuracy_text=acc["p_text"])
+        worse = f1["significant"] and f1["difference"] < 0
+        row["verdict"] = "worse" if worse else "tied with best"
+
+
+def _cell(row: dict, key: str) -> str:
+    v = row.get(key)
+    if key in ("test_accuracy", "macro_f1", "delta_macro_f1"):
+        return with_interval(v, [row[f"{key}_lo"], row[f"{key}_hi"]] if row.get(f"{key}_lo") is not None else None)
+    if key.startswith("p_") and v is not None:
+        return row.get(f"{key}_text") or f"{v:.3g}"
+    if key == "delta_accuracy" and v is not None:
+        return f"{v:+.4f}"
     if v is None:
         return "–"
     if isinstance(v, float):
@@ -52,32 +137,99 @@ def _cell(v: Any) -> str:
 def leaderboard_markdown(rows: list[dict]) -> str:
     head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     lines = [head, "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r, k) for k, _ in COLUMNS) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
+def _p(text: str) -> str:
+    return text if text.startswith("<") else f"= {text}"
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    """One sentence per tested run: does it differ from the best, and by how much."""
+    out = []
+    for r in rows[1:]:
+        if r.get("p_macro_f1") is None:
+            continue
+        how = ("significantly worse" if r["verdict"] == "worse" else "not significantly different (tied)")
+        out.append(f"{r['run']} vs {rows[0]['run']}: macro-F1 {r['delta_macro_f1']:+.4f} "
+                   f"[{r['delta_macro_f1_lo']:+.4f}, {r['delta_macro_f1_hi']:+.4f}], paired bootstrap p "
+                   f"{_p(r['p_macro_f1_text'])}; accuracy {r['delta_accuracy']:+.4f}, McNemar p "
+                   f"{_p(r['p_accuracy_text'])}: "
+                   f"{how}.")
+    return out
+
+
 def find_runs(runs: list[str], pattern: str | None) -> list[Path]:
-    paths = [Path(r) for r in runs]
-    if pattern:
-        paths += sorted(Path(p) for p in glob.glob(pattern) if (Path(p) / "metrics.json").is_file())
+    """Run directories named, and those a glob matches; a matched folder that is not a run is searched for
+    runs nested in it (matrix cells, ``seed-<s>/`` folders)."""
+    paths = []
+    for p in [Path(r) for r in runs] + sorted(Path(p) for p in glob.glob(pattern or "")):
+        if (p / "metrics.json").is_file() or not p.is_dir():
+            paths.append(p)
+        else:
+            paths += sorted(m.parent for m in p.rglob("metrics.json") if not m.parent.name.endswith(".partial"))
     if not paths:
         raise EmolabError("no runs to compare", hint="name run directories, or --glob 'runs/*'")
     return list(dict.fromkeys(paths))
 
 
+def _display_names(runs: list[Run]) -> None:
+    """Nested runs share names (``seed-1``): name them by their path below the common parent."""
+    names = [r.name for r in runs]
+    if len(set(names)) == len(names):
+        return
+    paths = [r.path.resolve() for r in runs]
+    common = Path(os.path.commonpath(paths))
+    if common in paths:
+        common = common.parent
+    for r, p in zip(runs, paths):
+        r.display_name = str(p.relative_to(common))
+
+
+def leaderboards(runs: list[Path], *, sort_by: str = "macro_f1", say=print) -> list[list[dict]]:
+    """Rows grouped by dataset and split, each group sorted best first and tested against its best."""
+    opened = [open_run(r) for r in runs]
+    _display_names(opened)
+    by_path = {str(r.path): r for r in opened}
+    groups: dict[tuple, list[dict]] = {}
+    for r in opened:
+        row = leaderboard_row(r)
+        row["run"] = getattr(r, "display_name", r.name)
+        groups.setdefault((row["dataset"], row["split"]), []).append(row)
+    out = []
+    for rows in groups.values():
+        rows.sort(key=lambda r: -(r.get(sort_by) or 0))
+        _add_significance(rows, by_path, say)
+        out.append(rows)
+    return out
+
+
 def compare(runs: list[Path], out: Path, *, sort_by: str = "macro_f1", say=print) -> list[dict]:
     """Write ``leaderboard.md``, ``leaderboard.csv``, a bar chart and overlaid learning curves into ``out``."""
-    rows = sorted((leaderboard_row(r) for r in runs), key=lambda r: -(r.get(sort_by) or 0))
-    atomic_write(out / "leaderboard.md", "# Leaderboard\n\n" + leaderboard_markdown(rows))
+    groups = leaderboards(runs, sort_by=sort_by, say=say)
+    text = ["# Leaderboard", "",
+            "One table per dataset and split. Intervals: 95% percentile bootstrap over the test examples. Each run is "
+            "tested against the best of its table on the same examples (paired bootstrap on macro-F1, McNemar's "
+            "exact test on accuracy); a run whose macro-F1 is not significantly lower (p ≥ 0.05) is tied with it.", ""]
+    for rows in groups:
+        text += [f"## {rows[0]['dataset']} ({rows[0]['split']})", "", leaderboard_markdown(rows)]
+        text += [f"- {v}" for v in verdicts(rows)] + [""]
+    atomic_write(out / "leaderboard.md", "\n".join(text))
+    flat = [r for rows in groups for r in rows]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[k for k, _ in COLUMNS])
+    w = csv.DictWriter(buf, fieldnames=[k for k, _ in COLUMNS] + CSV_EXTRA, extrasaction="ignore")
     w.writeheader()
-    w.writerows({k: r.get(k) for k, _ in COLUMNS} for r in rows)
+    w.writerows(flat)
     atomic_write(out / "leaderboard.csv", buf.getvalue())
-    plots.leaderboard_bars(rows, out / "leaderboard.png")
-    curves = {r.name: history(r) for r in runs if len(history(r)) > 1}
+    plots.leaderboard_bars(flat, out / "leaderboard.png")
+    curves = {r["run"]: history(Path(r["path"])) for r in flat if len(history(Path(r["path"]))) > 1}
     if curves:
         plots.overlay_curves(curves, out / "curves.png")
-    say(leaderboard_markdown(rows))
+    for rows in groups:
+        say(f"{rows[0]['dataset']} ({rows[0]['split']})")
+        say(leaderboard_markdown(rows))
+        for v in verdicts(rows):
+            say(v)
     say(f"wrote {out / 'leaderboard.md'}, leaderboard.csv and leaderboard.png")
-    return rows
+    return flat

@@ -64,6 +64,7 @@ class EvalConfig:
     timing: bool = True  # inference timing at batch 1 and 64
     timing_examples: int = 200
     tta: Literal["none", "flip", "ten-crop", "dense"] = "none"  # image models: average over flips / 10 crops / a crop grid
+    bootstrap: int = 1000  # resamples for the 95% intervals on every metric (seeded by `seed`); 0 turns them off
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
 
 
@@ -103,6 +104,8 @@ class RunConfig:
     # dotted key -> list of values; `emolab run` then runs every combination and writes a leaderboard
     matrix: dict = field(default_factory=dict)
     seed: int = 42
+    # run the config once per seed into runs/<name>/seed-<s>/ and summarise the spread (`emolab run --seeds N`)
+    seeds: list = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -214,6 +217,14 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         "train.grad_accum_steps": cfg.train.grad_accum_steps,
         "eval.batch_size": cfg.eval.batch_size,
     }
+    if isinstance(cfg.seeds, list):
+        bad = [s for s in cfg.seeds if not isinstance(s, int) or isinstance(s, bool)]
+        if bad:
+            problems.append(f"seeds: expected a list of integers, e.g. [1, 2, 3], got {bad}")
+        elif len(set(cfg.seeds)) != len(cfg.seeds):
+            problems.append(f"seeds: {cfg.seeds} repeats a seed; each seed runs once")
+    if isinstance(cfg.eval.bootstrap, int) and cfg.eval.bootstrap < 0:
+        problems.append(f"eval.bootstrap: resamples must be 0 (off) or more, e.g. 1000, got {cfg.eval.bootstrap}")
     for key, value in positive.items():
         if isinstance(value, int) and value < 1:
             problems.append(f"{key}: must be at least 1, got {value}")

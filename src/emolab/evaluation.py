@@ -9,6 +9,7 @@ import numpy as np
 
 from emolab.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from emolab.records import Predictions, Split
+from emolab.significance import decisions, intervals, with_interval
 
 
 def predict(model, split: Split, split_name: str, *, batch_size: int = 64) -> Predictions:
@@ -18,16 +19,24 @@ def predict(model, split: Split, split_name: str, *, batch_size: int = 64) -> Pr
                        split=split_name, target_probs=split.soft_labels)
 
 
-def score(preds: Predictions, *, threshold: float | np.ndarray = 0.5, ece_bins: int = 15) -> dict[str, Any]:
-    """All metrics of one split, as a JSON-ready dict."""
-    if preds.labels.multi_label:
-        return multilabel_metrics(preds.y_true, preds.probs, preds.labels.names, threshold=threshold)
-    return classification_metrics(preds.y_true, preds.probs, preds.labels.names,
-                                  target_probs=preds.target_probs, ece_bins=ece_bins)
+def score(preds: Predictions, *, threshold: float | np.ndarray = 0.5, ece_bins: int = 15,
+          bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+    """All metrics of one split, as a JSON-ready dict; with ``bootstrap`` resamples, their 95% intervals
+    under ``intervals``."""
+    multi = preds.labels.multi_label
+    if multi:
+        out = multilabel_metrics(preds.y_true, preds.probs, preds.labels.names, threshold=threshold)
+    else:
+        out = classification_metrics(preds.y_true, preds.probs, preds.labels.names,
+                                     target_probs=preds.target_probs, ece_bins=ece_bins)
+    if bootstrap:
+        out["intervals"] = intervals(preds.y_true, decisions(preds.probs, multi_label=multi, thresholds=threshold),
+                                     preds.labels.names, multi_label=multi, resamples=bootstrap, seed=seed)
+    return out
 
 
 def evaluate(predictions: dict[str, Predictions], *, threshold: float = 0.5, tune: bool = True,
-             ece_bins: int = 15) -> dict[str, Any]:
+             ece_bins: int = 15, bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
     """Score every split; multi-label thresholds are tuned on validation and applied to the others."""
     thresholds: float | np.ndarray = threshold
     out: dict[str, Any] = {}
@@ -37,7 +46,7 @@ def evaluate(predictions: dict[str, Predictions], *, threshold: float = 0.5, tun
         thresholds = tune_thresholds(val.y_true, val.probs)
         out["tuned_thresholds"] = dict(zip(val.labels.names, thresholds.round(3).tolist()))
     for name, preds in predictions.items():
-        out[name] = score(preds, threshold=thresholds, ece_bins=ece_bins)
+        out[name] = score(preds, threshold=thresholds, ece_bins=ece_bins, bootstrap=bootstrap, seed=seed)
         if multi and tune and "validation" in predictions:
             out[name]["at_fixed_threshold"] = {
                 k: v for k, v in score(preds, threshold=threshold).items() if k in ("micro_f1", "macro_f1")
@@ -70,8 +79,8 @@ def time_inference(model, inputs, *, batch_sizes=(1, 64), n: int = 200, warmup: 
 # --- Markdown -----------------------------------------------------------------------------------------
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+def _fmt(v: Any, interval: list | None = None) -> str:
+    return with_interval(v, interval) if isinstance(v, float) else str(v)
 
 
 def metrics_markdown(metrics: dict[str, Any], label_names) -> str:
@@ -85,12 +94,19 @@ def metrics_markdown(metrics: dict[str, Any], label_names) -> str:
              "kl_divergence", "ece"])
     lines = ["| split | n | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for s in splits:
-        lines.append(f"| {s} | {metrics[s]['n']} | " + " | ".join(_fmt(metrics[s][k]) for k in keys) + " |")
+        ci = metrics[s].get("intervals", {})
+        lines.append(f"| {s} | {metrics[s]['n']} | " + " | ".join(_fmt(metrics[s][k], ci.get(k)) for k in keys) + " |")
     main = "test" if "test" in metrics else splits[-1]
+    method = metrics[main].get("intervals", {}).get("method")
+    if method:
+        lines += ["", f"In brackets: {method['confidence']:.0%} {method['kind']} ({method['resamples']} resamples, "
+                      f"seed {method['seed']})."]
+    ci = metrics[main].get("intervals", {}).get("per_class_f1", {})
     lines += ["", f"## Per-class report ({main})", "", "| label | precision | recall | f1 | support |",
               "|---|---|---|---|---|"]
     for name, row in metrics[main]["per_class"].items():
-        lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |")
+        lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {_fmt(row['f1'], ci.get(name))} | "
+                     f"{row['support']} |")
     if "confusion_matrix" in metrics[main]:
         lines += ["", f"## Confusion matrix ({main}; rows true, columns predicted)", "",
                   "| true \\ pred | " + " | ".join(label_names) + " |", "|---|" + "---|" * len(label_names)]
@@ -99,3 +115,22 @@ def metrics_markdown(metrics: dict[str, Any], label_names) -> str:
     if "timing" in metrics:
         lines += ["", "## Inference timing", ""] + [f"- {k}: {_fmt(v)}" for k, v in metrics["timing"].items()]
     return "\n".join(lines) + "\n"
+
+
+def metrics_with_intervals(run) -> dict[str, Any]:
+    """A run's ``metrics.json``; splits scored before emolab wrote intervals get them from the saved
+    predictions (same resampler, the run's seed), so older runs report and compare like new ones."""
+    metrics = run.metrics
+    seed = run.raw_config.get("seed", 0)
+    resamples = run.raw_config.get("eval", {}).get("bootstrap", 1000) or 1000
+    thresholds = list(metrics["tuned_thresholds"].values()) if "tuned_thresholds" in metrics else \
+        run.raw_config.get("eval", {}).get("threshold", 0.5)
+    out = dict(metrics)
+    for split in ("train", "validation", "test"):
+        if split in metrics and "intervals" not in metrics[split] and run.has(f"predictions_{split}.npz"):
+            preds = run.predictions(split)
+            multi = preds.labels.multi_label
+            out[split] = {**metrics[split], "intervals": intervals(
+                preds.y_true, decisions(preds.probs, multi_label=multi, thresholds=thresholds), preds.labels.names,
+                multi_label=multi, resamples=resamples, seed=seed)}
+    return out

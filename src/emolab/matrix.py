@@ -37,7 +37,9 @@ def cells(cfg: RunConfig, raw: dict, source: str) -> list[tuple[str, RunConfig]]
         overrides = [f"{k}={_value_text(v)}" for k, v in zip(matrix, combo)]
         overrides += [f"output.dir={Path(cfg.output.dir) / name}", f"output.name={cell}"]
         try:
-            out.append((cell, config_from_dict(base, source=source, overrides=overrides)))
+            one = config_from_dict(base, source=source, overrides=overrides)
+            one.seeds = list(cfg.seeds)  # `--seeds N` is not in the raw config
+            out.append((cell, one))
         except ConfigError as exc:
             problems += [f"matrix cell {cell}: {p}" for p in exc.problems]
     if problems:
@@ -46,8 +48,11 @@ def cells(cfg: RunConfig, raw: dict, source: str) -> list[tuple[str, RunConfig]]
 
 
 def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = False, say=print) -> Path:
+    """Every cell into ``runs/<name>/<cell>/`` (with seeds: ``runs/<name>/<cell>/seed-<s>/`` and a summary
+    per cell), then one leaderboard over all of them."""
     from emolab.compare import compare
     from emolab.pipeline import run
+    from emolab.seeds import run_seeds
 
     todo = cells(cfg, raw, source)
     folder = Path(cfg.output.dir) / (cfg.output.name or Path(source).stem)
@@ -55,6 +60,9 @@ def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = Fals
     done = []
     for i, (cell, cell_cfg) in enumerate(todo, start=1):
         say(f"[{i}/{len(todo)}] {cell}")
-        done.append(run(cell_cfg, overwrite=overwrite, say=say))
+        if cell_cfg.seeds:
+            done += run_seeds(cell_cfg, overwrite=overwrite, say=say)
+        else:
+            done.append(run(cell_cfg, overwrite=overwrite, say=say))
     compare(done, folder, say=say)
     return folder

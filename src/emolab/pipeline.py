@@ -30,7 +30,7 @@ Say = Callable[[str], None]
 def _evaluate_and_write(run: RunDir, model, ds: Dataset, cfg: RunConfig, say: Say) -> dict[str, Any]:
     preds = {s: predict(model, ds.split(s), s, batch_size=cfg.eval.batch_size) for s in cfg.eval.splits}
     metrics = evaluate(preds, threshold=cfg.eval.threshold, tune=cfg.eval.tune_thresholds,
-                       ece_bins=cfg.eval.ece_bins)
+                       ece_bins=cfg.eval.ece_bins, bootstrap=cfg.eval.bootstrap, seed=cfg.seed)
     thresholds = (list(metrics["tuned_thresholds"].values()) if "tuned_thresholds" in metrics
                   else cfg.eval.threshold)
     for p in preds.values():
@@ -212,7 +212,8 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
     preds = {split: predict(model, ds.split(split), split, batch_size=cfg.eval.batch_size)}
     if model.labels.multi_label and split != "validation":
         preds = {"validation": predict(model, ds.split("validation"), "validation"), **preds}
-    metrics = evaluate(preds, threshold=cfg.eval.threshold, tune=cfg.eval.tune_thresholds)[split]
+    metrics = evaluate(preds, threshold=cfg.eval.threshold, tune=cfg.eval.tune_thresholds,
+                       bootstrap=cfg.eval.bootstrap, seed=cfg.seed)[split]
     out = run.path / "evaluations" / f"{split}-{precision}{f'-tta-{tta}' if tta else ''}.json"
     atomic_write(out, to_json(metrics) + "\n")
     say(f"wrote {out}")

@@ -68,6 +68,24 @@ def confusion_heatmap(cm: Sequence[Sequence[float]], labels: Sequence[str], path
     return _save(fig, path)
 
 
+def seed_spread(values: dict[str, list[float]], seeds: list, path: Path) -> Path:
+    """Each metric's value per seed (points, labelled) with the mean and ±1 sd band."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(values) + 2), 3.6))
+    for i, (name, vals) in enumerate(values.items()):
+        v = np.asarray(vals, dtype=float)
+        mean, sd = v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0
+        ax.fill_between([i - 0.3, i + 0.3], mean - sd, mean + sd, alpha=0.2, color=f"C{i}")
+        ax.hlines(mean, i - 0.3, i + 0.3, color=f"C{i}")
+        ax.scatter(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, color=f"C{i}", zorder=3)
+        for x, y, s in zip(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, seeds):
+            ax.annotate(str(s), (x, y), textcoords="offset points", xytext=(4, 2), fontsize=7)
+    ax.set_xticks(range(len(values)), list(values))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"Test metrics per seed (line: mean, band: ±1 sd; seeds {', '.join(map(str, seeds))})")
+    return _save(fig, path)
+
+
 def learning_curves(history: list[dict[str, Any]], path: Path, *, title: str = "Learning curves") -> Path:
     """Train vs validation loss, accuracy and macro-F1 per epoch (whichever the history has)."""
     plt = _plt()

@@ -113,10 +113,26 @@ def baseline_scores(data_cfg, seed: int) -> dict[str, Any]:
     ds = load_dataset(data_cfg, seed)
     model = create_model(cfg.model, ds.labels, ds)
     model.fit(ds, cfg)
-    m = score(predict(model, ds.split("test"), "test"))
+    preds = predict(model, ds.split("test"), "test")
+    m = score(preds)
     return {"model": "tfidf + logistic regression", "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
             "weighted_f1": m["weighted_f1"],
-            "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()}}
+            "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()},
+            "_ids": np.asarray(preds.ids).astype(str), "_pred": preds.probs.argmax(axis=1)}
+
+
+def against_baseline(preds: Predictions, baseline: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The run minus its baseline on the same test examples (paired bootstrap, McNemar), from the baseline's
+    private ``_ids`` / ``_pred`` (removed from the dict)."""
+    from emolab.significance import paired_comparison
+
+    ids, pred = baseline.pop("_ids"), baseline.pop("_pred")
+    where = {i: k for k, i in enumerate(ids)}
+    if set(where) != set(preds.ids.astype(str)):
+        return {"skipped": "the baseline was scored on other test examples than the run"}
+    take = np.array([where[i] for i in preds.ids.astype(str)])
+    result = paired_comparison(preds.y_true, preds.probs.argmax(axis=1), pred[take], preds.labels.names, seed=seed)
+    return {k: v.to_dict() for k, v in result.items()}
 
 
 def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str | Path | None = None,
@@ -159,6 +175,7 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
     if baseline and not card.image and card.family != "classical":  # a classical run is its own baseline
         say("scoring the TF-IDF baseline on the same test set")
         result["baseline"] = baseline_scores(cfg.data, cfg.seed)
+        result["baseline"]["paired"] = against_baseline(preds, result["baseline"], cfg.seed)
     if card.image:
         from emolab.analysis.faces import face_figures, pixel_baseline_scores
 
@@ -168,6 +185,7 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
         if baseline and card.family == "cnn":  # a dense net on pixels is itself the simple baseline
             say("scoring the pixel logistic-regression baseline on the same test set")
             result["baseline"] = pixel_baseline_scores(cfg.data, cfg.seed)
+            result["baseline"]["paired"] = against_baseline(preds, result["baseline"], cfg.seed)
     atomic_write(out / "analysis.json", to_json(result) + "\n")
     say(f"{result['errors']} errors of {result['n']} ({split}); {result['label_issue_count']} likely label errors; "
         f"wrote {out}")

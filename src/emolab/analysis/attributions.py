@@ -44,3 +44,13 @@ def highlight_html(words: list[tuple[str, float]]) -> str:
         safe = w.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "&#124;")
         spans.append(f'<mark style="background:{color}" title="log-prob change {s:+.3f}">{safe}</mark>')
     return " ".join(spans)
+
+
+def highlight_markdown(words: list[tuple[str, float]], *, top: int = 3) -> str:
+    """The text with the (up to) ``top`` words that pushed most towards the prediction in bold."""
+    strongest = sorted((i for i, (_, s) in enumerate(words) if s > 0), key=lambda i: -words[i][1])[:top]
+    out = []
+    for i, (w, _) in enumerate(words):
+        safe = w.replace("|", "/").replace("*", "\\*").replace("<", "&lt;")
+        out.append(f"**{safe}**" if i in strongest else safe)
+    return " ".join(out)

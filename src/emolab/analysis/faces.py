@@ -85,4 +85,5 @@ def pixel_baseline_scores(data_cfg, seed: int) -> dict[str, Any]:
     probs[:, clf.classes_] = clf.predict_proba(features(test.inputs))
     m = classification_metrics(test.labels, probs, ds.labels.names)
     return {"model": model, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-            "weighted_f1": m["weighted_f1"], "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()}}
+            "weighted_f1": m["weighted_f1"], "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()},
+            "_ids": np.asarray(test.ids).astype(str), "_pred": probs.argmax(axis=1)}

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emolab.analysis.attributions import highlight_html
-from emolab.compare import leaderboard_row
+from emolab.analysis.attributions import highlight_html, highlight_markdown
+from emolab.compare import leaderboards
+from emolab.evaluation import metrics_with_intervals
 from emolab.records import ModelCard
 from emolab.rundir import open_run
-from emolab.report.references import (DATASET_CITATIONS, LIBRARY_CITATIONS, MODEL_CITATIONS, PUBLISHED,
-                                      reference_key)
+from emolab.report.published import compare_published
+from emolab.report.references import DATASET_CITATIONS, LIBRARY_CITATIONS, MODEL_CITATIONS
 
 METRIC_DEFINITIONS = [
     ("accuracy", "share of examples whose top-probability label equals the true label"),
@@ -150,50 +151,31 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
     return hyp, ideas
 
 
-def _published(cfg: dict, card: ModelCard, metrics: dict, gpu: str | None = None) -> tuple[list[dict], str, float | None]:
-    key = reference_key(cfg["data"])
-    rows = []
-    test = metrics.get("test", {})
-    best_gap = None
-    for model, metric, value, split, source in PUBLISHED.get(key, []):
-        ours = test.get(metric)
-        rows.append({"model": model, "metric": metric, "published": value, "split": split, "source": source,
-                     "ours": ours, "delta": None if ours is None else ours - value})
-        if ours is not None:
-            best_gap = ours - value if best_gap is None else min(best_gap, ours - value)
-    note = "Published figures are on the same test split unless the split column says otherwise."
-    if key == "sst2":
-        note = "SST-2: emolab's test split is the GLUE dev set, the split the published numbers use."
-    params = metrics.get("parameters")
-    if best_gap is not None and best_gap < 0 and card.image:
-        size = f"{params / 1e6:.1f}M-parameter " if params else ""
-        note += (f" Why this run scores lower: it is a {size}`{card.model}` trained for "
-                 f"{cfg['train']['epochs']} epoch(s) " + (f"on one {gpu}" if gpu else "on a CPU budget") +
-                 f" with seed {cfg['seed']}; the published single networks train " +
-                 ("for more epochs with heavier tuning" if gpu else "deeper CNNs for far more epochs on GPUs") +
-                 ", and the strongest results are ensembles.")
-    elif best_gap is not None and best_gap < 0:
-        size = f"{params / 1e6:.1f}M-parameter " if params else ""
-        note += (f" Why this run scores lower: it is a {size}`{card.hyperparameters.get('backbone') or card.model}` "
-                 f"model trained for {cfg['train']['epochs']} epoch(s) with seed {cfg['seed']}; the published "
-                 "models are larger encoders (DistilBERT 66M, BERT-base 110M, RoBERTa/DeBERTa larger still) "
-                 "fine-tuned with more compute, so a gap of a few points is expected.")
-    if key.startswith("goemotions") and not cfg["data"].get("multi_label_policy") == "multi_label":
-        note = ("GoEmotions: the published numbers are multi-label; this run used the "
-                f"'{cfg['data'].get('multi_label_policy')}' policy, so its test set differs and the comparison is "
-                "indicative only.")
-    return rows, note, best_gap
+# train keys that steer how the run was executed, not what was learned
+OPERATIONAL = ("log_every", "num_threads", "keep_checkpoints", "max_steps")
+
+
+def train_hyperparameters(train: dict, card: ModelCard) -> dict[str, Any]:
+    """The train section as it applied to this model: no channels-last for a text model, no length bucketing
+    for images, no momentum unless SGD, and none of the operational keys."""
+    skip = set(OPERATIONAL)
+    skip.add("group_by_length" if card.image else "channels_last")
+    if train.get("optimizer") != "sgd":
+        skip.add("momentum")
+    if train.get("scheduler") in ("constant", "plateau"):
+        skip.add("warmup_ratio")
+    return {k: v for k, v in train.items() if k not in skip}
 
 
 def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData:
     reader = open_run(run_path)
     run, run_name, card = reader.path, reader.name, reader.card
     cfg = reader.config.to_dict()
-    manifest, metrics, history = reader.manifest, reader.metrics, reader.history
+    manifest, metrics, history = reader.manifest, metrics_with_intervals(reader), reader.history
     stats = reader.json("data_stats.json")
     analysis = reader.json("analysis/analysis.json")
     gpu = manifest.get("hardware", {}).get("gpu")
-    published, note, gap = _published(cfg, card, metrics, gpu)
+    published, note, gap = compare_published(cfg, card, metrics, stats, gpu)
     hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu)
     data_name = cfg["data"]["name"]
     modality = card.modality
@@ -228,7 +210,8 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         "best_epoch": max(history, key=lambda h: h.get("val_macro_f1", 0))["epoch"] if history else None,
     }
     timing = {"wall_times": manifest.get("wall_times", {}), **metrics.get("timing", {})}
-    leaderboard = [leaderboard_row(Path(p)) for p in [run, *others]] if others else []
+    leaderboard = ([row for rows in leaderboards([run, *map(Path, others)], say=lambda _m: None) for row in rows]
+                   if others else [])
     return ReportData(
         title=f"emolab report: {run_name}",
         run=run_name,
@@ -249,7 +232,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         published_note=note,
         timing=timing,
         hyperparameters={"model": card.hyperparameters,
-                         "train": cfg["train"] if card.training == "loop" else {"seed": cfg["seed"]},
+                         "train": train_hyperparameters(cfg["train"], card) if card.training == "loop" else {},
                          "seed": cfg["seed"]},
         hypotheses=hyp,
         misclassified=(analysis or {}).get("misclassified", []),
@@ -258,7 +241,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         ideas=ideas,
         figures=figures,
         manifest=manifest,
-        attributions=[{**a, "html": highlight_html(a["words"])} for a in (analysis or {}).get("attributions", [])],
+        attributions=[{**a, "html": highlight_html(a["words"]), "markdown": highlight_markdown(a["words"])} for a in (analysis or {}).get("attributions", [])],
         baseline=(analysis or {}).get("baseline"),
         leaderboard=leaderboard,
         compression=reader.json("compression/results.json") or [],

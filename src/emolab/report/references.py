@@ -44,6 +44,17 @@ PUBLISHED: dict[str, list[tuple[str, str, float, str, str]]] = {
     ],
 }
 
+# what emolab's test split is called in the published tables, per dataset (others: "test")
+TEST_SPLIT = {"sst2": "GLUE dev", "fer2013": "PrivateTest", "ferplus": "FER+ test (PrivateTest rows)"}
+
+# parameters of the published models, where their papers or cards state them (for the reasons a run is behind)
+PUBLISHED_PARAMETERS = {
+    "distilbert-base-uncased-emotion": 66e6, "roberta-base-emotion": 125e6, "albert-base-v2-emotion": 12e6,
+    "deberta-v3-base": 184e6, "deberta-v3-large, mean pooling": 435e6, "BERT-base (paper)": 110e6,
+    "BERT-base (reproduction)": 110e6, "DistilBERT": 66e6, "BERT-base": 110e6, "RoBERTa-base": 125e6,
+    "DeBERTa-v3-large": 435e6,
+}
+
 DATASET_CITATIONS = {
     "emotion": "Saravia et al. (2018). CARER: Contextualized Affect Representations for Emotion Recognition. EMNLP.",
     "goemotions": "Demszky et al. (2020). GoEmotions: A Dataset of Fine-Grained Emotions. ACL.",
