@@ -178,6 +178,10 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     run_dir.write_json("manifest.json", manifest)
     if cfg.eval.report and "test" in cfg.eval.splits:
         _analyse_and_report(run_dir.path, ds, say)
+    else:
+        from emolab.report.modelcard import write_model_card
+
+        write_model_card(run_dir.path)
     trackers.finish(metrics, run_dir.path)
     final = run_dir.finalize()
     main = "test" if "test" in metrics else cfg.eval.splits[-1]

@@ -74,6 +74,10 @@ def analyze_predictions(preds: Predictions, *, modality: str = "text", max_lengt
         members = [r["index"] for r in misclassified(preds) if r["true"] == pair["true"] and r["pred"] == pair["pred"]]
         pair["tags"] = {n: int(m[members].sum()) for n, m in tags.items()}
     names = preds.labels.names
+    tag_stats = tag_lift(tags, wrong)
+    if "likely_label_error" in tag_stats:  # cleanlab flags only errors: its error rate is 1 and its lift empty
+        flags = tag_stats["likely_label_error"]
+        flags.update(lift=None, share_of_errors=flags["tagged_errors"] / max(int(wrong.sum()), 1))
     return {
         "split": preds.split,
         "modality": modality,
@@ -85,7 +89,7 @@ def analyze_predictions(preds: Predictions, *, modality: str = "text", max_lengt
         "errors_by_class": errors_by_class(preds),
         "confusion_pairs": pairs,
         "tags": {n: TAGS[n][0] for n in tags},
-        "tag_stats": tag_lift(tags, wrong),
+        "tag_stats": tag_stats,
         "label_issues": [{"index": int(i), "id": str(preds.ids[i]),
                           "input": preds.inputs[i] if preds.inputs else "", "given": names[int(preds.y_true[i])],
                           "predicted": names[int(preds.y_pred[i])], "quality": float(quality[i])}
@@ -186,6 +190,12 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
             say("scoring the pixel logistic-regression baseline on the same test set")
             result["baseline"] = pixel_baseline_scores(cfg.data, cfg.seed)
             result["baseline"]["paired"] = against_baseline(preds, result["baseline"], cfg.seed)
+    opinion = cfg.data.second_opinion(preds.ids) if "likely_label_error" in tags else None
+    if opinion is not None:
+        from emolab.analysis.label_check import check_flags
+
+        result["label_check"] = check_flags(preds.y_true, preds.y_pred, tags["likely_label_error"], opinion)
+        say(result["label_check"]["conclusion"])
     atomic_write(out / "analysis.json", to_json(result) + "\n")
     say(f"{result['errors']} errors of {result['n']} ({split}); {result['label_issue_count']} likely label errors; "
         f"wrote {out}")

@@ -199,6 +199,20 @@ def _write(work: Path, rows: list[CompressionResult], sweep: list[dict], options
 EXPORT_FORMATS = ("onnx", "hf")
 
 
+EXPORT_TITLES = {"hf": "a Hugging Face transformers model folder", "onnx": "an ONNX model (fp32)"}
+
+
+def _export_card(run: Path, folder: Path, format: str, int8: bool) -> None:
+    """The run's model card, headed for the export (``README.md`` in the export folder)."""
+    from emolab.report.modelcard import write_model_card
+
+    title = "an ONNX model with int8 weights" if int8 else EXPORT_TITLES[format]
+    note = ("The results below are the run's own (fp32); int8 weights move them slightly: `emolab compress RUN` "
+            "measures the change on the same test examples with a paired test." if int8 else
+            "The weights are the run's, unchanged: the results below apply to this folder.")
+    write_model_card(run, folder, export={"format": format + ("-int8" if int8 else ""), "title": title, "note": note})
+
+
 def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False, out: str | Path | None = None,
                overwrite: bool = False, say: Say = print) -> Path:
     """Write a deployable model folder for the run: ``onnx`` (``emolab predict`` and ``emolab serve`` load it
@@ -224,6 +238,7 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
         from emolab.compression.hf import export_hf
 
         export_hf(model, partial)
+        _export_card(run, partial, format, int8)
         _finalize(partial, final)
         say(f"wrote {final} (load it with: transformers.pipeline('text-classification', model='{final}', "
             "trust_remote_code=True))")
@@ -240,6 +255,7 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
             say(f"calibrating int8 on training faces of {cfg.data.name}")
             calibration = calibration_images(load_dataset(cfg.data, cfg.seed), cfg.seed)
     export_onnx(model, partial, int8=int8, source=str(run), calibration=calibration, side=side)
+    _export_card(run, partial, format, int8)
     _finalize(partial, final)
     example = "face.png" if model_kind(model) == "image" else '"some text"'
     say(f"wrote {final} (load it with: emolab predict {final} {example})")

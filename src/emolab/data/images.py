@@ -125,13 +125,41 @@ def _splits(images, labels, usage, keep, soft=None) -> dict[str, Split]:
     return out
 
 
+# FER+ class -> FER2013 class (contempt has none)
+FERPLUS_TO_FER2013 = {"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
+                      "anger": "angry", "disgust": "disgust", "fear": "fear"}
+
+
 @dataclass
 class Fer2013Config(DataConfig):
     skip_bad_rows: bool = False  # skip (and count) rows with malformed pixels instead of failing
 
+    def second_opinion(self, ids) -> dict | None:
+        """FER+'s majority label (10 annotators, the FER+ protocol) for FER2013 rows ``row-<i>``, in FER2013's
+        classes; images without a majority and FER+'s contempt get -1 and are counted. None without
+        ``fer2013new.csv``."""
+        try:
+            path = find_file(self.path, "fer2013", ("fer2013new.csv",))
+        except DataError:
+            return None
+        votes, _ = read_ferplus_votes(path, None)
+        keep, majority, _ = ferplus_targets(votes)
+        rows = np.array([int(str(i).removeprefix("row-")) for i in ids])
+        mapped = np.array([FER2013_LABELS.index(FERPLUS_TO_FER2013[n]) if n in FERPLUS_TO_FER2013 else -1
+                           for n in FERPLUS_LABELS] + [-1, -1])  # + unknown, not-a-face
+        labels = np.where(keep[rows], mapped[majority[rows]], -1)
+        contempt = keep[rows] & (majority[rows] == FERPLUS_LABELS.index("contempt"))
+        return {"source": f"FER+ majority of 10 annotators ({path.name})", "labels": labels,
+                "excluded": {"no FER+ majority": int((~keep[rows]).sum()),
+                             "FER+ contempt (no FER2013 class)": int(contempt.sum())}}
+
 
 @dataclass
 class FerPlusConfig(Fer2013Config):
+    def second_opinion(self, ids) -> dict | None:
+        """FER+ labels are themselves the second opinion on FER2013; a FER+ run has none."""
+        return None
+
     label_mode: Literal["majority", "votes"] = "majority"  # the majority label, or train on the vote shares
 
 
@@ -174,7 +202,7 @@ def ferplus_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return keep, top, shares
 
 
-def read_ferplus_votes(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def read_ferplus_votes(path: Path, n_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
     votes, usage = [], []
     with _open_text(path) as fh:
         reader = csv.reader(fh)
@@ -189,7 +217,7 @@ def read_ferplus_votes(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]
                 raise DataError(f"{path}:{line}: expected 10 integer vote counts, got {row[2:12]}",
                                 hint="use fer2013new.csv unchanged") from None
             usage.append(row[0])
-    if len(votes) != n_rows:
+    if n_rows is not None and len(votes) != n_rows:
         raise DataError(f"{path} has {len(votes)} rows but fer2013.csv has {n_rows}",
                         hint="FER+ rows align with fer2013.csv row by row: use the matching pair of files")
     return np.array(votes, np.int64), np.array(usage)

@@ -34,6 +34,12 @@ class DataConfig:
             if isinstance(value, float) and not 0.0 <= value < 1.0:
                 problems.append(f"data.{key}: must be in [0, 1), got {value}")
 
+    def second_opinion(self, ids) -> dict[str, Any] | None:
+        """Independent labels for the same examples, where the dataset has them (FER2013: FER+'s ten
+        annotators): ``{"source", "labels": (N,) ids in this dataset's label set, -1 where there is none,
+        "excluded": {reason: count}}``; None when it has none."""
+        return None
+
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> DataConfig:
         """Rebuild from a saved run's config, ignoring keys this dataset does not own."""

@@ -66,6 +66,19 @@ def overfitting(history: list[dict]) -> str | None:
     return f"validation loss rose while training loss fell at epoch(s) {', '.join(map(str, bad))}: overfitting begins"
 
 
+def _label_noise(analysis: dict) -> str:
+    """What cleanlab's flags say, worded from what was measured (a second opinion, where one exists)."""
+    n, errors = analysis["label_issue_count"], max(analysis["errors"], 1)
+    said = (f"cleanlab flags {n} of the {analysis['errors']} errors ({n / errors:.0%}) as likely label errors; it "
+            "flags only examples the model gets wrong, so their error rate is 100% by construction.")
+    check = analysis.get("label_check")
+    if check:
+        return f"{said} Checked against a second opinion: {check['conclusion']}"
+    return (f"{said} Nothing here checks them: treat the share as an upper bound on label noise among the errors "
+            "and review a sample of the flagged rows (`analysis/errors.csv`, tag likely_label_error) before "
+            "blaming the labels.")
+
+
 def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | None, history: list[dict],
                           card: ModelCard, gap: float | None, gpu: str | None = None) -> tuple[list[str], list[str]]:
     hyp, ideas = [], []
@@ -121,8 +134,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
                 if idea and idea not in ideas:
                     ideas.append(idea)
         if analysis["label_issue_count"]:
-            hyp.append(f"cleanlab flags {analysis['label_issue_count']} test labels as likely wrong: part of the "
-                       f"measured error is label noise rather than model error.")
+            hyp.append(_label_noise(analysis))
         if analysis["errors"]:
             share = sum(1 for r in analysis["misclassified"] if r["margin"] < 0.1) / max(len(analysis["misclassified"]), 1)
             if share < 0.3:

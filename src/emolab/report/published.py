@@ -51,8 +51,10 @@ def _reasons(cfg: dict, card: ModelCard, metrics: dict, behind: list[dict], stat
         epochs = cfg["train"]["epochs"]
         if epochs <= 5 or card.image:
             out.append(f"{epochs} epoch(s) " + (f"on one {gpu}" if gpu else "on a CPU budget"))
-    elif card.training != "loop":
-        out.append(f"no fine-tuned network ({card.summary})")
+    elif card.training == "one-pass":
+        out.append(f"a classical model ({card.summary}) rather than a fine-tuned network")
+    else:
+        out.append(f"a model used as shipped ({card.summary}), not trained by this run")
     if card.image and any("ensemble" in r["source"].lower() or "VGG" in r["model"] for r in behind):
         out.append("the published results train deeper CNNs for far longer")
     return out

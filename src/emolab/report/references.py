@@ -55,6 +55,10 @@ PUBLISHED_PARAMETERS = {
     "DeBERTa-v3-large": 435e6,
 }
 
+# the datasets' Hugging Face Hub ids, for model cards
+DATASET_HUB_IDS = {"emotion": "dair-ai/emotion", "goemotions": "google-research-datasets/go_emotions",
+                   "sst2": "stanfordnlp/sst2", "fer2013": "fer2013", "ferplus": "ferplus"}
+
 DATASET_CITATIONS = {
     "emotion": "Saravia et al. (2018). CARER: Contextualized Affect Representations for Emotion Recognition. EMNLP.",
     "goemotions": "Demszky et al. (2020). GoEmotions: A Dataset of Fine-Grained Emotions. ACL.",

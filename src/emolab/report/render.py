@@ -10,6 +10,7 @@ import jinja2
 from emolab.compare import leaderboard_markdown
 from emolab.compression.compress import table_markdown
 from emolab.report.data import ReportData, gather
+from emolab.report.published import METRIC_NAMES
 from emolab.rundir import atomic_write
 from emolab.significance import with_interval
 
@@ -45,7 +46,7 @@ def _env(run: Path) -> jinja2.Environment:
         data = (run / rel).read_bytes()
         return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
-    env.filters.update(fmt=_fmt, signed=_signed, embed=embed, paired=_paired,
+    env.filters.update(fmt=_fmt, signed=_signed, embed=embed, paired=_paired, metric_name=lambda k: METRIC_NAMES.get(k, k),
                        ci=lambda v, interval=None: with_interval(v, interval or None))
     env.globals["leaderboard_markdown"] = leaderboard_markdown
     env.globals["compression_table"] = table_markdown
@@ -70,11 +71,14 @@ def render_html(data: ReportData, run: Path) -> str:
 
 
 def write_report(run_path: str | Path, *, others: list[str | Path] = (), say=print) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``report.md`` into the run directory."""
+    """Write ``report.html``, ``report.md`` and the model card ``README.md`` into the run directory."""
+    from emolab.report.modelcard import write_model_card
+
     run = Path(run_path)
     data = gather(run, others=list(others))
     html, md = run / "report.html", run / "report.md"
     atomic_write(html, render_html(data, run))
     atomic_write(md, render_markdown(data, run))
-    say(f"wrote {html} and {md}")
+    write_model_card(run, data=data)
+    say(f"wrote {html}, {md} and the model card README.md")
     return html, md
