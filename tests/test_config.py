@@ -147,3 +147,24 @@ def test_a_run_saved_with_the_old_flat_sections_still_loads():
            "train": {"epochs": 2, "augment": {"hflip": True, "shift": 0.1}}}
     cfg = config_from_saved(old, source="runs/x/config.yaml")
     assert cfg.model.width == 16 and cfg.model.augment.shift == 0.1 and cfg.data.skip_bad_rows is True
+
+
+SWEEPS = [p for p in PRESETS if "sweep:" in p.read_text()]
+
+
+def test_sweep_presets_ship_for_text_and_faces():
+    names = {p.name for p in SWEEPS}
+    assert {"emotion-tfidf-sweep.yaml", "fer2013-cnn-sweep.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_every_sweep_preset_validates_its_space(path):
+    from emolab.sweeps import validate_space
+
+    cfg = load_config(path)
+    space = validate_space(cfg, str(path))
+    assert space and path.read_text().splitlines()[0].startswith(f"# emolab sweep configs/{path.name} --trials")
+    for key, spec in space.items():  # every value the space can produce is a valid config
+        values = spec.get("choices") or [spec["low"], spec["high"]]
+        for v in values:
+            config_from_dict(cfg.to_dict(), overrides=[f"{key}={v}"])

@@ -347,6 +347,26 @@ def data_stats(
     show_stats(cfg, taxonomies, out, console)
 
 
+@data_app.command("augment")
+def data_augment(
+    config: Path = typer.Argument(..., help="A text config whose model.augment is set"),
+    per_class: int = typer.Option(3, "--per-class", help="Training examples shown per class"),
+    epoch: int = typer.Option(1, help="Which epoch's augmentations to show (each epoch draws afresh)"),
+    set_: Optional[List[str]] = SetOpt,
+):
+    """Show training texts beside what augmentation makes of them: what the model will be trained on."""
+    from emolab.config import load_config
+    from emolab.data import load_dataset
+    from emolab.models.text_augment import preview
+
+    cfg = load_config(config, set_ or [])
+    rows = preview(cfg, load_dataset(cfg.data, cfg.seed), per_class=per_class, epoch=epoch)
+    table = Table("class", "training text", "augmented (epoch %d)" % epoch, "operation", show_lines=True)
+    for r in rows:
+        table.add_row(r["label"], r["text"], r["augmented"], r["operation"])
+    console.print(table)
+
+
 @data_app.command("list")
 def data_list():
     """The registered dataset names."""

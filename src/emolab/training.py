@@ -312,6 +312,8 @@ class _Loop:
 
         tc, acc, task, state = self.tc, self.acc, self.task, self.state
         self.sampler.start_epoch(epoch)
+        if hasattr(task.train_set, "start_epoch"):  # datasets that augment per epoch (text augmentation)
+            task.train_set.start_epoch(epoch)
         probs_seen, y_seen, loss_sum, n_seen, last_norm = [], [], 0.0, 0, None
         step_rows = []
         bar = tqdm(self.loader, desc=f"epoch {epoch}/{tc.epochs}", disable=not self.main, leave=False,

@@ -7,7 +7,6 @@ rate and optionally a capped number of steps or training examples; nothing is ch
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Callable
 
 import numpy as np
@@ -61,8 +60,7 @@ def finetune(model, ds: Dataset, cfg: RunConfig, *, epochs: int, lr: float, max_
     default cross-entropy on hard labels (distillation)."""
     from emolab.training import fit
 
-    takes_cfg = len(inspect.signature(model.task).parameters) >= 2  # image models: task(dataset, run_cfg)
-    task = model.task(ds, cfg) if takes_cfg else model.task(ds)
+    task = model.task(ds, cfg)
     if targets is not None:
         task.train_set = WithTargets(task.train_set, targets)
         task.collate = _collate_with_targets(task.collate)

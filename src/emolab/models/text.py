@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sysconfig
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,6 +22,7 @@ from torch import nn
 
 from emolab.errors import EmolabError, unknown_name, unknown_name_message
 from emolab.models.registry import ModelConfig, read_model_card, register_model, write_model_card
+from emolab.models.text_augment import TextAugmentConfig, TextAugmenter, oversampled_positions
 from emolab.models.torch_base import TorchClassifier
 from emolab.records import LabelSet
 
@@ -144,8 +145,11 @@ class TransformerConfig(ModelConfig):
     freeze_layers: int = 0
     max_length: int = 128
     backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
+    # training-text augmentation (EDA operations, GloVe substitution, rare-class oversampling); off by default
+    augment: TextAugmentConfig = field(default_factory=TextAugmentConfig)
 
     def check(self, problems: list[str]) -> None:
+        self.augment.check(problems)
         if isinstance(self.pooling, str) and self.pooling not in POOLINGS:
             problems.append("model.pooling: " + unknown_name_message("pooling", self.pooling, POOLINGS))
         if isinstance(self.max_length, int) and self.max_length < 1:
@@ -156,7 +160,13 @@ class TransformerConfig(ModelConfig):
             problems.append(f"model.dropout: must be in [0, 1), got {self.dropout}")
 
     def unregularised(self) -> TransformerConfig:
-        return dataclasses.replace(self, dropout=0.0)
+        return dataclasses.replace(self, dropout=0.0, augment=TextAugmentConfig())
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> TransformerConfig:
+        cfg = super().from_saved(saved)
+        cfg.augment = TextAugmentConfig.from_value(cfg.augment)
+        return cfg
 
 
 class TextClassifierModule(nn.Module):
@@ -197,6 +207,36 @@ def freeze(encoder: nn.Module, *, embeddings: bool, layers: int) -> None:
 
 
 # --- tokenised data for the training loop ------------------------------------------------------------------
+
+
+class AugmentedTexts(torch.utils.data.Dataset):
+    """Training texts augmented afresh each epoch (position ``i`` of epoch ``e`` keyed on ``(seed, e, i)``)
+    and tokenized as they are drawn; ``positions`` repeats examples of rare classes when oversampling."""
+
+    def __init__(self, texts: list[str], labels: np.ndarray, positions: np.ndarray, augmenter: TextAugmenter,
+                 encode):
+        self.texts, self.labels, self.positions = texts, labels, positions
+        self.augmenter, self.encode, self.epoch = augmenter, encode, 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def text(self, i: int) -> str:
+        return self.augmenter(self.texts[self.positions[i]], self.epoch, i)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {k: v[0] for k, v in self.encode([self.text(i)]).items()}
+        item["labels"] = self.labels[self.positions[i]]
+        item["index"] = i
+        return item
+
+    def lengths(self) -> list[int]:
+        """Token counts of the unaugmented texts (for length-grouped batches)."""
+        enc = self.encode(self.texts)["input_ids"]
+        return [len(enc[p]) for p in self.positions]
 
 
 class EncodedTexts(torch.utils.data.Dataset):
@@ -286,20 +326,30 @@ class TransformerClassifier(TorchClassifier):
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.cfg.max_length)
         return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
-    def task(self, dataset):
+    def task(self, dataset, run_cfg=None):
         from emolab.training import TrainTask
 
         train, val = dataset.split("train"), dataset.split("validation")
-        train_set = EncodedTexts(self.encode(train.inputs), train.labels)
-        val_set = EncodedTexts(self.encode(val.inputs), val.labels)
+        train_set = self.training_texts(train, run_cfg.seed if run_cfg is not None else 0)
+        val_set = EncodedTexts(self.encode(val.inputs), val.labels)  # validation and test: never augmented
+        labels = train_set.labels[getattr(train_set, "positions", slice(None))]
         return TrainTask(self.module, train_set, val_set, make_collate(self.tokenizer.pad_token_id),
                          self.labels.names, self.labels.multi_label, train_set.lengths(), val_set.lengths(),
-                         train.labels if train.labels.ndim == 1 else None)
+                         labels if labels.ndim == 1 else None)
+
+    def training_texts(self, train, seed: int):
+        """The training split as the loop sees it: encoded once, or augmented per epoch (``model.augment``)."""
+        aug = self.cfg.augment
+        if not aug.enabled:
+            return EncodedTexts(self.encode(train.inputs), train.labels)
+        augmenter = TextAugmenter(aug, seed, list(train.inputs), self.labels.names)
+        positions = oversampled_positions(train.labels, aug.oversample_rare, seed)
+        return AugmentedTexts(list(train.inputs), train.labels, positions, augmenter, self.encode)
 
     def fit(self, dataset, run_cfg, logger=None, *, workdir=None, resume=False):
         from emolab.training import fit
 
-        task = self.task(dataset)
+        task = self.task(dataset, run_cfg)
         history = fit(task, run_cfg, workdir=workdir, resume=resume, logger=logger)
         self.module = task.module.to(self.device)
         return history
