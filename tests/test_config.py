@@ -168,3 +168,19 @@ def test_every_sweep_preset_validates_its_space(path):
         values = spec.get("choices") or [spec["low"], spec["high"]]
         for v in values:
             config_from_dict(cfg.to_dict(), overrides=[f"{key}={v}"])
+
+
+def test_matrix_cells_list_one_factor_at_a_time_and_seeds_per_cell():
+    from emolab.config import load_raw
+    from emolab.matrix import cells
+
+    path = ROOT / "configs" / "emotion-minilm-ablation.yaml"
+    cfg = load_config(path)
+    listed = dict(cells(cfg, load_raw(path), str(path)))
+    assert list(listed) == ["baseline", "augment", "freeze-2", "freeze-4", "cls-pooling", "attention-pooling"]
+    assert listed["augment"].model.augment.p == 0.5 and listed["baseline"].model.augment.p == 0.0
+    assert listed["freeze-4"].model.freeze_layers == 4 and listed["freeze-4"].model.pooling == "mean"
+    assert listed["cls-pooling"].model.pooling == "cls" and all(c.seeds == [1, 2, 3] for c in listed.values())
+    with pytest.raises(ConfigError, match="matrix.cells: the name 'x' is used twice"):
+        bad = config_from_dict({"matrix": {"cells": [{"name": "x"}, {"name": "x", "seed": 1}]}})
+        cells(bad, {}, "m.yaml")

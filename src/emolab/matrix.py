@@ -1,5 +1,6 @@
 """Matrix runs: a config whose ``matrix:`` lists values for dotted keys (models x pooling heads x
-schedules, ...) runs every combination into ``runs/<name>/`` and ends with their leaderboard."""
+schedules, ...) runs every combination into ``runs/<name>/`` and ends with their leaderboard; ``matrix:
+{cells: [...]}`` runs exactly the cells listed (an ablation that varies one factor at a time)."""
 
 from __future__ import annotations
 
@@ -22,19 +23,43 @@ def _slug(v: Any) -> str:
     return "".join(c if c.isalnum() or c in "-." else "-" for c in text)
 
 
+def _combinations(matrix: dict, problems: list[str]) -> list[tuple[str, dict]]:
+    """(cell name, {dotted key: value}) for every cell: the product of ``key: [values]``, or with
+    ``cells: [{name: ..., key: value, ...}, ...]`` exactly the cells listed (one factor at a time)."""
+    if "cells" in matrix:
+        listed = matrix["cells"]
+        if len(matrix) > 1 or not isinstance(listed, list) or not listed or \
+                not all(isinstance(c, dict) for c in listed):
+            problems.append("matrix.cells: expected a list of mappings ({name: ..., dotted.key: value}) and no "
+                            "other matrix keys")
+            return []
+        out = []
+        for i, cell in enumerate(listed):
+            values = {k: v for k, v in cell.items() if k != "name"}
+            name = str(cell.get("name") or "-".join(_slug(v) for v in values.values()) or f"cell{i}")
+            out.append((name, values))
+        names = [n for n, _ in out]
+        problems += [f"matrix.cells: the name {n!r} is used twice" for n in set(names) if names.count(n) > 1]
+        return out
+    problems += [f"matrix.{k}: expected a list of values, got {v!r}" for k, v in matrix.items()
+                 if not isinstance(v, list) or not v]
+    if problems:
+        return []
+    return [("-".join(_slug(v) for v in combo), dict(zip(matrix, combo)))
+            for combo in itertools.product(*matrix.values())]
+
+
 def cells(cfg: RunConfig, raw: dict, source: str) -> list[tuple[str, RunConfig]]:
     """Every combination as (cell name, resolved config); all invalid values reported at once."""
-    matrix = cfg.matrix
-    problems = [f"matrix.{k}: expected a list of values, got {v!r}" for k, v in matrix.items()
-                if not isinstance(v, list) or not v]
+    problems: list[str] = []
+    combos = _combinations(cfg.matrix, problems)
     if problems:
         raise ConfigError(source, problems)
     base = {k: v for k, v in raw.items() if k != "matrix"}
     name = cfg.output.name or Path(source).stem
-    out, problems = [], []
-    for combo in itertools.product(*matrix.values()):
-        cell = "-".join(_slug(v) for v in combo)
-        overrides = [f"{k}={_value_text(v)}" for k, v in zip(matrix, combo)]
+    out = []
+    for cell, values in combos:
+        overrides = [f"{k}={_value_text(v)}" for k, v in values.items()]
         overrides += [f"output.dir={Path(cfg.output.dir) / name}", f"output.name={cell}"]
         try:
             one = config_from_dict(base, source=source, overrides=overrides)
