@@ -213,11 +213,16 @@ def analyze(
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory"),
     others: Optional[List[Path]] = typer.Argument(None, help="More runs for a leaderboard section"),
+    notebook: bool = typer.Option(False, "--notebook", help="Also write RUN/report.ipynb, executed with its outputs"),
 ):
-    """Write RUN/report.html (self-contained) and RUN/report.md."""
+    """Write RUN/report.html (self-contained), RUN/report.md and the model card RUN/README.md."""
     from emolab.report import write_report
 
     write_report(run_dir, others=others or [], say=_say)
+    if notebook:
+        from emolab.report.notebook import write_notebook
+
+        write_notebook(run_dir, say=_say)
 
 
 @app.command()

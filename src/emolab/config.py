@@ -65,6 +65,7 @@ class EvalConfig:
     timing_examples: int = 200
     tta: Literal["none", "flip", "ten-crop", "dense"] = "none"  # image models: average over flips / 10 crops / a crop grid
     bootstrap: int = 1000  # resamples for the 95% intervals on every metric (seeded by `seed`); 0 turns them off
+    notebook: bool = False  # also write report.ipynb (executed, with outputs; `emolab report RUN --notebook`)
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
 
 

@@ -75,7 +75,7 @@ def _create_run_dir(cfg: RunConfig, *, resume: bool, overwrite: bool) -> tuple[R
     return RunDir(Path(box[0]), overwrite=True), state.is_main_process
 
 
-def _analyse_and_report(path: Path, ds: Dataset, say: Say) -> None:
+def _analyse_and_report(path: Path, ds: Dataset, say: Say, *, notebook: bool = False) -> None:
     from emolab.analysis.analyze import analyze_run
     from emolab.report import write_report
 
@@ -83,6 +83,11 @@ def _analyse_and_report(path: Path, ds: Dataset, say: Say) -> None:
         say("analysing errors")
         analyze_run(path, split="test", say=say)
     write_report(path, say=lambda _m: None)
+    if notebook:
+        from emolab.report.notebook import write_notebook
+
+        say("writing and running report.ipynb")
+        write_notebook(path, say=lambda _m: None)
     say(f"report: {path.name.removesuffix('.partial')}/report.html")
 
 
@@ -177,7 +182,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     manifest.update(finished=now_iso(), wall_times=run_dir.timings)
     run_dir.write_json("manifest.json", manifest)
     if cfg.eval.report and "test" in cfg.eval.splits:
-        _analyse_and_report(run_dir.path, ds, say)
+        _analyse_and_report(run_dir.path, ds, say, notebook=cfg.eval.notebook)
     else:
         from emolab.report.modelcard import write_model_card
 

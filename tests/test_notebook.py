@@ -1,0 +1,82 @@
+"""report.ipynb: built with nbformat, executed with nbclient, valid, widget-free, and still running after the run
+directory moves."""
+
+import json
+import re
+import shutil
+
+import nbformat
+import pandas as pd
+import pytest
+
+from emolab.config import config_from_dict
+from emolab.pipeline import run
+from emolab.report.notebook import execute_notebook, write_notebook
+from tests.conftest import make_texts
+from tests.test_faces import fer_config, write_fer
+
+
+def _printed(nb) -> str:
+    return "".join("".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                   if o.output_type == "stream")
+
+
+def _check(path, metrics):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert "widgets" not in nb.metadata and all("widgets" not in c.metadata for c in nb.cells)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    printed = _printed(nb)
+    found = re.search(r"test accuracy (\d\.\d{4}), macro-F1 (\d\.\d{4})", printed)
+    assert found and float(found.group(1)) == pytest.approx(metrics["test"]["accuracy"], abs=5e-5)
+    assert float(found.group(2)) == pytest.approx(metrics["test"]["macro_f1"], abs=5e-5)
+    assert "/tmp" not in "".join(c.source for c in nb.cells)  # no absolute path baked into the code
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert images and path.stat().st_size < 2_000_000
+    return nb
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nbtext")
+    texts, ys = make_texts(150, seed=5)
+    pd.DataFrame({"text": texts, "label": ys}).to_csv(tmp / "t.csv", index=False)
+    cfg = config_from_dict({"data": {"name": "csv", "path": str(tmp / "t.csv")}, "model": {"name": "tfidf"},
+                            "eval": {"timing": False, "notebook": True},
+                            "output": {"dir": str(tmp / "runs"), "name": "text"}})
+    return run(cfg, say=lambda _m: None)
+
+
+def test_a_text_run_writes_an_executed_notebook_that_matches_its_metrics(text_run):
+    metrics = json.loads((text_run / "metrics.json").read_text())
+    nb = _check(text_run / "report.ipynb", metrics)
+    sources = "".join(c.source for c in nb.cells)
+    for section in ("## Dataset", "## Metrics", "## Confusion matrix", "## Misclassified test examples",
+                    "## Error tags", "## Compared with published scores", "## Reproducibility",
+                    "## Try it on your own texts"):
+        assert section in sources, section
+    assert "TQDM_DISABLE" in nb.cells[1].source and "open_run" in nb.cells[1].source
+
+
+def test_the_notebook_runs_again_after_the_run_directory_moves(text_run, tmp_path):
+    moved = tmp_path / "elsewhere" / "text"
+    shutil.copytree(text_run, moved)
+    nb = nbformat.read(moved / "report.ipynb", as_version=4)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs = []
+    execute_notebook(nb, moved)
+    assert f"run {text_run.name}:" in _printed(nb)
+    metrics = json.loads((moved / "metrics.json").read_text())
+    assert f"test accuracy {metrics['test']['accuracy']:.4f}" in _printed(nb)
+
+
+def test_a_face_run_notebook_executes_and_reads_a_photo(tmp_path):
+    write_fer(tmp_path / "fer", 140, seed=2)
+    raw = fer_config(tmp_path, tmp_path / "fer", epochs=1)
+    raw["eval"]["report"] = True
+    out = run(config_from_dict(raw), say=lambda _m: None)
+    path = write_notebook(out, say=lambda _m: None)
+    nb = _check(path, json.loads((out / "metrics.json").read_text()))
+    assert "## Try it on a photo" in "".join(c.source for c in nb.cells)
+    assert "grace_hopper.jpg" in json.dumps(nb.cells[-1].outputs)  # one row per face found in the photo
