@@ -133,6 +133,42 @@ def test_run_writes_a_report_with_every_section(noisy_run):
         assert f">{name}</h" in html, name
 
 
+def test_report_shows_intervals_reads_as_plain_markdown_and_lists_only_applicable_keys(noisy_run):
+    import json
+
+    metrics = json.loads((noisy_run / "metrics.json").read_text())
+    lo, hi = metrics["test"]["intervals"]["accuracy"]
+    assert lo < metrics["test"]["accuracy"] < hi and metrics["test"]["intervals"]["method"]["resamples"] == 1000
+    md = (noisy_run / "report.md").read_text()
+    assert f"accuracy {metrics['test']['accuracy']:.4f} [{lo:.3f}, {hi:.3f}]" in md
+    assert f"{metrics['test']['accuracy']:.4f} [{lo:.3f}, {hi:.3f}]" in (noisy_run / "metrics.md").read_text()
+    assert not re.search(r"<(mark|span|div|b|br|img|table)\b", md), "raw HTML in report.md"
+    assert "**" in _sections(md)["Why the texts were misread"]  # top words in bold instead of highlighting
+    assert "<mark" in (noisy_run / "report.html").read_text()  # the HTML twin keeps its highlighting
+    hyper = _sections(md)["Hyperparameters"]
+    assert "hflip" not in hyper and "channels_last" not in hyper and "log_every" not in hyper
+    tags = _sections(md)["Error tags"]
+    assert "likely_label_error has no lift" in tags or "likely_label_error" not in tags
+
+
+def test_model_card_parses_with_huggingface_hub_and_carries_the_run_metrics(noisy_run):
+    import json
+
+    from huggingface_hub import ModelCard
+
+    metrics = json.loads((noisy_run / "metrics.json").read_text())
+    card = ModelCard.load(noisy_run / "README.md")
+    results = {(r.metric_type, r.metric_config): r for r in card.data.eval_results}
+    assert results[("accuracy", None)].metric_value == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    assert results[("f1", "macro")].metric_value == pytest.approx(metrics["test"]["macro_f1"], abs=1e-6)
+    assert results[("accuracy", None)].dataset_split == "test"
+    assert results[("accuracy", None)].metric_args["ci95"] == pytest.approx(metrics["test"]["intervals"]["accuracy"])
+    assert card.data.language == ["en"] and "text-classification" in card.data.tags
+    for section in ("## Intended use", "## Training data", "## Training procedure", "## Results",
+                    "## Limitations", "## How to use"):
+        assert section in card.text, section
+
+
 def test_annotations_round_trip_into_the_report(noisy_run, tmp_path):
     errors = pd.read_csv(noisy_run / "analysis" / "errors.csv", dtype=str, keep_default_na=False)
     assert list(errors.columns)[-2:] == ["annotation", "fix"] and (errors["annotation"] == "").all()

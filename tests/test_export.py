@@ -73,6 +73,21 @@ def test_the_onnx_export_has_config_and_tokenizer_at_its_root(text_run):
     assert np.allclose(load_model(out).predict_proba(TEXTS), load_model(text_run).predict_proba(TEXTS), atol=1e-4)
 
 
+@pytest.mark.parametrize("fmt", ["hf", "onnx"])
+def test_every_export_carries_a_model_card_with_the_run_metrics(text_run, fmt, tmp_path):
+    import json
+
+    from huggingface_hub import ModelCard
+
+    out = export_run(text_run, format=fmt, out=tmp_path / fmt, say=lambda _m: None)
+    card = ModelCard.load(out / "README.md")
+    metrics = json.loads((text_run / "metrics.json").read_text())
+    accuracy = next(r for r in card.data.eval_results if r.metric_type == "accuracy")
+    assert accuracy.metric_value == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    assert card.data.library_name == ("transformers" if fmt == "hf" else "emolab")
+    assert ("pipeline(" in card.text) == (fmt == "hf")
+
+
 def test_hf_export_refuses_what_it_cannot_write(text_run):
     with pytest.raises(EmolabError, match="--int8 applies to --format onnx"):
         export_run(text_run, format="hf", int8=True, say=lambda _m: None)

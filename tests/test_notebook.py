@@ -71,7 +71,9 @@ def test_the_notebook_runs_again_after_the_run_directory_moves(text_run, tmp_pat
     assert f"test accuracy {metrics['test']['accuracy']:.4f}" in _printed(nb)
 
 
-def test_a_face_run_notebook_executes_and_reads_a_photo(tmp_path):
+def test_a_face_run_notebook_executes_and_reads_a_photo_and_its_model_card_parses(tmp_path):
+    from huggingface_hub import ModelCard
+
     write_fer(tmp_path / "fer", 140, seed=2)
     raw = fer_config(tmp_path, tmp_path / "fer", epochs=1)
     raw["eval"]["report"] = True
@@ -80,3 +82,7 @@ def test_a_face_run_notebook_executes_and_reads_a_photo(tmp_path):
     nb = _check(path, json.loads((out / "metrics.json").read_text()))
     assert "## Try it on a photo" in "".join(c.source for c in nb.cells)
     assert "grace_hopper.jpg" in json.dumps(nb.cells[-1].outputs)  # one row per face found in the photo
+    card = ModelCard.load(out / "README.md")
+    accuracy = next(r for r in card.data.eval_results if r.metric_type == "accuracy")
+    assert accuracy.metric_value == pytest.approx(json.loads((out / "metrics.json").read_text())["test"]["accuracy"])
+    assert card.data.pipeline_tag == "image-classification" and card.data.language is None

@@ -126,14 +126,26 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f}"
 
 
+def _delta(value: float, test: dict | None) -> str:
+    """A change in points with its paired interval and p (``-0.45 [-0.90, -0.05], p=0.04``)."""
+    text = f"{value * 100:+.2f}"
+    if not test or (test["difference"] == 0 and test["interval"] == [0.0, 0.0]):
+        return text
+    lo, hi = test["interval"]
+    mark = "" if test["significant"] else " (n.s.)"
+    return f"{text} [{lo * 100:+.2f}, {hi * 100:+.2f}], p={test.get('p_text') or format(test['p_value'], '.2g')}{mark}"
+
+
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     """The compression table (one row per method) as Markdown."""
-    head = ("| method | precision | n | accuracy | Δ acc (pts) | macro-F1 | Δ F1 (pts) | flips | params | non-zero | "
-            "file MB | gzip MB | p50 ms (b1) | p95 ms (b1) | ex/s (b32) | speed-up b1 |")
+    head = ("| method | precision | n | accuracy | Δ acc (pts) [95% CI], McNemar p | macro-F1 | Δ F1 (pts) [95% CI], p | "
+            "flips | params | non-zero | file MB | gzip MB | p50 ms (b1) | p95 ms (b1) | ex/s (b32) | speed-up b1 |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
+        sig = r.get("significance") or {}
         cells = [r["method"], r["precision"], r["n_eval"], f"{r['accuracy']:.4f}",
-                 f"{r['delta_accuracy'] * 100:+.2f}", f"{r['macro_f1']:.4f}", f"{r['delta_macro_f1'] * 100:+.2f}",
+                 _delta(r["delta_accuracy"], sig.get("accuracy")), f"{r['macro_f1']:.4f}",
+                 _delta(r["delta_macro_f1"], sig.get("macro_f1")),
                  r["flips"], f"{r['params_total'] / 1e6:.2f}M", f"{r['params_nonzero'] / 1e6:.2f}M",
                  _mb(r["file_bytes"]), _mb(r["file_bytes_gzip"]),
                  "-" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.2f}",
@@ -150,7 +162,9 @@ def results_markdown(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], op
     included = threads.get("included", "tokenisation")
     shown = {k: v for k, v in threads.items() if k != "included"}
     out = ["# Compression results", "",
-           f"Scored on the {split} split; Δ columns are against the fp32 model on the same examples "
+           f"Scored on the {split} split; Δ columns are against the fp32 model on the same examples, with a 95% "
+           "paired-bootstrap interval and p-value (McNemar's exact test for accuracy); n.s.: not significant, the "
+           "drop may be noise "
            f"(fp16/bf16 rows on a subset: see n). Latency: per example at batch 1, median and p95 over "
            f"{options.timing_rounds} round(s) of {options.timing_examples} examples "
            f"({min(options.timing_examples, options.half_timing_examples)} for fp16/bf16), each example run "

@@ -20,7 +20,7 @@ import numpy as np
 from emolab.metrics import classification_metrics
 
 TABLE_COLUMNS = ("method", "precision", "n_eval", "accuracy", "macro_f1", "delta_accuracy", "delta_macro_f1",
-                 "per_class_f1_delta", "flips", "flip_examples", "params_total", "params_nonzero", "file_bytes",
+                 "significance", "per_class_f1_delta", "flips", "flip_examples", "params_total", "params_nonzero", "file_bytes",
                  "file_bytes_gzip", "latency_p50_ms", "latency_p95_ms", "throughput_b32", "speedup_b1", "notes")
 
 
@@ -50,6 +50,8 @@ class CompressionResult:
     macro_f1: float
     delta_accuracy: float  # vs fp32 on the same examples
     delta_macro_f1: float
+    # the Δs tested on the same examples: paired-bootstrap intervals, McNemar's exact p for accuracy
+    significance: dict[str, Any]
     per_class_f1_delta: dict[str, float]
     flips: int  # examples whose predicted label differs from the fp32 model's
     flip_examples: list[dict[str, str]]
@@ -123,7 +125,10 @@ class EvalSet:
 
 
 def quality(probs: np.ndarray, ev: EvalSet, *, max_flip_examples: int = 5) -> dict[str, Any]:
-    """Accuracy, macro-F1 and per-class F1, their change from fp32, and the prediction flips."""
+    """Accuracy, macro-F1 and per-class F1, their change from fp32 with a paired test (is the drop real?),
+    and the prediction flips."""
+    from emolab.significance import paired_comparison
+
     ours = classification_metrics(ev.y_true, probs, ev.label_names)
     base = classification_metrics(ev.y_true, ev.base_probs, ev.label_names)
     pred, base_pred = probs.argmax(1), ev.base_probs.argmax(1)
@@ -138,6 +143,8 @@ def quality(probs: np.ndarray, ev: EvalSet, *, max_flip_examples: int = 5) -> di
         "macro_f1": ours["macro_f1"],
         "delta_accuracy": ours["accuracy"] - base["accuracy"],
         "delta_macro_f1": ours["macro_f1"] - base["macro_f1"],
+        "significance": {k: v.to_dict() for k, v in paired_comparison(
+            ev.y_true, pred, base_pred, names).items() if k in ("accuracy", "macro_f1")},
         "per_class_f1_delta": {n: ours["per_class"][n]["f1"] - base["per_class"][n]["f1"] for n in names},
         "flips": int(len(flipped)),
         "flip_examples": examples,
