@@ -41,6 +41,21 @@ def make_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     return texts, ys
 
 
+def multi_label_dataset(n: int = 60):
+    """A toy multi-label text dataset: one word gives a label away, every fifth text carries a second label."""
+    from emolab.records import Dataset, LabelSet, Split
+
+    texts, ys = make_texts(n)
+    names = ("anger", "fear", "joy")
+    y = np.zeros((n, 3), dtype=np.int64)
+    for i, lab in enumerate(ys):
+        y[i, names.index(lab)] = 1
+        if i % 5 == 0:
+            y[i, (names.index(lab) + 1) % 3] = 1
+    split = Split(np.array([str(i) for i in range(n)]), texts, y)
+    return Dataset("toy", LabelSet(names, multi_label=True), {"train": split, "validation": split, "test": split})
+
+
 @pytest.fixture
 def tiny_csv(tmp_path: Path) -> Path:
     import pandas as pd

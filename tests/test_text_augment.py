@@ -15,7 +15,7 @@ from emolab.models.text_augment import (TextAugmentConfig, TextAugmenter, carrie
                                         oversampled_positions, random_deletion, random_insertion, random_swap,
                                         substitution)
 from emolab.pipeline import run
-from tests.conftest import TINY_ENCODER, crash_after_first_epoch, make_texts
+from tests.conftest import TINY_ENCODER, crash_after_first_epoch
 
 TEXT = "i walked the dog to the old house near the river today and felt calm".split()
 TABLE = {"dog": ["cat", "puppy"], "house": ["home", "cottage"], "river": ["lake"], "old": ["ancient"]}
@@ -166,17 +166,10 @@ def test_resume_with_augmentation_ends_bit_identical(tmp_path, tiny_csv):
 def test_augmentation_changes_training_and_multi_label_runs_keep_their_sets(tmp_path):
     from emolab.models import create_model
     from emolab.models.text import AugmentedTexts
-    from emolab.records import Dataset, LabelSet, Split
+    from tests.conftest import multi_label_dataset
 
-    texts, ys = make_texts(60)
-    names = ("anger", "fear", "joy")
-    y = np.zeros((60, 3), dtype=np.int64)
-    for i, lab in enumerate(ys):
-        y[i, names.index(lab)] = 1
-        if i % 5 == 0:
-            y[i, (names.index(lab) + 1) % 3] = 1
-    split = Split(np.array([str(i) for i in range(60)]), texts, y)
-    ds = Dataset("toy", LabelSet(names, multi_label=True), {"train": split, "validation": split, "test": split})
+    ds = multi_label_dataset(60)
+    y = ds.split("train").labels
     cfg = _config(tmp_path, "unused", "m", oversample_rare=0.8)
     model = create_model(cfg.model, ds.labels)
     task = model.task(ds, cfg)

@@ -154,18 +154,10 @@ def test_early_stopping_and_options(tmp_path, tiny_csv):
 
 def test_multi_label_head(tmp_path):
     from emolab.models import create_model
-    from emolab.records import Dataset, LabelSet, Split
-    from tests.conftest import make_texts
+    from tests.conftest import multi_label_dataset
 
-    texts, ys = make_texts(60)
-    names = ("anger", "fear", "joy")
-    y = np.zeros((60, 3), dtype=np.int64)
-    for i, lab in enumerate(ys):
-        y[i, names.index(lab)] = 1
-        if i % 5 == 0:
-            y[i, (names.index(lab) + 1) % 3] = 1
-    split = Split(np.array([str(i) for i in range(60)]), texts, y)
-    ds = Dataset("toy", LabelSet(names, multi_label=True), {"train": split, "validation": split, "test": split})
+    ds = multi_label_dataset(60)
+    texts, y = ds.split("train").inputs, ds.split("train").labels
     cfg = config_from_dict(tiny_config(tmp_path, Path("unused"), epochs=2))
     model = create_model(cfg.model, ds.labels)
     history = model.fit(ds, cfg)
