@@ -203,3 +203,33 @@ def test_evaluation_in_the_wild_reports_detection_and_accuracy_on_labelled_photo
     (folder / "bored").mkdir()
     res = emolab("evaluate", run, "--photos", folder, cwd=tmp_path)
     assert res.returncode == 2 and "class folder 'bored' is not one of the model's labels" in res.stderr
+
+
+def test_an_image_folder_with_detect_faces_trains_on_face_crops_and_counts_photos_without_one(photos, tmp_path):
+    import shutil
+
+    from emolab.config import config_from_dict
+    from emolab.data import load_dataset
+    from emolab.faces.detectors import create_detector
+    from emolab.faces.photos import face_crops, read_photo
+
+    for split in ("train", "test"):
+        for cls in ("happy", "sad"):
+            folder = tmp_path / "photos" / split / cls
+            folder.mkdir(parents=True)
+            shutil.copy(grace_hopper(), folder / "hopper.jpg")
+            shutil.copy(photos / "astronaut.png", folder / "astronaut.png")
+        shutil.copy(photos / "empty.png", tmp_path / "photos" / split / "sad" / "empty.png")
+    raw = {"data": {"name": "imagefolder", "path": str(tmp_path / "photos"), "detect_faces": True,
+                    "validation_ratio": 0.5}}
+    ds = load_dataset(config_from_dict(raw).data, 0)
+    assert ds.info["no_face"] == {"train": 1, "test": 1}
+    assert ds.info["no_face_files"]["test"][0].endswith("empty.png")
+    test = ds.split("test")
+    assert len(test) == 4 and test.inputs.shape[1:] == (48, 48)
+    expected = face_crops(read_photo(grace_hopper())[0], 48, create_detector("haar"))[0][1]
+    assert np.array_equal(test.inputs[list(test.ids).index("test/happy/hopper.jpg")], expected)
+    plain = load_dataset(config_from_dict({"data": {**raw["data"], "detect_faces": False}}).data, 0)
+    assert len(plain.split("test")) == 5  # the whole photos, squashed, empty one included
+    with pytest.raises(Exception, match="data.min_face"):
+        config_from_dict({"data": {**raw["data"], "min_face": 2}})

@@ -168,11 +168,15 @@ class ImageFolderConfig(DataConfig):
     labels: Optional[list] = None  # fixed class names; default: the train folder's class folders, sorted
     image_size: int = 48  # images are converted to grayscale and resized to this square
     validation_ratio: float = 0.1  # without a validation/ folder
+    detect_faces: bool = False  # real photos: find the largest face (OpenCV Haar) and crop it like FER2013 frames faces
+    min_face: int = 24  # with detect_faces: smallest face side in pixels
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
         if isinstance(self.image_size, int) and not 8 <= self.image_size <= 512:
             problems.append(f"data.image_size: expected 8 to 512 pixels, got {self.image_size}")
+        if isinstance(self.min_face, int) and self.min_face < 8:
+            problems.append(f"data.min_face: the smallest face side in pixels, at least 8, got {self.min_face}")
 
 
 @register_dataset("fer2013", config=Fer2013Config)
@@ -262,7 +266,20 @@ def read_image(path: Path, size: int) -> np.ndarray:
         raise DataError(f"{path}: not a readable image ({exc})", hint="remove or replace the file") from None
 
 
-def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str) -> Split:
+def read_face_crop(path: Path, size: int, detector, min_face: int) -> np.ndarray | None:
+    """The largest face of a photo, cropped the way FER2013 frames faces (``emolab predict``'s crop), or None
+    when the detector finds none; a photo already cropped like a FER face is taken whole."""
+    from emolab.faces.photos import face_crops, read_photo
+
+    gray = read_photo(path)[0]
+    crops = face_crops(gray, size, detector, min_face)
+    return crops[0][1] if crops else None
+
+
+def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, detector=None, min_face: int = 24,
+                      missed: dict | None = None) -> Split:
+    """``folder/<class>/*`` as grayscale ``size`` squares; with a face ``detector``, each photo's largest face
+    (photos without a face are left out and listed in ``missed``)."""
     images, ys, ids = [], [], []
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         if class_dir.name not in labels.names:
@@ -271,11 +288,18 @@ def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str) -> 
                                  + ", ".join(labels.names))
         for f in sorted(class_dir.iterdir()):
             if f.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(read_image(f, size))
+                image = read_image(f, size) if detector is None else read_face_crop(f, size, detector, min_face)
+                if image is None:
+                    (missed if missed is not None else {}).setdefault(split, []).append(str(f))
+                    continue
+                images.append(image)
                 ys.append(labels.index(class_dir.name))
                 ids.append(f"{split}/{class_dir.name}/{f.name}")
     if not images:
-        raise DataError(f"{folder}: no images found", hint=f"expected {folder}/<class>/*.png or *.jpg")
+        why = " in which the face detector found a face" if detector is not None else ""
+        raise DataError(f"{folder}: no images{why} found",
+                        hint=f"expected {folder}/<class>/*.png or *.jpg" +
+                             ("; lower data.min_face or set data.detect_faces: false" if detector else ""))
     return Split(np.array(ids), np.stack(images), np.array(ys, np.int64))
 
 
@@ -293,11 +317,19 @@ def load_image_folder(cfg: ImageFolderConfig, seed: int) -> Dataset:
         raise DataError(f"{root} has no train/ folder", hint="expected train/<class>/*.png and test/<class>/*.png")
     names = tuple(cfg.labels) if cfg.labels else tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
     labels = LabelSet(names)
-    train = read_image_folder(root / "train", labels, cfg.image_size, "train")
+    missed: dict[str, list[str]] = {}
+    detector = None
+    if cfg.detect_faces:
+        from emolab.faces.detectors import create_detector
+
+        detector = create_detector("haar")
+    read = lambda folder, split: read_image_folder(folder, labels, cfg.image_size, split,  # noqa: E731
+                                                   detector=detector, min_face=cfg.min_face, missed=missed)
+    train = read(root / "train", "train")
     splits = {}
     val_dir = next((root / d for d in ("validation", "val", "valid") if (root / d).is_dir()), None)
     if val_dir is not None:
-        splits = {"train": train, "validation": read_image_folder(val_dir, labels, cfg.image_size, "validation")}
+        splits = {"train": train, "validation": read(val_dir, "validation")}
     else:
         tr, va = train_test_split(np.arange(len(train)), test_size=cfg.validation_ratio, random_state=seed,
                                   stratify=train.labels)
@@ -305,5 +337,9 @@ def load_image_folder(cfg: ImageFolderConfig, seed: int) -> Dataset:
     test_dir = next((root / d for d in ("test", "PrivateTest") if (root / d).is_dir()), None)
     if test_dir is None:
         raise DataError(f"{root} has no test/ folder", hint="expected test/<class>/*.png")
-    splits["test"] = read_image_folder(test_dir, labels, cfg.image_size, "test")
-    return Dataset(root.name, labels, splits, "image", {}, {"root": str(root)})
+    splits["test"] = read(test_dir, "test")
+    info = {"root": str(root)}
+    if cfg.detect_faces:  # photos without a face: left out, counted and named
+        info["no_face"] = {split: len(files) for split, files in missed.items()}
+        info["no_face_files"] = {split: files[:20] for split, files in missed.items()}
+    return Dataset(root.name, labels, splits, "image", {}, info)
