@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emolab.compression.measure import CompressionResult, EvalSet, quality, result, time_candidates
+from emolab.compression.measure import (CompressionResult, EvalSet, quality, result, table_markdown,
+                                       time_candidates)
 from emolab.compression.methods import METHODS, CompressOptions, Context, fp32, list_methods, model_kind
 from emolab.errors import EmolabError
 from emolab.rundir import atomic_write, to_json
@@ -120,40 +121,6 @@ def _compress(run: Path, cfg, model, options: CompressOptions, *, overwrite: boo
 
 
 # --- output ------------------------------------------------------------------------------------------------
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f}"
-
-
-def _delta(value: float, test: dict | None) -> str:
-    """A change in points with its paired interval and p (``-0.45 [-0.90, -0.05], p=0.04``)."""
-    text = f"{value * 100:+.2f}"
-    if not test or (test["difference"] == 0 and test["interval"] == [0.0, 0.0]):
-        return text
-    lo, hi = test["interval"]
-    mark = "" if test["significant"] else " (n.s.)"
-    return f"{text} [{lo * 100:+.2f}, {hi * 100:+.2f}], p={test.get('p_text') or format(test['p_value'], '.2g')}{mark}"
-
-
-def table_markdown(rows: list[dict[str, Any]]) -> str:
-    """The compression table (one row per method) as Markdown."""
-    head = ("| method | precision | n | accuracy | Δ acc (pts) [95% CI], McNemar p | macro-F1 | Δ F1 (pts) [95% CI], p | "
-            "flips | params | non-zero | file MB | gzip MB | p50 ms (b1) | p95 ms (b1) | ex/s (b32) | speed-up b1 |")
-    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
-    for r in rows:
-        sig = r.get("significance") or {}
-        cells = [r["method"], r["precision"], r["n_eval"], f"{r['accuracy']:.4f}",
-                 _delta(r["delta_accuracy"], sig.get("accuracy")), f"{r['macro_f1']:.4f}",
-                 _delta(r["delta_macro_f1"], sig.get("macro_f1")),
-                 r["flips"], f"{r['params_total'] / 1e6:.2f}M", f"{r['params_nonzero'] / 1e6:.2f}M",
-                 _mb(r["file_bytes"]), _mb(r["file_bytes_gzip"]),
-                 "-" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.2f}",
-                 "-" if r["latency_p95_ms"] is None else f"{r['latency_p95_ms']:.2f}",
-                 "-" if r["throughput_b32"] is None else f"{r['throughput_b32']:.0f}",
-                 "-" if r["speedup_b1"] is None else f"{r['speedup_b1']:.2f}x"]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def results_markdown(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], options: CompressOptions,

@@ -63,7 +63,7 @@ def model_card(run_path: str | Path, *, export: dict[str, Any] | None = None, da
     """The card's text for a run, or for an export of it (``{"format", "title", "note"}``)."""
     from huggingface_hub import ModelCard
 
-    from emolab.report.render import _env
+    from emolab.report.templating import environment
 
     run = Path(run_path)
     data = data or gather(run)
@@ -71,7 +71,7 @@ def model_card(run_path: str | Path, *, export: dict[str, Any] | None = None, da
     labels = list((data.dataset.get("stats") or {}).get("labels") or [])
     test = data.results.get("test", {})
     headline = [k for k, *_ in METRICS if k in test]
-    body = _env(run).get_template("modelcard.md.j2").render(
+    body = environment(run).get_template("modelcard.md.j2").render(
         r=data, name=name, export=export, labels=labels, headline=headline,
         domain=DOMAINS.get(data.dataset["name"], f"the texts of {data.dataset['name']}"),
         limitations=data.hypotheses, usage=_usage(data, run, export))
