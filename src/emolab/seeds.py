@@ -72,8 +72,12 @@ def summarize(folder: Path, runs: list[Path], *, split: str = "test", say=print)
     spread = {k: _mean_sd([p[k] for p in per_seed]) for k in metrics}
     classes = list(per_seed[0]["per_class_f1"]) if per_seed else []
     per_class = {c: _mean_sd([p["per_class_f1"][c] for p in per_seed]) for c in classes}
+    data = opened[0].raw_config.get("data", {}) if opened else {}
+    varies = ["initialisation", "data order", "dropout"]
+    if data.get("max_train_examples"):
+        varies.append(f"the {data['max_train_examples']:,}-example training subsample")
     summary = {"split": split, "seeds": [p["seed"] for p in per_seed], "per_seed": per_seed, "mean_sd": spread,
-               "per_class_f1": per_class}
+               "per_class_f1": per_class, "seed_varies": varies}
     atomic_write(folder / "summary.json", to_json(summary) + "\n")
     plots.seed_spread({k: [p[k] for p in per_seed] for k in metrics}, summary["seeds"], folder / "seed_spread.png")
     untested: list[str] = []
@@ -89,9 +93,9 @@ def summarize(folder: Path, runs: list[Path], *, split: str = "test", say=print)
 def summary_markdown(name: str, s: dict[str, Any], verdicts: list[str], untested: list[str] = ()) -> str:
     seeds = ", ".join(map(str, s["seeds"]))
     lines = [f"# Seed spread: {name}", "",
-             f"The same config trained with seeds {seeds}; only the seed differs (initialisation, data order, "
-             f"dropout). Headline on the {s['split']} split: mean ± standard deviation over the {len(s['seeds'])} "
-             "seeds.", ""]
+             f"The same config trained with seeds {seeds}; only the seed differs, and with it "
+             f"{', '.join(s['seed_varies'])}. Headline on the {s['split']} split: mean ± standard deviation over the "
+             f"{len(s['seeds'])} seeds.", ""]
     lines += [f"- **{k}: {v['mean']:.4f} ± {v['sd']:.4f}** (min {v['min']:.4f}, max {v['max']:.4f})"
               for k, v in s["mean_sd"].items()]
     keys = list(s["mean_sd"])
