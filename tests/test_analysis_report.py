@@ -290,6 +290,9 @@ def test_seeds_run_into_seed_folders_with_a_summary_that_compare_finds(tmp_path)
     assert (folder / "seed_spread.png").is_file()
     assert sorted(p.name for p in find_runs([], str(tmp_path / "runs" / "*"))) == ["seed-3", "seed-5"]
     assert yaml.safe_load((folder / "seed-5" / "config.yaml").read_text())["seed"] == 5
+    said = []  # run again (after an interruption): finished seeds are kept, not retrained into seed-3-2
+    assert run_seeds(cfg, say=said.append) == done
+    assert any("finished earlier, kept" in m for m in said) and not (folder / "seed-3-2").exists()
 
 
 def test_bad_seeds_are_config_errors():

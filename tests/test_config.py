@@ -184,3 +184,19 @@ def test_matrix_cells_list_one_factor_at_a_time_and_seeds_per_cell():
     with pytest.raises(ConfigError, match="matrix.cells: the name 'x' is used twice"):
         bad = config_from_dict({"matrix": {"cells": [{"name": "x"}, {"name": "x", "seed": 1}]}})
         cells(bad, {}, "m.yaml")
+
+
+def test_an_old_text_run_whose_train_section_held_image_augmentation_still_loads():
+    from emolab.config import config_from_saved
+
+    old = {"model": {"name": "transformer"}, "train": {"augment": {"hflip": False, "rotation": 0.0}}}
+    assert config_from_saved(old, source="old").model.augment.p == 0.0
+    face = {"model": {"name": "cnn-small"}, "train": {"augment": {"hflip": True}}}
+    assert config_from_saved(face, source="old").model.augment.hflip is True
+
+
+def test_negative_seeds_are_config_errors():
+    with pytest.raises(ConfigError, match="seed: must be 0 or more"):
+        config_from_dict({"seed": -1})
+    with pytest.raises(ConfigError, match="integers 0 or more"):
+        config_from_dict({"seeds": [1, -2]})

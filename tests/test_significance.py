@@ -90,3 +90,15 @@ def test_mcnemar_exact_matches_the_binomial_test_by_hand():
 def test_with_interval_formats_value_and_bounds():
     assert with_interval(0.93051, [0.91951, 0.94149]) == "0.9305 [0.920, 0.941]"
     assert with_interval(None, None) == "–"
+
+
+def test_per_class_intervals_skip_resamples_without_the_class():
+    y = np.zeros(100, int)
+    y[:2] = 1  # a class with two examples, both right: F1 1.0 wherever it appears
+    ci = intervals(y, y.copy(), ["common", "rare", "absent"])["per_class_f1"]
+    assert ci["rare"] == [1.0, 1.0] and ci["absent"] is None
+
+
+def test_large_splits_are_resampled_in_blocks_with_the_same_draws():
+    counts = resample_counts(50_000, 700, seed=4)
+    assert counts.shape == (700, 50_000) and (counts.sum(axis=1) == 50_000).all()

@@ -55,19 +55,16 @@ def run(
     cfg = load_config(config, set_ or [])
     if seeds:
         cfg.seeds = [cfg.seed + i for i in range(seeds)]
-    if cfg.seeds and resume:
-        raise EmolabError("--resume continues one run, not a set of seeds",
-                          hint="run the seeds again without --resume (add --overwrite to replace finished ones)")
     if cfg.matrix:
         from emolab.config import load_raw
         from emolab.matrix import run_matrix
 
-        run_matrix(cfg, load_raw(config, set_ or []), str(config), overwrite=overwrite, say=_say)
+        run_matrix(cfg, load_raw(config, set_ or []), str(config), overwrite=overwrite, resume=resume, say=_say)
         return
     if cfg.seeds:
         from emolab.seeds import run_seeds
 
-        run_seeds(cfg, overwrite=overwrite, say=_say)
+        run_seeds(cfg, overwrite=overwrite, resume=resume, say=_say)
         return
     run_pipeline(cfg, resume=resume, overwrite=overwrite, say=_say)
 
@@ -268,7 +265,8 @@ def compare(
     runs: Optional[List[Path]] = typer.Argument(None, help="Run directories"),
     glob: Optional[str] = typer.Option(None, "--glob", help="e.g. 'runs/*'"),
     out: Path = typer.Option(Path("runs/leaderboard"), help="Where the leaderboard files go"),
-    sort_by: str = typer.Option("macro_f1", help="Column to sort by (descending)"),
+    sort_by: str = typer.Option("macro_f1", help="Column to sort by (descending; ascending for losses, times and "
+                                "sizes); every run is tested against the best by macro-F1"),
 ):
     """One leaderboard over runs: Markdown, CSV, bar chart and overlaid learning curves."""
     from emolab.compare import compare as compare_runs

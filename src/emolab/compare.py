@@ -26,6 +26,7 @@ COLUMNS = [("run", "run"), ("dataset", "dataset"), ("split", "split"), ("model",
            ("macro_f1", "test macro-F1 [95% CI]"), ("delta_macro_f1", "Δ macro-F1 vs best [95% CI]"),
            ("p_macro_f1", "p"), ("delta_accuracy", "Δ acc vs best"), ("p_accuracy", "McNemar p"),
            ("verdict", "vs best"), ("train_s", "train s"), ("ms_per_example", "ms/example")]
+LOWER_IS_BETTER = ("val_loss", "train_loss", "train_s", "ms_per_example", "parameters")
 CSV_EXTRA = ["test_accuracy_lo", "test_accuracy_hi", "macro_f1_lo", "macro_f1_hi", "delta_macro_f1_lo",
              "delta_macro_f1_hi"]
 
@@ -101,20 +102,24 @@ def test_against_best(best: Run, other: Run, *, seed: int = 0) -> tuple[dict[str
 
 
 def _add_significance(rows: list[dict], runs: dict[str, Run], say) -> None:
-    """Fill each row's difference from the group's best (rows sorted best first)."""
-    best = rows[0]
+    """Fill each row's difference from the group's reference: its best run by test macro-F1 (whatever the
+    table is sorted by)."""
+    best = max(rows, key=lambda r: r.get("macro_f1") or 0)
     best["verdict"] = "best"
-    for row in rows[1:]:
+    for row in rows:
+        if row is best:
+            continue
         result, why = test_against_best(runs[best["path"]], runs[row["path"]])
         if result is None:
             row["verdict"] = "not tested"
             say(f"{row['run']} vs {best['run']}: no paired test, {why}")
             continue
         f1 = result["macro_f1"]
-        acc = result.get("accuracy") or result.get("micro_f1")
+        acc = result.get("accuracy") or result["micro_f1"]  # multi-label runs: micro-F1, paired bootstrap
         row.update(delta_macro_f1=f1["difference"], delta_macro_f1_lo=f1["interval"][0],
                    delta_macro_f1_hi=f1["interval"][1], p_macro_f1=f1["p_value"], p_macro_f1_text=f1["p_text"],
-                   delta_accuracy=acc["difference"], p_accuracy=acc["p_value"], p_accuracy_text=acc["p_text"])
+                   delta_accuracy=acc["difference"], p_accuracy=acc["p_value"], p_accuracy_text=acc["p_text"],
+                   second_metric=acc["metric"].replace("_", "-"), second_test=acc["test"])
         worse = f1["significant"] and f1["difference"] < 0
         row["verdict"] = "worse" if worse else "tied with best"
 
@@ -147,16 +152,17 @@ def _p(text: str) -> str:
 
 def verdicts(rows: list[dict]) -> list[str]:
     """One sentence per tested run: does it differ from the best, and by how much."""
+    best = next((r for r in rows if r.get("verdict") == "best"), rows[0])
     out = []
-    for r in rows[1:]:
+    for r in rows:
         if r.get("p_macro_f1") is None:
             continue
         how = ("significantly worse" if r["verdict"] == "worse" else "not significantly different (tied)")
-        out.append(f"{r['run']} vs {rows[0]['run']}: macro-F1 {r['delta_macro_f1']:+.4f} "
+        test = "McNemar" if r["second_test"] == "McNemar exact" else "paired bootstrap"
+        out.append(f"{r['run']} vs {best['run']}: macro-F1 {r['delta_macro_f1']:+.4f} "
                    f"[{r['delta_macro_f1_lo']:+.4f}, {r['delta_macro_f1_hi']:+.4f}], paired bootstrap p "
-                   f"{_p(r['p_macro_f1_text'])}; accuracy {r['delta_accuracy']:+.4f}, McNemar p "
-                   f"{_p(r['p_accuracy_text'])}: "
-                   f"{how}.")
+                   f"{_p(r['p_macro_f1_text'])}; {r['second_metric']} {r['delta_accuracy']:+.4f}, {test} p "
+                   f"{_p(r['p_accuracy_text'])}: {how}.")
     return out
 
 
@@ -198,8 +204,9 @@ def leaderboards(runs: list[Path], *, sort_by: str = "macro_f1", say=print) -> l
         row["run"] = getattr(r, "display_name", r.name)
         groups.setdefault((row["dataset"], row["split"]), []).append(row)
     out = []
+    ascending = sort_by in LOWER_IS_BETTER
     for rows in groups.values():
-        rows.sort(key=lambda r: -(r.get(sort_by) or 0))
+        rows.sort(key=lambda r: (r.get(sort_by) is None, (r.get(sort_by) or 0) * (1 if ascending else -1)))
         _add_significance(rows, by_path, say)
         out.append(rows)
     return out
@@ -211,7 +218,9 @@ def compare(runs: list[Path], out: Path, *, sort_by: str = "macro_f1", say=print
     text = ["# Leaderboard", "",
             "One table per dataset and split. Intervals: 95% percentile bootstrap over the test examples. Each run is "
             "tested against the best of its table on the same examples (paired bootstrap on macro-F1, McNemar's "
-            "exact test on accuracy); a run whose macro-F1 is not significantly lower (p ≥ 0.05) is tied with it.", ""]
+            "exact test on accuracy); a run whose macro-F1 is not significantly lower (p ≥ 0.05) is tied with it. "
+            "The tests are not corrected for multiple comparisons, and the best run is picked on the same test set, "
+            "so its lead is, if anything, overstated: treat a borderline 'worse' in a large table with care.", ""]
     for rows in groups:
         text += [f"## {rows[0]['dataset']} ({rows[0]['split']})", "", leaderboard_markdown(rows)]
         text += [f"- {v}" for v in verdicts(rows)] + [""]

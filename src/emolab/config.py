@@ -218,10 +218,12 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         "train.grad_accum_steps": cfg.train.grad_accum_steps,
         "eval.batch_size": cfg.eval.batch_size,
     }
+    if isinstance(cfg.seed, int) and cfg.seed < 0:
+        problems.append(f"seed: must be 0 or more (NumPy's seeding takes no negative seed), got {cfg.seed}")
     if isinstance(cfg.seeds, list):
-        bad = [s for s in cfg.seeds if not isinstance(s, int) or isinstance(s, bool)]
+        bad = [s for s in cfg.seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
         if bad:
-            problems.append(f"seeds: expected a list of integers, e.g. [1, 2, 3], got {bad}")
+            problems.append(f"seeds: expected a list of integers 0 or more, e.g. [1, 2, 3], got {bad}")
         elif len(set(cfg.seeds)) != len(cfg.seeds):
             problems.append(f"seeds: {cfg.seeds} repeats a seed; each seed runs once")
     if isinstance(cfg.eval.bootstrap, int) and cfg.eval.bootstrap < 0:
@@ -306,7 +308,8 @@ def config_from_dict(raw: dict, *, source: str = "config", overrides: list[str] 
 def config_from_saved(raw: dict, *, source: str) -> RunConfig:
     """The config of a finished run. Runs written before each model and dataset owned its section saved
     every family's keys in one flat ``model`` / ``data`` section and image augmentation under ``train``;
-    keys the section's class does not own are dropped and ``train.augment`` moves to ``model.augment``."""
+    keys the section's class does not own are dropped and ``train.augment`` moves to ``model.augment`` when the
+    model's augmentation takes those keys (image models; a text model's old image defaults are dropped)."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (raw or {}).items()}
     augment = raw["train"].pop("augment", None) if isinstance(raw.get("train"), dict) else None
     for key, base in (("data", DataConfig), ("model", ModelConfig)):
@@ -315,8 +318,10 @@ def config_from_saved(raw: dict, *, source: str) -> RunConfig:
         if found is not None:
             cls, section = found
             owned = {f.name for f in dataclasses.fields(cls)}
-            if key == "model" and augment is not None and "augment" in owned and "augment" not in section:
-                section["augment"] = augment
+            if key == "model" and isinstance(augment, dict) and "augment" in owned and "augment" not in section:
+                target = next(f for f in dataclasses.fields(cls) if f.name == "augment").default_factory()
+                if set(augment) <= {f.name for f in dataclasses.fields(target)}:  # image keys to an image model
+                    section["augment"] = augment
             raw[key] = {k: v for k, v in section.items() if k in owned}
     return config_from_dict(raw, source=source)
 

@@ -122,7 +122,9 @@ def metrics_with_intervals(run) -> dict[str, Any]:
     predictions (same resampler, the run's seed), so older runs report and compare like new ones."""
     metrics = run.metrics
     seed = run.raw_config.get("seed", 0)
-    resamples = run.raw_config.get("eval", {}).get("bootstrap", 1000) or 1000
+    resamples = run.raw_config.get("eval", {}).get("bootstrap", 1000)  # older runs: the default
+    if not resamples:  # the user turned intervals off
+        return metrics
     thresholds = list(metrics["tuned_thresholds"].values()) if "tuned_thresholds" in metrics else \
         run.raw_config.get("eval", {}).get("threshold", 0.5)
     out = dict(metrics)

@@ -72,7 +72,8 @@ def cells(cfg: RunConfig, raw: dict, source: str) -> list[tuple[str, RunConfig]]
     return out
 
 
-def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = False, say=print) -> Path:
+def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = False, resume: bool = False,
+               say=print) -> Path:
     """Every cell into ``runs/<name>/<cell>/`` (with seeds: ``runs/<name>/<cell>/seed-<s>/`` and a summary
     per cell), then one leaderboard over all of them."""
     from emolab.compare import compare
@@ -86,7 +87,7 @@ def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = Fals
     for i, (cell, cell_cfg) in enumerate(todo, start=1):
         say(f"[{i}/{len(todo)}] {cell}")
         if cell_cfg.seeds:
-            done += run_seeds(cell_cfg, overwrite=overwrite, say=say)
+            done += run_seeds(cell_cfg, overwrite=overwrite, resume=resume, say=say)
         else:
             done.append(run(cell_cfg, overwrite=overwrite, say=say))
     compare(done, folder, say=say)

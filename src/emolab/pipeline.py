@@ -87,7 +87,10 @@ def _analyse_and_report(path: Path, ds: Dataset, say: Say, *, notebook: bool = F
         from emolab.report.notebook import write_notebook
 
         say("writing and running report.ipynb")
-        write_notebook(path, say=lambda _m: None)
+        try:
+            write_notebook(path, say=lambda _m: None)
+        except EmolabError as exc:  # the run itself is complete: say so and keep it
+            say(f"warning: report.ipynb not written: {exc.message}; `emolab report RUN --notebook` tries again")
     say(f"report: {path.name.removesuffix('.partial')}/report.html")
 
 
@@ -186,7 +189,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     else:
         from emolab.report.modelcard import write_model_card
 
-        write_model_card(run_dir.path)
+        write_model_card(run_dir.path)  # what the report would also have written
     trackers.finish(metrics, run_dir.path)
     final = run_dir.finalize()
     main = "test" if "test" in metrics else cfg.eval.splits[-1]

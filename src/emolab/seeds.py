@@ -31,7 +31,9 @@ def seed_configs(cfg: RunConfig) -> tuple[Path, list[RunConfig]]:
     return folder, out
 
 
-def run_seeds(cfg: RunConfig, *, overwrite: bool = False, say=print) -> list[Path]:
+def run_seeds(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, say=print) -> list[Path]:
+    """Each seed's run in turn; run again after an interruption, finished seeds are kept and (with
+    ``resume``) the interrupted one continues from its checkpoint."""
     from emolab.compare import compare
     from emolab.pipeline import run
 
@@ -42,8 +44,14 @@ def run_seeds(cfg: RunConfig, *, overwrite: bool = False, say=print) -> list[Pat
     say(f"seeds {', '.join(map(str, cfg.seeds))}: {len(configs)} runs into {folder}")
     done = []
     for i, one in enumerate(configs, start=1):
+        final = folder / one.output.name
+        if not overwrite and (final / "metrics.json").is_file():
+            say(f"[{i}/{len(configs)}] seed {one.seed}: finished earlier, kept ({final})")
+            done.append(final)
+            continue
+        partial = final.with_name(final.name + ".partial")
         say(f"[{i}/{len(configs)}] seed {one.seed}")
-        done.append(run(one, overwrite=overwrite, say=say))
+        done.append(run(one, overwrite=overwrite, resume=resume and partial.is_dir(), say=say))
     compare(done, folder / "leaderboard", say=lambda _m: None)
     summarize(folder, done, say=say)
     return done
@@ -113,8 +121,9 @@ def summary_markdown(name: str, s: dict[str, Any], verdicts: list[str], untested
         lines += [f"- {v}" for v in verdicts] + [""]
     if untested:
         lines += ["## Not tested against each other", "",
-                  "The seeds were scored on different test examples (a split drawn with the seed, as for a CSV "
-                  "without test file), so the spread above includes the choice of test set:", ""]
+                  "These seeds could not be paired with the best one; where the reason is different test examples (a "
+                  "test split drawn with the seed, as for a CSV without a test file), the spread above includes the "
+                  "choice of test set:", ""]
         lines += [f"- {m}" for m in untested] + [""]
     lines += ["## Per-class F1", "", "| class | mean ± sd | min | max |", "|---|---|---|---|"]
     lines += [f"| {c} | {v['mean']:.4f} ± {v['sd']:.4f} | {v['min']:.4f} | {v['max']:.4f} |"

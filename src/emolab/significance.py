@@ -20,8 +20,25 @@ RESAMPLES = 1000
 
 def resample_counts(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
     """``(resamples, n)`` draw counts of a bootstrap over ``n`` examples (each row sums to ``n``)."""
+    return np.concatenate(list(_count_blocks(n, resamples, seed)))
+
+
+def _count_blocks(n: int, resamples: int, seed: int):
+    """The same draws as :func:`resample_counts`, in blocks of rows that keep memory near 64 MB (float32
+    counts are exact below 2**24 examples)."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+    block = max(1, min(resamples, 16_000_000 // max(n, 1)))
+    for start in range(0, resamples, block):
+        yield rng.multinomial(n, np.full(n, 1.0 / n), size=min(block, resamples - start)).astype(np.float32)
+
+
+def _resampled(y_true, preds: list, k: int, multi_label: bool, resamples: int, seed: int) -> list[dict]:
+    """Each prediction's statistics under the same resamples (paired), computed block by block."""
+    parts: list[list[dict]] = [[] for _ in preds]
+    for w in _count_blocks(len(y_true), resamples, seed):
+        for out, pred in zip(parts, preds):
+            out.append(_stats(w, y_true, pred, k, multi_label))
+    return [{key: np.concatenate([p[key] for p in out]) for key in out[0]} for out in parts]
 
 
 def _confusions(w: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -29,7 +46,7 @@ def _confusions(w: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, k: int) -
     code = y_true.astype(np.int64) * k + y_pred.astype(np.int64)
     order = np.argsort(code, kind="stable")
     codes, starts = np.unique(code[order], return_index=True)
-    sums = np.add.reduceat(w[:, order], starts, axis=1)
+    sums = np.add.reduceat(w[:, order], starts, axis=1, dtype=np.float64)
     cm = np.zeros((w.shape[0], k * k))
     cm[:, codes] = sums
     return cm.reshape(-1, k, k)
@@ -50,26 +67,35 @@ def single_label_stats(w: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, k:
     return {"accuracy": tp.sum(axis=1) / n,
             "macro_f1": (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1),
             "weighted_f1": (f1 * support).sum(axis=1) / n,
-            "f1": f1}
+            "f1": np.where(present, f1, np.nan)}  # a class absent from a resample has no F1 there
 
 
 def multi_label_stats(w: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
     """Micro/macro F1 and subset accuracy ``(B,)`` and per-label F1 ``(B, K)`` under each resample."""
     t, p = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    w = np.asarray(w, dtype=np.float64)
     tp, fp, fn = w @ (t & p), w @ (~t & p), w @ (t & ~p)
     f1 = _div(2 * tp, 2 * tp + fp + fn)
     micro = _div(2 * tp.sum(axis=1), (2 * tp + fp + fn).sum(axis=1))
     exact = w @ (t == p).all(axis=1) / w.sum(axis=1)
-    return {"micro_f1": micro, "macro_f1": f1.mean(axis=1), "subset_accuracy": exact, "f1": f1}
+    return {"micro_f1": micro, "macro_f1": f1.mean(axis=1), "subset_accuracy": exact,
+            "f1": np.where(2 * tp + fp + fn > 0, f1, np.nan)}
 
 
 def _stats(w, y_true, y_pred, k, multi_label):
     return multi_label_stats(w, y_true, y_pred) if multi_label else single_label_stats(w, y_true, y_pred, k)
 
 
-def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> np.ndarray:
-    """Lower and upper percentile bounds along the first axis."""
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE, *, ignore_missing: bool = False
+                        ) -> np.ndarray:
+    """Lower and upper percentile bounds along the first axis (NaN entries skipped with ``ignore_missing``)."""
     tail = 100 * (1 - confidence) / 2
+    if ignore_missing:
+        import warnings
+
+        with warnings.catch_warnings():  # an all-NaN column (a class in no resample) gives NaN, said by the caller
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanpercentile(values, [tail, 100 - tail], axis=0)
     return np.percentile(values, [tail, 100 - tail], axis=0)
 
 
@@ -80,12 +106,13 @@ def intervals(y_true: np.ndarray, y_pred: np.ndarray, label_names, *, multi_labe
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) < 2 or resamples <= 0:
         return {}
-    w = resample_counts(len(y_true), resamples, seed)
-    stats = _stats(w, y_true, y_pred, len(label_names), multi_label)
+    stats = _resampled(y_true, [y_pred], len(label_names), multi_label, resamples, seed)[0]
     out: dict[str, Any] = {k: percentile_interval(v, confidence).round(6).tolist()
                            for k, v in stats.items() if k != "f1"}
-    per_class = percentile_interval(stats["f1"], confidence).round(6)
-    out["per_class_f1"] = {name: per_class[:, i].tolist() for i, name in enumerate(label_names)}
+    # per class: over the resamples that hold the class (None where none does)
+    per_class = percentile_interval(stats["f1"], confidence, ignore_missing=True).round(6)
+    out["per_class_f1"] = {name: None if np.isnan(per_class[0, i]) else per_class[:, i].tolist()
+                           for i, name in enumerate(label_names)}
     out["method"] = {"kind": "percentile bootstrap over examples", "resamples": resamples, "seed": seed,
                      "confidence": confidence}
     return out
@@ -135,10 +162,9 @@ def paired_comparison(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray
     exact test."""
     y_true, pred_a, pred_b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
     k = len(label_names)
-    w = resample_counts(len(y_true), resamples, seed)
     ones = np.ones((1, len(y_true)))
     observed_a, observed_b = _stats(ones, y_true, pred_a, k, multi_label), _stats(ones, y_true, pred_b, k, multi_label)
-    boot_a, boot_b = _stats(w, y_true, pred_a, k, multi_label), _stats(w, y_true, pred_b, k, multi_label)
+    boot_a, boot_b = _resampled(y_true, [pred_a, pred_b], k, multi_label, resamples, seed)
     out = {}
     for metric in boot_a:
         if metric == "f1":

@@ -58,6 +58,9 @@ def conclusion(check: dict[str, Any]) -> str:
         verdict = (f"the flags do pick out label noise (Fisher p = {p:.2g}), but only as a share: about "
                    f"{f['contradicted_rate']:.0%} of the flagged labels are wrong by this check, not all of them, "
                    f"and {u['contradicted_rate'] or 0:.0%} of the other errors are too")
+    elif not u["checked"]:
+        verdict = (f"every checked error is flagged, so there is no unflagged error to compare with; about "
+                   f"{f['contradicted_rate']:.0%} of the flagged labels are wrong by this check")
     else:
         verdict = ("flagged errors are not contradicted more often than other errors, so the flags are no evidence "
                    "of label noise here")

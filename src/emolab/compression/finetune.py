@@ -34,7 +34,12 @@ class WithTargets:
         return len(self.base)
 
     def __getitem__(self, i: int) -> dict:
-        return {**self.base[i], "targets": self.targets[i]}
+        source = self.base.positions[i] if hasattr(self.base, "positions") else i  # oversampled copies
+        return {**self.base[i], "targets": self.targets[source]}
+
+    def start_epoch(self, epoch: int) -> None:  # augmenting training sets draw afresh each epoch
+        if hasattr(self.base, "start_epoch"):
+            self.base.start_epoch(epoch)
 
     def lengths(self) -> list[int]:
         return self.base.lengths()

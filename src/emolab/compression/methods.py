@@ -203,7 +203,7 @@ def prune_structured(ctx: Context) -> list[Candidate]:
 
     o = ctx.options
     model = PrunedTransformerClassifier.from_transformer(copy.deepcopy(ctx.model))
-    task = model.task(ctx.train_data())
+    task = model.task(ctx.train_data(), ctx.cfg)
     rng = np.random.default_rng(ctx.cfg.seed)
     idx = rng.permutation(len(task.train_set))[: o.importance_batches * 32]
     batches = [task.collate([task.train_set[int(i)] for i in idx[s:s + 32]]) for s in range(0, len(idx), 32)]

@@ -18,6 +18,9 @@ from emolab.rundir import atomic_write, open_run
 
 SETUP = '''\
 import os
+import sys
+
+sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]  # import nothing from the run folder
 os.environ["TQDM_DISABLE"] = "1"  # no progress-bar widgets in the saved notebook
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pathlib import Path
@@ -74,10 +77,11 @@ from emolab.significance import with_interval
 
 keys = ["micro_f1", "macro_f1", "subset_accuracy"] if card.labels.multi_label else ["accuracy", "macro_f1", "weighted_f1"]
 rows = {split: {k: with_interval(metrics[split][k], metrics[split].get("intervals", {}).get(k)) for k in keys}
-        for split in ("validation", "test") if split in metrics}
-test = metrics["test"]
+        for split in ("train", "validation", "test") if split in metrics}
+main = "test" if "test" in metrics else list(rows)[-1]  # a run scored without a test split: its last split
+test = metrics[main]
 headline = "micro_f1" if card.labels.multi_label else "accuracy"
-print(f"test {headline} {test[headline]:.4f}, macro-F1 {test['macro_f1']:.4f} (n={test['n']})")
+print(f"{main} {headline} {test[headline]:.4f}, macro-F1 {test['macro_f1']:.4f} (n={test['n']})")
 pd.DataFrame(rows).T'''
 
 PER_CLASS = '''\
@@ -92,7 +96,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 cm = np.array(test["confusion_matrix"])
 fig, ax = plt.subplots(figsize=(1 + 0.8 * len(labels), 0.8 * len(labels)))
 ConfusionMatrixDisplay(cm, display_labels=labels).plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45)
-ax.set_title("test confusion matrix (rows: true label)")
+ax.set_title(f"{main} confusion matrix (rows: true label)")
 plt.tight_layout()'''
 
 MISCLASSIFIED = '''\
@@ -165,9 +169,10 @@ def _cells(run) -> list[tuple[str, str]]:
                     "while training loss falls means overfitting.", CURVES))
     out.append(("## Metrics\nHeadline metrics with 95% percentile-bootstrap intervals over the examples of each "
                 "split: how far a number would move on another sample of the same size.", METRICS))
-    if "per_class" in run.metrics.get("test", {}):
-        out.append(("### Per-class results (test)", PER_CLASS))
-    if "confusion_matrix" in run.metrics.get("test", {}):
+    scored = run.metrics.get("test") or next((run.metrics[s] for s in ("validation", "train") if s in run.metrics), {})
+    if "per_class" in scored:
+        out.append(("### Per-class results", PER_CLASS))
+    if "confusion_matrix" in scored:
         out.append(("## Confusion matrix\nCounts of true (rows) against predicted (columns) labels on the test "
                     "split.", CONFUSION))
     if has_analysis:
