@@ -105,3 +105,11 @@ def test_data_stats_command(tmp_path, shared_data):
     assert "43410" in r.stdout.replace(",", "") or "39555" in r.stdout
     assert "multi_label" in r.stdout and "3855" in r.stdout  # examples the drop policy loses
     assert (tmp_path / "stats" / "goemotions-ekman" / "class_distribution.png").is_file()
+
+
+def test_atomic_writes_leave_files_with_the_mode_a_plain_write_would(tmp_path):
+    from emolab.rundir import atomic_write
+
+    atomic_write(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert (tmp_path / "a.txt").stat().st_mode == (tmp_path / "b.txt").stat().st_mode
