@@ -37,6 +37,10 @@ def ms(values) -> str:
     return f"{a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0:.4f}"
 
 
+def _p(text: str) -> str:
+    return f"p {text}" if text.startswith("<") else f"p={text}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
@@ -47,6 +51,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cells = cell_runs(args.folder)
+    cells = {args.baseline: cells[args.baseline], **{k: v for k, v in cells.items() if k != args.baseline}}
     base = cells[args.baseline]
     lines = [f"# Ablation: {args.folder.name}", "", f"Command: `{args.command}`, then `python benchmarks/ablation_table.py "
              f"{args.folder} --baseline {args.baseline} --classes {' '.join(args.classes)} --out {args.out}`.", "",
@@ -84,7 +89,7 @@ def main() -> None:
             sig_f1 += f["significant"]
             sig_acc += a["significant"]
             details.append(cell_text + f" {f['difference']:+.4f} [{f['interval'][0]:+.3f}, {f['interval'][1]:+.3f}], "
-                                       f"p={f['p_text']} | {a['difference']:+.4f}, p={a['p_text']} |")
+                                       f"{_p(f['p_text'])} | {a['difference']:+.4f}, {_p(a['p_text'])} |")
         if name == args.baseline:
             tail = "– | – | – | – | – |"
         else:
