@@ -86,3 +86,29 @@ def test_a_face_run_notebook_executes_and_reads_a_photo_and_its_model_card_parse
     accuracy = next(r for r in card.data.eval_results if r.metric_type == "accuracy")
     assert accuracy.metric_value == pytest.approx(json.loads((out / "metrics.json").read_text())["test"]["accuracy"])
     assert card.data.pipeline_tag == "image-classification" and card.data.language is None
+
+
+def test_a_multi_label_run_gets_intervals_a_model_card_and_a_notebook(shared_data, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from emolab.compare import compare
+
+    cfg = config_from_dict({"data": {"name": "goemotions", "taxonomy": "ekman", "multi_label_policy": "multi_label",
+                                     "max_train_examples": 600, "max_eval_examples": 200},
+                            "model": {"name": "tfidf"}, "eval": {"timing": False, "notebook": True},
+                            "output": {"dir": str(tmp_path), "name": "ml"}})
+    out = run(cfg, say=lambda _m: None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    lo, hi = metrics["test"]["intervals"]["micro_f1"]
+    assert lo <= metrics["test"]["micro_f1"] <= hi
+    card = ModelCard.load(out / "README.md")
+    micro = next(r for r in card.data.eval_results if r.metric_config == "micro")
+    assert micro.metric_value == pytest.approx(metrics["test"]["micro_f1"], abs=1e-6)
+    nb = nbformat.read(out / "report.ipynb", as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert f"test micro_f1 {metrics['test']['micro_f1']:.4f}" in _printed(nb)
+    shutil.copytree(out, tmp_path / "again")
+    said = []
+    rows = compare([out, tmp_path / "again"], tmp_path / "lb", say=said.append)
+    assert {r["verdict"] for r in rows} == {"best", "tied with best"}
+    assert any("micro-f1 +0.0000, paired bootstrap p" in m for m in said)
