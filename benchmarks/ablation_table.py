@@ -22,6 +22,7 @@ from scipy import stats
 from emolab.compare import test_against_best
 from emolab.evaluation import metrics_with_intervals
 from emolab.rundir import atomic_write, open_run
+from emolab.significance import p_phrase
 
 
 def cell_runs(folder: Path) -> dict[str, dict[int, object]]:
@@ -35,10 +36,6 @@ def cell_runs(folder: Path) -> dict[str, dict[int, object]]:
 def ms(values) -> str:
     a = np.asarray(values, dtype=float)
     return f"{a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0:.4f}"
-
-
-def _p(text: str) -> str:
-    return f"p {text}" if text.startswith("<") else f"p={text}"
 
 
 def main() -> None:
@@ -89,7 +86,7 @@ def main() -> None:
             sig_f1 += f["significant"]
             sig_acc += a["significant"]
             details.append(cell_text + f" {f['difference']:+.4f} [{f['interval'][0]:+.3f}, {f['interval'][1]:+.3f}], "
-                                       f"{_p(f['p_text'])} | {a['difference']:+.4f}, {_p(a['p_text'])} |")
+                                       f"{p_phrase(f)} | {a['difference']:+.4f}, {p_phrase(a)} |")
         if name == args.baseline:
             tail = "– | – | – | – | – |"
         else:

@@ -5,8 +5,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
-from emolab.significance import (intervals, mcnemar_exact, multi_label_stats, paired_comparison, resample_counts,
-                                 single_label_stats, with_interval)
+from emolab.significance import (intervals, mcnemar_exact, multi_label_stats, p_phrase, paired_comparison,
+                                 resample_counts, single_label_stats, with_interval)
 
 
 def _predictions(n=600, k=6, accuracy=0.85, seed=0):
@@ -102,3 +102,11 @@ def test_per_class_intervals_skip_resamples_without_the_class():
 def test_large_splits_are_resampled_in_blocks_with_the_same_draws():
     counts = resample_counts(50_000, 700, seed=4)
     assert counts.shape == (700, 50_000) and (counts.sum(axis=1) == 50_000).all()
+
+
+def test_p_phrase_says_when_a_bootstrap_p_is_below_its_resolution():
+    y, good = _predictions(n=1000, accuracy=0.9, seed=1)
+    worse = np.where(np.arange(1000) % 4 == 0, (good + 1) % 6, good)
+    r = paired_comparison(y, worse, good, list("abcdef"), resamples=2000)
+    assert p_phrase(r["macro_f1"].to_dict()) == "p < 0.0005"
+    assert p_phrase({"p_value": 0.31}) == "p = 0.31"

@@ -17,7 +17,7 @@ from emolab import plots
 from emolab.errors import EmolabError
 from emolab.evaluation import metrics_with_intervals
 from emolab.rundir import Run, atomic_write, open_run
-from emolab.significance import decisions, paired_comparison, with_interval
+from emolab.significance import decisions, p_phrase, paired_comparison, with_interval
 
 SPLIT = "test"
 COLUMNS = [("run", "run"), ("dataset", "dataset"), ("split", "split"), ("model", "model"), ("pooling", "pooling"),
@@ -118,7 +118,8 @@ def _add_significance(rows: list[dict], runs: dict[str, Run], say) -> None:
         acc = result.get("accuracy") or result["micro_f1"]  # multi-label runs: micro-F1, paired bootstrap
         row.update(delta_macro_f1=f1["difference"], delta_macro_f1_lo=f1["interval"][0],
                    delta_macro_f1_hi=f1["interval"][1], p_macro_f1=f1["p_value"], p_macro_f1_text=f1["p_text"],
-                   delta_accuracy=acc["difference"], p_accuracy=acc["p_value"], p_accuracy_text=acc["p_text"],
+                   p_macro_f1_phrase=p_phrase(f1), delta_accuracy=acc["difference"], p_accuracy=acc["p_value"],
+                   p_accuracy_text=acc["p_text"], p_accuracy_phrase=p_phrase(acc),
                    second_metric=acc["metric"].replace("_", "-"), second_test=acc["test"])
         worse = f1["significant"] and f1["difference"] < 0
         row["verdict"] = "worse" if worse else "tied with best"
@@ -146,10 +147,6 @@ def leaderboard_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _p(text: str) -> str:
-    return text if text.startswith("<") else f"= {text}"
-
-
 def verdicts(rows: list[dict]) -> list[str]:
     """One sentence per tested run: does it differ from the best, and by how much."""
     best = next((r for r in rows if r.get("verdict") == "best"), rows[0])
@@ -160,9 +157,9 @@ def verdicts(rows: list[dict]) -> list[str]:
         how = ("significantly worse" if r["verdict"] == "worse" else "not significantly different (tied)")
         test = "McNemar" if r["second_test"] == "McNemar exact" else "paired bootstrap"
         out.append(f"{r['run']} vs {best['run']}: macro-F1 {r['delta_macro_f1']:+.4f} "
-                   f"[{r['delta_macro_f1_lo']:+.4f}, {r['delta_macro_f1_hi']:+.4f}], paired bootstrap p "
-                   f"{_p(r['p_macro_f1_text'])}; {r['second_metric']} {r['delta_accuracy']:+.4f}, {test} p "
-                   f"{_p(r['p_accuracy_text'])}: {how}.")
+                   f"[{r['delta_macro_f1_lo']:+.4f}, {r['delta_macro_f1_hi']:+.4f}], paired bootstrap "
+                   f"{r['p_macro_f1_phrase']}; {r['second_metric']} {r['delta_accuracy']:+.4f}, {test} "
+                   f"{r['p_accuracy_phrase']}: {how}.")
     return out
 
 

@@ -181,6 +181,12 @@ def paired_comparison(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray
     return out
 
 
+def p_phrase(test: dict[str, Any]) -> str:
+    """``p = 0.031`` or ``p < 0.0005`` for a :meth:`PairedResult.to_dict` (older dicts: from ``p_value``)."""
+    text = test.get("p_text") or f"{test['p_value']:.2g}"
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def decisions(probs: np.ndarray, *, multi_label: bool, thresholds: Any = 0.5) -> np.ndarray:
     """What a model decided: class ids, or the multi-hot matrix at its thresholds."""
     probs = np.asarray(probs)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emolab.metrics import classification_metrics
+from emolab.significance import p_phrase, paired_comparison
 
 TABLE_COLUMNS = ("method", "precision", "n_eval", "accuracy", "macro_f1", "delta_accuracy", "delta_macro_f1",
                  "significance", "per_class_f1_delta", "flips", "flip_examples", "params_total", "params_nonzero", "file_bytes",
@@ -127,8 +128,6 @@ class EvalSet:
 def quality(probs: np.ndarray, ev: EvalSet, *, max_flip_examples: int = 5) -> dict[str, Any]:
     """Accuracy, macro-F1 and per-class F1, their change from fp32 with a paired test (is the drop real?),
     and the prediction flips."""
-    from emolab.significance import paired_comparison
-
     ours = classification_metrics(ev.y_true, probs, ev.label_names)
     base = classification_metrics(ev.y_true, ev.base_probs, ev.label_names)
     pred, base_pred = probs.argmax(1), ev.base_probs.argmax(1)
@@ -222,13 +221,13 @@ def _mb(n: int) -> str:
 
 
 def _delta(value: float, test: dict | None) -> str:
-    """A change in points with its paired interval and p (``-0.45 [-0.90, -0.05], p=0.04``)."""
+    """A change in points with its paired interval and p (``-0.45 [-0.90, -0.05], p = 0.04``)."""
     text = f"{value * 100:+.2f}"
     if not test or (test["difference"] == 0 and test["interval"] == [0.0, 0.0]):
         return text
     lo, hi = test["interval"]
     mark = "" if test["significant"] else " (n.s.)"
-    return f"{text} [{lo * 100:+.2f}, {hi * 100:+.2f}], p={test.get('p_text') or format(test['p_value'], '.2g')}{mark}"
+    return f"{text} [{lo * 100:+.2f}, {hi * 100:+.2f}], {p_phrase(test)}{mark}"
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:

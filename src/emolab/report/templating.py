@@ -10,7 +10,7 @@ import jinja2
 from emolab.compare import leaderboard_markdown
 from emolab.compression.measure import table_markdown
 from emolab.report.published import METRIC_NAMES
-from emolab.significance import with_interval
+from emolab.significance import p_phrase, with_interval
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -32,7 +32,7 @@ def _paired(d) -> str:
     if not d:
         return "–"
     lo, hi = d["interval"]
-    return f"{d['difference']:+.4f} [{lo:+.3f}, {hi:+.3f}], p{' ' if d.get('p_text', '').startswith('<') else '='}{d.get('p_text') or format(d['p_value'], '.2g')}"
+    return f"{d['difference']:+.4f} [{lo:+.3f}, {hi:+.3f}], {p_phrase(d)}"
 
 
 def environment(run: Path) -> jinja2.Environment:
