@@ -15,9 +15,9 @@ import numpy as np
 
 from emolab import plots
 from emolab.errors import EmolabError
-from emolab.evaluation import metrics_with_intervals
+from emolab.evaluation import decision_thresholds, metrics_with_intervals
 from emolab.rundir import Run, atomic_write, open_run
-from emolab.significance import decisions, p_phrase, paired_comparison, with_interval
+from emolab.significance import align_ids, decisions, p_phrase, paired_comparison, with_interval
 
 SPLIT = "test"
 COLUMNS = [("run", "run"), ("dataset", "dataset"), ("split", "split"), ("model", "model"), ("pooling", "pooling"),
@@ -74,10 +74,8 @@ def _decided(run: Run):
     """(ids, y_true, decisions, label names, multi-label) of a run's test predictions."""
     preds = run.predictions(SPLIT)
     multi = preds.labels.multi_label
-    thresholds = (list(run.metrics["tuned_thresholds"].values()) if "tuned_thresholds" in run.metrics
-                  else run.raw_config.get("eval", {}).get("threshold", 0.5))
-    return preds.ids.astype(str), preds.y_true, decisions(preds.probs, multi_label=multi, thresholds=thresholds), \
-        preds.labels.names, multi
+    return preds.ids.astype(str), preds.y_true, \
+        decisions(preds.probs, multi_label=multi, thresholds=decision_thresholds(run)), preds.labels.names, multi
 
 
 def test_against_best(best: Run, other: Run, *, seed: int = 0) -> tuple[dict[str, Any] | None, str | None]:
@@ -89,12 +87,11 @@ def test_against_best(best: Run, other: Run, *, seed: int = 0) -> tuple[dict[str
         return None, exc.message
     if list(names_b) != list(names_o):
         return None, f"different label sets ({', '.join(names_o)} vs {', '.join(names_b)})"
-    if len(ids_b) != len(ids_o) or set(ids_b) != set(ids_o):
+    take = align_ids(ids_b, ids_o)
+    if take is None:
         common = len(set(ids_b) & set(ids_o))
         return None, (f"scored on different {SPLIT} examples ({len(ids_o)} vs {len(ids_b)}, {common} in common): "
                       "a paired test needs the same examples")
-    order = {i: k for k, i in enumerate(ids_o)}
-    take = np.array([order[i] for i in ids_b])
     if not np.array_equal(np.asarray(y_o)[take], np.asarray(y_b)):
         return None, f"the same {SPLIT} ids carry different labels: not the same data"
     result = paired_comparison(y_b, np.asarray(d_o)[take], d_b, names_b, multi_label=multi, seed=seed)

@@ -30,9 +30,15 @@ def score(preds: Predictions, *, threshold: float | np.ndarray = 0.5, ece_bins: 
         out = classification_metrics(preds.y_true, preds.probs, preds.labels.names,
                                      target_probs=preds.target_probs, ece_bins=ece_bins)
     if bootstrap:
-        out["intervals"] = intervals(preds.y_true, decisions(preds.probs, multi_label=multi, thresholds=threshold),
-                                     preds.labels.names, multi_label=multi, resamples=bootstrap, seed=seed)
+        out["intervals"] = split_intervals(preds, threshold, bootstrap, seed)
     return out
+
+
+def split_intervals(preds: Predictions, thresholds: Any, resamples: int, seed: int) -> dict[str, Any]:
+    """95% bootstrap intervals of one split's metrics, on the model's decisions at ``thresholds``."""
+    multi = preds.labels.multi_label
+    return intervals(preds.y_true, decisions(preds.probs, multi_label=multi, thresholds=thresholds),
+                     preds.labels.names, multi_label=multi, resamples=resamples, seed=seed)
 
 
 def evaluate(predictions: dict[str, Predictions], *, threshold: float = 0.5, tune: bool = True,
@@ -125,14 +131,18 @@ def metrics_with_intervals(run) -> dict[str, Any]:
     resamples = run.raw_config.get("eval", {}).get("bootstrap", 1000)  # older runs: the default
     if not resamples:  # the user turned intervals off
         return metrics
-    thresholds = list(metrics["tuned_thresholds"].values()) if "tuned_thresholds" in metrics else \
-        run.raw_config.get("eval", {}).get("threshold", 0.5)
     out = dict(metrics)
     for split in ("train", "validation", "test"):
         if split in metrics and "intervals" not in metrics[split] and run.has(f"predictions_{split}.npz"):
             preds = run.predictions(split)
-            multi = preds.labels.multi_label
-            out[split] = {**metrics[split], "intervals": intervals(
-                preds.y_true, decisions(preds.probs, multi_label=multi, thresholds=thresholds), preds.labels.names,
-                multi_label=multi, resamples=resamples, seed=seed)}
+            out[split] = {**metrics[split],
+                          "intervals": split_intervals(preds, decision_thresholds(run), resamples, seed)}
     return out
+
+
+def decision_thresholds(run) -> float | list[float]:
+    """The thresholds a finished run decides at: its tuned multi-label thresholds, else ``eval.threshold``."""
+    metrics = run.metrics
+    if "tuned_thresholds" in metrics:
+        return list(metrics["tuned_thresholds"].values())
+    return run.raw_config.get("eval", {}).get("threshold", 0.5)

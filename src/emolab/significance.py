@@ -181,6 +181,16 @@ def paired_comparison(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray
     return out
 
 
+def align_ids(reference, other) -> np.ndarray | None:
+    """Indices into ``other`` that put its examples in ``reference``'s order, or None when the two hold
+    different examples (a paired test needs the same ones)."""
+    reference, other = np.asarray(reference).astype(str), np.asarray(other).astype(str)
+    where = {i: k for k, i in enumerate(other)}
+    if len(reference) != len(other) or set(where) != set(reference):
+        return None
+    return np.array([where[i] for i in reference], dtype=np.int64)
+
+
 def p_phrase(test: dict[str, Any]) -> str:
     """``p = 0.031`` or ``p < 0.0005`` for a :meth:`PairedResult.to_dict` (older dicts: from ``p_value``)."""
     text = test.get("p_text") or f"{test['p_value']:.2g}"

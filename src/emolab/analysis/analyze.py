@@ -128,13 +128,12 @@ def baseline_scores(data_cfg, seed: int) -> dict[str, Any]:
 def against_baseline(preds: Predictions, baseline: dict[str, Any], seed: int) -> dict[str, Any]:
     """The run minus its baseline on the same test examples (paired bootstrap, McNemar), from the baseline's
     private ``_ids`` / ``_pred`` (removed from the dict)."""
-    from emolab.significance import paired_comparison
+    from emolab.significance import align_ids, paired_comparison
 
     ids, pred = baseline.pop("_ids"), baseline.pop("_pred")
-    where = {i: k for k, i in enumerate(ids)}
-    if set(where) != set(preds.ids.astype(str)):
+    take = align_ids(preds.ids, ids)
+    if take is None:
         return {"skipped": "the baseline was scored on other test examples than the run"}
-    take = np.array([where[i] for i in preds.ids.astype(str)])
     result = paired_comparison(preds.y_true, preds.probs.argmax(axis=1), pred[take], preds.labels.names, seed=seed)
     return {k: v.to_dict() for k, v in result.items()}
 

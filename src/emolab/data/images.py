@@ -156,11 +156,11 @@ class Fer2013Config(DataConfig):
 
 @dataclass
 class FerPlusConfig(Fer2013Config):
+    label_mode: Literal["majority", "votes"] = "majority"  # the majority label, or train on the vote shares
+
     def second_opinion(self, ids) -> dict | None:
         """FER+ labels are themselves the second opinion on FER2013; a FER+ run has none."""
         return None
-
-    label_mode: Literal["majority", "votes"] = "majority"  # the majority label, or train on the vote shares
 
 
 @dataclass
@@ -280,6 +280,7 @@ def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, 
                       missed: dict | None = None) -> Split:
     """``folder/<class>/*`` as grayscale ``size`` squares; with a face ``detector``, each photo's largest face
     (photos without a face are left out and listed in ``missed``)."""
+    missed = {} if missed is None else missed
     images, ys, ids = [], [], []
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         if class_dir.name not in labels.names:
@@ -290,7 +291,7 @@ def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, 
             if f.suffix.lower() in IMAGE_SUFFIXES:
                 image = read_image(f, size) if detector is None else read_face_crop(f, size, detector, min_face)
                 if image is None:
-                    (missed if missed is not None else {}).setdefault(split, []).append(str(f))
+                    missed.setdefault(split, []).append(str(f))
                     continue
                 images.append(image)
                 ys.append(labels.index(class_dir.name))
