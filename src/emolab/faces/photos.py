@@ -1,7 +1,8 @@
 """Photos through face detection: every face a detector finds is cropped the way FER2013 frames faces (a
 square around the box, enlarged by the detector's measured margin), made grayscale at the model's side and
 classified; one row per face, and a row that says so for a photo without a face (never a prediction on the
-whole frame). Images already cropped like FER faces (small and square) skip detection.
+whole frame). Images already cropped like FER faces (small and square) skip detection. Detectors see the
+photo in colour; with ``align`` and a detector that gives landmarks, each crop is turned so the eyes are level.
 
 Photos are read with their EXIF orientation applied, and large ones are decoded at reduced size (JPEG
 draft mode) and capped at ``MAX_SIDE`` pixels, so a 50-megapixel photo does not fill the memory.
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from emolab.errors import DataError
-from emolab.faces.detectors import Detector, Face, create_detector
+from emolab.faces.detectors import DEFAULT_DETECTOR, Detector, Face, create_detector
 
 MAX_SIDE = 2048  # photos are read at most this large (faces of 24+ pixels stay findable in 12 MP photos)
 
@@ -41,9 +42,9 @@ class FaceRow:
                 "xmax": round(b.xmax * self.scale), "ymax": round(b.ymax * self.scale), "score": b.score}
 
 
-def read_photo(path, max_side: int = MAX_SIDE):
-    """``(gray uint8 array, RGB PIL image, scale)`` of a file path or file-like object: EXIF orientation
-    applied, at most ``max_side`` pixels a side; ``scale`` maps its pixels back to the photo's."""
+def read_photo(path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
+    """``(RGB uint8 array HxWx3, scale)`` of a file path or file-like object: EXIF orientation applied, at
+    most ``max_side`` pixels a side; ``scale`` maps its pixels back to the photo's."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -53,24 +54,39 @@ def read_photo(path, max_side: int = MAX_SIDE):
             im = ImageOps.exif_transpose(im).convert("RGB")
             if max(im.size) > max_side:
                 im.thumbnail((max_side, max_side), Image.BILINEAR)
-            oriented_full = full
-            scale = oriented_full / max(im.size)
-            return np.asarray(im.convert("L"), dtype=np.uint8).copy(), im, scale
+            return np.asarray(im, dtype=np.uint8).copy(), full / max(im.size)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})",
                         hint="remove or replace the file") from None
 
 
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """A grayscale copy of an RGB image (ITU-R 601 luma, as PIL's ``L``); a grayscale image as it is."""
+    import cv2
+
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
 def looks_cropped(gray: np.ndarray, side: int) -> bool:
     """Small and square: a face already cut out like FER2013's (48x48 up to twice the model's side)."""
-    h, w = gray.shape
+    h, w = gray.shape[:2]
     return max(h, w) <= 2 * side and abs(h - w) <= 0.1 * max(h, w)
 
 
-def fer_crop(gray: np.ndarray, face: Face, margin: float, side: int) -> np.ndarray:
-    """The square around ``face`` enlarged by ``margin`` (edges replicated past the photo), at ``side``."""
+def fer_crop(gray: np.ndarray, face: Face, margin: float, side: int, *, align: bool = False) -> np.ndarray:
+    """The square around ``face`` enlarged by ``margin`` (edges replicated past the photo), at ``side``; with
+    ``align`` and landmarks, turned about the box's centre so that the eyes are level."""
     import cv2
 
+    angle = face.eye_angle() if align else 0.0
+    if abs(angle) >= 0.5:
+        outer = int(np.ceil(side * 1.5))  # room for the corners, cut away after turning
+        wide = Face(face.xmin, face.ymin, face.xmax, face.ymax, face.score)
+        big = fer_crop(gray, wide, (1 + margin) * outer / side - 1, outer)
+        turn = cv2.getRotationMatrix2D((outer / 2, outer / 2), angle, 1.0)
+        big = cv2.warpAffine(big, turn, (outer, outer), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        start = (outer - side) // 2
+        return big[start:start + side, start:start + side]
     cx, cy = (face.xmin + face.xmax) / 2, (face.ymin + face.ymax) / 2
     half = face.side * (1 + margin) / 2
     x0, y0, x1, y1 = (int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
@@ -82,15 +98,18 @@ def fer_crop(gray: np.ndarray, face: Face, margin: float, side: int) -> np.ndarr
     return cv2.resize(gray[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA)
 
 
-def face_crops(gray: np.ndarray, side: int, detector: Detector | None, min_face: int = 24) -> list[tuple[Face | None, np.ndarray]]:
-    """``(box, crop)`` for each face in a grayscale photo, largest first; ``[(None, whole image)]`` for an image
-    already cropped like a FER face or when there is no detector; ``[]`` when no face is found. The one place
-    that decides what of a photo a face model sees (``emolab predict`` and ``emolab serve`` both call it)."""
+def face_crops(image: np.ndarray, side: int, detector: Detector | None, min_face: int = 24,
+               align: bool = False) -> list[tuple[Face | None, np.ndarray]]:
+    """``(box, grayscale crop)`` for each face in a photo (RGB or grayscale), largest first; ``[(None, whole
+    image)]`` for an image already cropped like a FER face or when there is no detector; ``[]`` when no face is
+    found. The one place that decides what of a photo a face model sees (``emolab predict``, ``emolab
+    evaluate --photos``, image folders with ``detect_faces`` and ``emolab serve`` all call it)."""
+    gray = to_gray(image)
     if detector is None or looks_cropped(gray, side):
         whole = gray if gray.shape == (side, side) else \
             fer_crop(gray, Face(0, 0, gray.shape[1], gray.shape[0], 1.0), 0.0, side)
         return [(None, whole)]
-    return [(f, fer_crop(gray, f, detector.margin, side)) for f in detector.detect(gray, min_face)]
+    return [(f, fer_crop(gray, f, detector.margin, side, align=align)) for f in detector.detect(image, min_face)]
 
 
 @dataclass
@@ -101,19 +120,21 @@ class PhotoPredictor:
     side: int
     detector: Detector | None = None  # None: never detect (--no-detect)
     min_face: int = 24
+    align: bool = False
     photos: dict = field(default_factory=dict)  # path -> RGB image, kept for annotation
 
     @classmethod
-    def for_model(cls, model, side: int, *, detector: str | None = "haar", min_face: int = 24) -> PhotoPredictor:
-        return cls(model, side, create_detector(detector) if detector else None, min_face)
+    def for_model(cls, model, side: int, *, detector: str | None = DEFAULT_DETECTOR, min_face: int = 24,
+                  align: bool = False) -> PhotoPredictor:
+        return cls(model, side, create_detector(detector) if detector else None, min_face, align)
 
     def rows(self, paths: list[Path], *, keep_photos: bool = False) -> list[FaceRow]:
         rows, crops = [], []
         for path in paths:
-            gray, rgb, scale = read_photo(path)
+            rgb, scale = read_photo(path)
             if keep_photos:
                 self.photos[str(path)] = rgb
-            found = face_crops(gray, self.side, self.detector, self.min_face)
+            found = face_crops(rgb, self.side, self.detector, self.min_face, self.align)
             if not found:
                 rows.append(FaceRow(str(path), None, None, label="(no face found)", scale=scale))
             for i, (box, crop) in enumerate(found):
@@ -127,11 +148,11 @@ class PhotoPredictor:
         return rows
 
 
-def annotate(rgb, rows: list[FaceRow], out: Path) -> Path:
+def annotate(rgb: np.ndarray, rows: list[FaceRow], out: Path) -> Path:
     """The photo with each face's box and label drawn, written to ``out``."""
-    from PIL import ImageDraw
+    from PIL import Image, ImageDraw
 
-    image = rgb.copy()
+    image = Image.fromarray(rgb)
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 300))
     for row in rows:

@@ -108,7 +108,7 @@ def read_frames(path: Path, fps: float):
 
 
 def predict_video(model, side: int, path: Path, detector: Detector, *, fps: float = 5.0, min_face: int = 24,
-                  annotate: Path | None = None, progress: bool = True) -> list[VideoRow]:
+                  align: bool = False, annotate: Path | None = None, progress: bool = True) -> list[VideoRow]:
     import cv2
     from tqdm.auto import tqdm
 
@@ -120,8 +120,8 @@ def predict_video(model, side: int, path: Path, detector: Detector, *, fps: floa
             if bar is None:
                 bar = tqdm(total=total or None, desc=f"{path.name}", unit="frame", disable=not progress)
             bar.update(index - bar.n if total else 1)
-            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            found = [(f, c) for f, c in face_crops(gray, side, detector, min_face) if f is not None]
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            found = [(f, c) for f, c in face_crops(rgb, side, detector, min_face, align) if f is not None]
             probs = model.predict_proba(np.stack([c for _, c in found])) if found else np.zeros((0, len(names)))
             for track, box, _p in tracker.update([f for f, _ in found], probs):
                 rows.append(VideoRow(t, index, track.id, box, track.smoothed.copy(),

@@ -35,7 +35,7 @@ def labelled_photos(folder: Path, names: tuple[str, ...]) -> list[tuple[Path, in
     return out
 
 
-def evaluate_photos(model, side: int, folder: Path, detector: Detector, *, min_face: int = 24,
+def evaluate_photos(model, side: int, folder: Path, detector: Detector, *, min_face: int = 24, align: bool = False,
                     sheet: Path | None = None) -> dict[str, Any]:
     from emolab import plots
     from emolab.metrics import classification_metrics
@@ -44,15 +44,14 @@ def evaluate_photos(model, side: int, folder: Path, detector: Detector, *, min_f
     photos = labelled_photos(folder, names)
     crops, found_labels, files, missed = [], [], [], []
     for path, label in photos:
-        gray, _rgb, _scale = read_photo(path)
-        faces = face_crops(gray, side, detector, min_face)
+        faces = face_crops(read_photo(path)[0], side, detector, min_face, align)
         if not faces:
             missed.append(str(path))
             continue
         crops.append(faces[0][1])  # the largest face
         found_labels.append(label)
         files.append(str(path))
-    result: dict[str, Any] = {"photos": len(photos), "faces_found": len(crops),
+    result: dict[str, Any] = {"detector": detector.name, "aligned": align, "photos": len(photos), "faces_found": len(crops),
                               "detection_rate": len(crops) / len(photos), "missed": missed}
     if crops:
         probs = model.predict_proba(np.stack(crops))

@@ -186,8 +186,8 @@ def _cells(run) -> list[tuple[str, str]]:
              TIMING),
             ("## Reproducibility", REPRODUCE)]
     if run.card.image:
-        out.append(("## Try it on a photo (optional)\nFaces are found with OpenCV's Haar cascade, cropped the way "
-                    "FER2013 frames faces and classified.", TRY_FACE))
+        out.append(("## Try it on a photo (optional)\nFaces are found with MTCNN (weights from the facenet-"
+                    "pytorch wheel), cropped the way FER2013 frames faces and classified.", TRY_FACE))
     else:
         out.append(("## Try it on your own texts (optional)", TRY_TEXT))
     return out

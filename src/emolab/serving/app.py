@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from emolab.faces.detectors import create_detector
+from emolab.faces.detectors import DEFAULT_DETECTOR, create_detector
 from emolab.faces.photos import face_crops
 from emolab.serving.batching import MicroBatcher
 from emolab.serving.metrics import ServerMetrics
@@ -50,6 +50,8 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
+    detector: str = DEFAULT_DETECTOR  # the face detector of the faces route
+    align_faces: bool = False  # turn face crops so the eyes are level (detectors with landmarks)
 
     def to_json(self) -> str:
         from dataclasses import asdict
@@ -146,8 +148,8 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
             m.model.set_threads(settings.threads)
     metrics = ServerMetrics()
     batchers: dict[str, MicroBatcher] = {}
-    detector = create_detector("haar") if any(m.card.image for m in models.values()) else None
-    detection = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolab-detect")  # one cascade, one thread
+    detector = create_detector(settings.detector) if any(m.card.image for m in models.values()) else None
+    detection = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolab-detect")  # one detector, one thread
     state = {"ready": False}
 
     @asynccontextmanager
@@ -243,7 +245,8 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         try:
             photos, top_k = await _read_inputs(request, served_model, settings.limits, photos=True)
             found = await asyncio.get_running_loop().run_in_executor(
-                detection, lambda: [face_crops(gray, side_of(served_model), detector, 24) for gray, _ in photos])
+                detection, lambda: [face_crops(image, side_of(served_model), detector, 24, settings.align_faces)
+                                    for image, _ in photos])
             crops = [crop for faces_ in found for _, crop in faces_]
             probs = await asyncio.wait_for(batchers[name].submit(crops), timeout=settings.limits.timeout_s) \
                 if crops else []
@@ -253,7 +256,7 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
             return fail(504, None, f"no answer within the {settings.limits.timeout_s:g} s request timeout")
         labelled = iter(served_model.format(probs, top_k)) if crops else iter(())
         out = []
-        for (_gray, scale), faces_ in zip(photos, found):
+        for (_image, scale), faces_ in zip(photos, found):
             out.append([])
             for box, _crop in faces_:
                 labels = next(labelled)

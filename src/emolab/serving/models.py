@@ -92,7 +92,7 @@ class ServedModel:
     # --- requests -> model inputs ---
     def parse_json(self, body: Any, limits: Limits, *, photos: bool = False) -> tuple[list, int | None]:
         """``{"inputs": ..., "parameters": {"top_k": k}}`` -> (model inputs, top_k); with ``photos`` images are
-        kept whole (``(gray, scale)`` per photo) for face detection instead of resized to the model's side."""
+        kept whole (``(rgb, scale)`` per photo) for face detection instead of resized to the model's side."""
         if not isinstance(body, dict) or "inputs" not in body:
             raise RequestError(422, "inputs", 'expected a JSON object {"inputs": ..., "parameters": {...}}')
         raw = body["inputs"]
@@ -138,17 +138,16 @@ class ServedModel:
         return read_image_bytes(data, int(self.card.input.get("side", 48)), where, limits.max_image_pixels)
 
     def decode_photo(self, data: str | bytes, where: str, limits: Limits) -> tuple[np.ndarray, float]:
-        """Like :meth:`decode_image`, but the whole photo, grayscale (EXIF-rotated, at most 2048 px a side),
-        and the scale back to its own pixels."""
+        """Like :meth:`decode_image`, but the whole photo, RGB (EXIF-rotated, at most 2048 px a side), and
+        the scale back to its own pixels."""
         from emolab.faces.photos import read_photo
 
         data = self.image_bytes(data, where, limits)
         check_pixels(data, where, limits.max_image_pixels)
         try:
-            gray, _rgb, scale = read_photo(io.BytesIO(data))
+            return read_photo(io.BytesIO(data))
         except EmolabError:
             raise RequestError(422, where, "not a readable image") from None
-        return gray, scale
 
     @staticmethod
     def image_bytes(data: str | bytes, where: str, limits: Limits) -> bytes:
