@@ -3,7 +3,7 @@ with a border in a plain canvas, the detector runs on it, and the ratio of the f
 detected box side (and the offset of the box centre) is recorded; the median ratio - 1 is the margin a
 detector's crops use to frame faces as FER2013 does.
 
-    python benchmarks/face_framing.py --detector haar --n 1000 --out benchmarks/results/face-framing.md
+    python benchmarks/face_framing.py --detectors mtcnn,haar --n 1000 --out benchmarks/results/face-framing.md
 """
 
 from __future__ import annotations
@@ -20,18 +20,11 @@ from emolab.data import load_dataset
 from emolab.faces.detectors import create_detector
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--detector", default="haar")
-    ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--scale", type=int, default=4, help="upscaling of the 48x48 faces")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+def framing(detector, faces: np.ndarray, scale: int) -> str:
+    """The Markdown section of one detector: how often it found the face, the frame/box ratio, the offsets."""
     import cv2
 
-    faces = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data).split("test").inputs[:args.n]
-    detector = create_detector(args.detector)
-    side = 48 * args.scale
+    side = 48 * scale
     ratios, dx, dy, found = [], [], [], 0
     for face in faces:
         big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
@@ -46,14 +39,25 @@ def main() -> None:
         dx.append(((f.xmin + f.xmax) / 2 - side) / side)
         dy.append(((f.ymin + f.ymax) / 2 - side) / side)
     r = np.array(ratios)
-    text = (f"# FER2013 framing vs the `{args.detector}` detector's box\n\nCommand: `python "
-            f"{' '.join(shlex.quote(a) for a in sys.argv)}`\n\n"
-            f"{args.n} PrivateTest faces upscaled x{args.scale} ({side} px) in a {2 * side} px canvas: found "
-            f"{found} ({found / max(args.n, 1):.1%}). Frame side / box side: median **{np.median(r):.3f}** "
-            f"(p25 {np.percentile(r, 25):.3f}, p75 {np.percentile(r, 75):.3f}); box centre offset from the frame "
-            f"centre, as a share of the frame side: x median {np.median(dx):+.3f}, y median {np.median(dy):+.3f}.\n\n"
-            f"Margin for crops: **{np.median(r) - 1:.3f}** (box side x (1 + margin)), centre shifted by "
-            f"{np.median(dy):+.3f} of the frame side vertically.\n")
+    return (f"## `{detector.name}`\n\n{len(faces)} PrivateTest faces upscaled x{scale} ({side} px) in a {2 * side} px "
+            f"canvas: found {found} ({found / max(len(faces), 1):.1%}). Frame side / box side: median "
+            f"**{np.median(r):.3f}** (p25 {np.percentile(r, 25):.3f}, p75 {np.percentile(r, 75):.3f}); box centre "
+            f"offset from the frame centre, as a share of the frame side: x median {np.median(dx):+.3f}, y median "
+            f"{np.median(dy):+.3f}.\n\nMargin for crops: **{np.median(r) - 1:.3f}** (box side x (1 + margin)), "
+            f"centre shifted by {np.median(dy):+.3f} of the frame side vertically.\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--detectors", default="mtcnn,haar")
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--scale", type=int, default=4, help="upscaling of the 48x48 faces")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    faces = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data).split("test").inputs[:args.n]
+    sections = [framing(create_detector(name), faces, args.scale) for name in args.detectors.split(",")]
+    text = (f"# FER2013 framing vs each detector's box\n\nCommand: `python "
+            f"{' '.join(shlex.quote(a) for a in sys.argv)}`\n\n" + "\n".join(sections))
     print(text)
     if args.out:
         args.out.write_text(text)

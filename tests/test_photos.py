@@ -141,6 +141,16 @@ def test_min_face_skips_small_faces(detector, photos, face_model):
     assert abs(kept.ymin + kept.ymax - first.ymin - first.ymax) / 2 < 0.1 * first.side
 
 
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_a_small_face_in_a_large_photo_is_found_down_to_min_face(detector):
+    hopper = Image.open(grace_hopper()).convert("RGB").crop((120, 70, 410, 360)).resize((90, 90))
+    canvas = Image.new("RGB", (2000, 1500), (70, 90, 120))
+    canvas.paste(hopper, (1500, 1100))
+    (face,) = create_detector(detector).detect(np.asarray(canvas), min_face=40)
+    assert 1500 <= face.xmin < face.xmax <= 1590 and 1100 <= face.ymin < face.ymax <= 1190
+    assert create_detector(detector).detect(np.asarray(canvas), min_face=120) == []
+
+
 def test_mtcnn_landmarks_sit_on_the_face_and_follow_a_turned_photo(photos):
     import cv2
 

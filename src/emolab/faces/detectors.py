@@ -58,9 +58,22 @@ class Detector:
     name: str = ""
     margin: float = 0.0
     landmarks: bool = False
+    work_side: int = 480  # larger images are searched on a copy this large (speed) ...
+    window: int = 12  # ... unless that would shrink a min_face face below the detector's smallest window
 
     def detect(self, image: np.ndarray, min_face: int = 24) -> list[Face]:
         raise NotImplementedError
+
+    def working_copy(self, image: np.ndarray, min_face: int) -> tuple[np.ndarray, float]:
+        """``(copy, scale)``: the image shrunk to ``work_side`` pixels a side, never so far that a ``min_face``
+        face falls below the detector's smallest window, and never enlarged."""
+        import cv2
+
+        h, w = image.shape[:2]
+        scale = min(1.0, max(self.work_side / max(h, w), self.window / max(min_face, 1)))
+        if scale == 1.0:
+            return image, scale
+        return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA), scale
 
 
 _DETECTORS: dict[str, Callable[[], Detector]] = {}
@@ -95,8 +108,8 @@ def create_detector(name: str = DEFAULT_DETECTOR) -> Detector:
 
 @register_detector("haar")
 class HaarDetector(Detector):
-    """OpenCV's ``haarcascade_frontalface_alt2``; frames larger than ``work_side`` are searched on a
-    downscaled copy (speed) and the boxes mapped back. Its score is the cascade's final-stage weight."""
+    """OpenCV's ``haarcascade_frontalface_alt2``, searched on a :meth:`~Detector.working_copy` (speed) with the
+    boxes mapped back. Its score is the cascade's final-stage weight."""
 
     margin = 0.03  # FER2013 frame side / box side, median 1.027 on 1,000 PrivateTest faces: results/face-framing.md
     # chosen on synthetic FER scenes (seed 1, 150 scenes; reported on seed 0): of the default, alt and alt2
@@ -105,6 +118,7 @@ class HaarDetector(Detector):
     # recall 0.785, precision 0.923, 28 scenes/s, one face in each packaged photo (OpenCV's defaults,
     # frontalface_default / 1.1 / 5 / 640: 0.691, 0.896, 28 scenes/s)
     work_side = 320
+    window = 20  # the cascade's 20x20 window
 
     def __init__(self, scale_factor: float = 1.05, min_neighbors: int = 4, cascade: str = "frontalface_alt2",
                  work_side: int | None = None):
@@ -122,10 +136,7 @@ class HaarDetector(Detector):
 
     def detect(self, image: np.ndarray, min_face: int = 24) -> list[Face]:
         gray = image if image.ndim == 2 else self.cv2.cvtColor(image, self.cv2.COLOR_RGB2GRAY)
-        h, w = gray.shape
-        scale = min(1.0, self.work_side / max(h, w))
-        small = gray if scale == 1.0 else self.cv2.resize(gray, (round(w * scale), round(h * scale)),
-                                                          interpolation=self.cv2.INTER_AREA)
+        small, scale = self.working_copy(gray, min_face)
         side = max(8, int(min_face * scale))
         boxes, _levels, weights = self.cascade.detectMultiScale3(
             small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
@@ -138,13 +149,12 @@ class HaarDetector(Detector):
 @register_detector("mtcnn")
 class MtcnnDetector(Detector):
     """MTCNN's three-stage cascade (:mod:`emolab.faces.mtcnn`, weights from facenet-pytorch's wheel), with five
-    landmarks per face, so crops can be aligned on the eyes. Frames larger than ``work_side`` are searched on
-    a downscaled copy; grayscale images are given to it as three equal channels. Its score is ONet's
-    face probability."""
+    landmarks per face, so crops can be aligned on the eyes. Searched on a :meth:`~Detector.working_copy`;
+    grayscale images are given to it as three equal channels. Its score is ONet's face probability."""
 
     landmarks = True
     margin = -0.063  # FER2013 frame side / box side, median 0.937 on 1,000 PrivateTest faces: results/face-framing.md
-    work_side = 480
+    window = 12  # PNet's 12x12 window
 
     def __init__(self, thresholds=(0.6, 0.7, 0.7), work_side: int | None = None):
         from emolab.faces.mtcnn import MTCNN
@@ -153,12 +163,7 @@ class MtcnnDetector(Detector):
         self.work_side = work_side or self.work_side
 
     def detect(self, image: np.ndarray, min_face: int = 24) -> list[Face]:
-        import cv2
-
-        h, w = image.shape[:2]
-        scale = min(1.0, self.work_side / max(h, w))
-        small = image if scale == 1.0 else cv2.resize(image, (round(w * scale), round(h * scale)),
-                                                     interpolation=cv2.INTER_AREA)
+        small, scale = self.working_copy(image, min_face)
         rgb = np.repeat(small[..., None], 3, 2) if small.ndim == 2 else small
         boxes, marks = self.net.detect(rgb, max(12, int(min_face * scale)))
         faces = [Face(round(float(x0)), round(float(y0)), round(float(x1)), round(float(y1)), float(s),

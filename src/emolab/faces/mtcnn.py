@@ -157,10 +157,13 @@ class MTCNN:
         h, w = image.shape[:2]
         out = []
         for x0, y0, x1, y1 in np.trunc(boxes[:, :4]).astype(int):
-            patch = np.zeros((max(1, y1 - y0), max(1, x1 - x0), 3), np.float32)
             sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-            if sx1 > sx0 and sy1 > sy0:
-                patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+            if (sx0, sy0, sx1, sy1) == (x0, y0, x1, y1) and x1 > x0 and y1 > y0:
+                patch = image[y0:y1, x0:x1]
+            else:
+                patch = np.zeros((max(1, y1 - y0), max(1, x1 - x0), 3), np.float32)
+                if sx1 > sx0 and sy1 > sy0:
+                    patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
             out.append(cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA))
         return out
 
