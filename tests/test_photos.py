@@ -292,6 +292,14 @@ def test_evaluation_in_the_wild_reports_detection_and_accuracy_on_labelled_photo
     assert result["end_to_end_accuracy"] == pytest.approx(correct / 3)  # the missed photo counts as wrong
     assert set(result["per_class"]) == set(FER2013_LABELS)
     assert (run / "evaluations" / "photos-wild.png").is_file() and "detection rate" in res.stdout
+    assert result["detector"] == "mtcnn" and result["aligned"] is False
+    res = emolab("evaluate", run, "--photos", folder, "--detector", "haar", "--align", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    result = json.loads((run / "evaluations" / "photos-wild.json").read_text())
+    assert result["detector"] == "haar" and result["faces_found"] == 2
+    assert "the haar detector gives no eye positions" in res.stdout
+    res = emolab("evaluate", run, "--photos", folder, "--detector", "yolo", cwd=tmp_path)
+    assert res.returncode == 2 and "unknown face detector 'yolo'" in res.stderr and "Traceback" not in res.stderr
     (folder / "bored").mkdir()
     res = emolab("evaluate", run, "--photos", folder, cwd=tmp_path)
     assert res.returncode == 2 and "class folder 'bored' is not one of the model's labels" in res.stderr

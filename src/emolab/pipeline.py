@@ -233,11 +233,20 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
     return metrics
 
 
+def face_detector(name: str, align: bool, say: Say = print):
+    """The named face detector; says so when ``align`` cannot apply (a detector without landmarks)."""
+    from emolab.faces.detectors import create_detector
+
+    detector = create_detector(name)
+    if align and not detector.landmarks:
+        say(f"--align: the {name} detector gives no eye positions, so crops are not turned")
+    return detector
+
+
 def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: str = DEFAULT_DETECTOR,
                         min_face: int = 24, align: bool = False, say: Say = print) -> dict:
     """``emolab evaluate FACE_RUN --photos FOLDER``: the face model on labelled real photos through the face
     detector; writes ``evaluations/photos-<folder>.json`` and its contact sheet."""
-    from emolab.faces.detectors import create_detector
     from emolab.faces.wild import evaluate_photos
 
     run = open_run(run_path)
@@ -246,7 +255,7 @@ def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: s
                           hint="leave --photos out for text runs")
     folder = Path(folder)
     out = run.path / "evaluations" / f"photos-{folder.resolve().name}"
-    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder, create_detector(detector),
+    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder, face_detector(detector, align, say),
                              min_face=min_face, align=align, sheet=out.with_suffix(".png"))
     atomic_write(out.with_suffix(".json"), to_json(result) + "\n")
     say(f"wrote {out.with_suffix('.json')}")
@@ -282,8 +291,8 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
     if not card.image:
         raise EmolabError(f"{run_path} holds a text model", hint="give texts, not images, to a text model")
     files = _image_files(items)
-    predictor = PhotoPredictor.for_model(load_model(run_path), int(card.input.get("side", 48)),
-                                         detector=detector if detect else None, min_face=min_face, align=align)
+    predictor = PhotoPredictor(load_model(run_path), int(card.input.get("side", 48)),
+                               face_detector(detector, align, say) if detect else None, min_face, align)
     rows = predictor.rows(files, keep_photos=annotate_dir is not None)
     if annotate_dir is not None:
         for i, f in enumerate(files):
@@ -300,7 +309,6 @@ def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, 
     """Faces through a video (``emolab predict FACE_RUN clip.mp4 --fps 5``): writes the per-frame, per-track
     CSV (``output``, default ``<video>.emotions.csv`` here), its timeline plot beside it, and with
     ``annotate_dir`` the annotated video; returns the rows."""
-    from emolab.faces.detectors import create_detector
     from emolab.faces.video import predict_video as run_video
     from emolab.faces.video import timeline_plot, video_csv
     from emolab.models import load_model, model_card
@@ -312,7 +320,7 @@ def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, 
     if not card.image:
         raise EmolabError(f"{run_path} holds a text model", hint="give a face model's run for videos")
     annotated = Path(annotate_dir) / f"{video.stem}.annotated.mp4" if annotate_dir is not None else None
-    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, create_detector(detector), fps=fps,
+    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, face_detector(detector, align, say), fps=fps,
                      min_face=min_face, align=align, annotate=annotated)
     out = Path(output) if output is not None else Path(f"{video.stem}.emotions.csv")
     atomic_write(out, video_csv(rows, card.labels.names))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from emolab.errors import DataError
-from emolab.faces.detectors import DEFAULT_DETECTOR, Detector, Face, create_detector
+from emolab.faces.detectors import Detector, Face
 
 MAX_SIDE = 2048  # photos are read at most this large (faces of 24+ pixels stay findable in 12 MP photos)
 
@@ -122,11 +122,6 @@ class PhotoPredictor:
     min_face: int = 24
     align: bool = False
     photos: dict = field(default_factory=dict)  # path -> RGB image, kept for annotation
-
-    @classmethod
-    def for_model(cls, model, side: int, *, detector: str | None = DEFAULT_DETECTOR, min_face: int = 24,
-                  align: bool = False) -> PhotoPredictor:
-        return cls(model, side, create_detector(detector) if detector else None, min_face, align)
 
     def rows(self, paths: list[Path], *, keep_photos: bool = False) -> list[FaceRow]:
         rows, crops = [], []
