@@ -168,6 +168,12 @@ def test_mtcnn_landmarks_sit_on_the_face_and_follow_a_turned_photo(photos):
         assert face.eye_angle() == pytest.approx(-degrees, abs=5)
 
 
+def test_a_face_cut_by_the_frame_gets_the_box_of_its_visible_part():
+    rgb = np.asarray(Image.open(grace_hopper()).convert("RGB"))[:, 200:]  # her face cut at the left edge
+    (face,) = create_detector("mtcnn").detect(rgb)
+    assert face.xmin == 0 and 0 < face.ymin < face.ymax <= rgb.shape[0] and face.xmax <= rgb.shape[1]
+
+
 def test_aligned_crops_level_the_eyes():
     gray = np.zeros((200, 200), np.uint8)
     eyes = ((70.0, 80.0), (130.0, 110.0))  # the right eye 30 px lower: turned by 26.6 degrees
@@ -175,6 +181,8 @@ def test_aligned_crops_level_the_eyes():
         gray[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3] = 255
     face = Face(40, 40, 160, 160, 1.0, (*eyes, (100, 110), (80, 140), (120, 140)))
     assert face.eye_angle() == pytest.approx(np.degrees(np.arctan2(30, 60)))
+    swapped = Face(40, 40, 160, 160, 1.0, (eyes[1], eyes[0], (100, 110), (80, 140), (120, 140)))
+    assert swapped.eye_angle() == 0.0  # eyes 153 degrees from level: a landmark error, never turned
     plain = fer_crop(gray, face, 0.0, 120)
     aligned = fer_crop(gray, face, 0.0, 120, align=True)
     assert plain.shape == aligned.shape == (120, 120)
@@ -333,3 +341,15 @@ def test_an_image_folder_with_detect_faces_trains_on_face_crops_and_counts_photo
     assert len(plain.split("test")) == 5  # the whole photos, squashed, empty one included
     with pytest.raises(Exception, match="data.min_face"):
         config_from_dict({"data": {**raw["data"], "min_face": 2}})
+    with pytest.raises(Exception, match="data.detector: unknown face detector 'yolo'"):
+        config_from_dict({"data": {**raw["data"], "detector": "yolo"}})
+    with pytest.raises(Exception, match="data.align_faces: the haar detector gives no eye positions"):
+        config_from_dict({"data": {**raw["data"], "detector": "haar", "align_faces": True}})
+    aligned = load_dataset(config_from_dict({"data": {**raw["data"], "align_faces": True}}).data, 0).split("test")
+    expected = face_crops(read_photo(grace_hopper())[0], 48, create_detector("mtcnn"), align=True)[0][1]
+    assert np.array_equal(aligned.inputs[list(aligned.ids).index("test/happy/hopper.jpg")], expected)
+
+
+def test_serve_refuses_an_unknown_detector_before_starting(face_model, tmp_path):
+    res = emolab("serve", face_model, "--detector", "yolo", "--port", "1", cwd=tmp_path)
+    assert res.returncode == 2 and "unknown face detector 'yolo'" in res.stderr and "Traceback" not in res.stderr

@@ -412,8 +412,13 @@ def serve(
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
 ):
     """Serve models over HTTP (JSON API, Prometheus metrics, OpenAPI docs) with a demo page at /."""
+    from emolab.faces.detectors import alignment_note
     from emolab.serving import Limits, ServeSettings
     from emolab.serving import serve as run_server
+
+    note = alignment_note(detector, align)  # an unknown name: a clear error before any worker starts
+    if note:
+        _say(note)
 
     limits = Limits(max_text_chars=max_text_chars, max_items=max_items, max_image_bytes=max_image_bytes,
                     max_image_pixels=max_image_pixels, max_body_bytes=max_body_bytes, timeout_s=timeout_s)

@@ -235,12 +235,12 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
 
 def face_detector(name: str, align: bool, say: Say = print):
     """The named face detector; says so when ``align`` cannot apply (a detector without landmarks)."""
-    from emolab.faces.detectors import create_detector
+    from emolab.faces.detectors import alignment_note, create_detector
 
-    detector = create_detector(name)
-    if align and not detector.landmarks:
-        say(f"--align: the {name} detector gives no eye positions, so crops are not turned")
-    return detector
+    note = alignment_note(name, align)
+    if note:
+        say(note)
+    return create_detector(name)
 
 
 def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: str = DEFAULT_DETECTOR,

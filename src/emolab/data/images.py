@@ -22,6 +22,7 @@ import numpy as np
 from emolab.data.registry import DataConfig, register_dataset
 from emolab.data.sources import cache_dir, checksums
 from emolab.errors import DataError
+from emolab.faces.detectors import DEFAULT_DETECTOR, detector_class, list_detectors
 from emolab.records import Dataset, LabelSet, Split
 
 FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -170,7 +171,7 @@ class ImageFolderConfig(DataConfig):
     validation_ratio: float = 0.1  # without a validation/ folder
     detect_faces: bool = False  # real photos: find the largest face and crop it like FER2013 frames faces
     min_face: int = 24  # with detect_faces: smallest face side in pixels
-    detector: str = "mtcnn"  # with detect_faces: a face detector (emolab.faces.detectors: mtcnn, haar)
+    detector: str = DEFAULT_DETECTOR  # with detect_faces: a face detector (emolab.faces.detectors: mtcnn, haar)
     align_faces: bool = False  # with detect_faces: turn each crop so the eyes are level (detectors with landmarks)
 
     def check(self, problems: list[str]) -> None:
@@ -179,11 +180,12 @@ class ImageFolderConfig(DataConfig):
             problems.append(f"data.image_size: expected 8 to 512 pixels, got {self.image_size}")
         if isinstance(self.min_face, int) and self.min_face < 8:
             problems.append(f"data.min_face: the smallest face side in pixels, at least 8, got {self.min_face}")
-        from emolab.faces.detectors import list_detectors
-
         if self.detector not in list_detectors():
             problems.append(f"data.detector: unknown face detector {self.detector!r}; "
                             f"choose one of {', '.join(list_detectors())}")
+        elif self.align_faces and not detector_class(self.detector).landmarks:
+            problems.append(f"data.align_faces: the {self.detector} detector gives no eye positions; "
+                            "use data.detector: mtcnn or set data.align_faces: false")
 
 
 @register_dataset("fer2013", config=Fer2013Config)

@@ -113,9 +113,11 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+def _regress(boxes: np.ndarray, reg: np.ndarray, inclusive: bool = True) -> np.ndarray:
+    """Boxes moved by the networks' offsets, as shares of their sides (counted inclusively in stages 2 and 3,
+    as the reference implementation does, not in stage 1)."""
     out = boxes.copy()
-    w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+    w, h = boxes[:, 2] - boxes[:, 0] + inclusive, boxes[:, 3] - boxes[:, 1] + inclusive
     out[:, :4] = boxes[:, :4] + reg * np.stack([w, h, w, h], 1)
     return out
 
@@ -159,10 +161,11 @@ class MTCNN:
 
     @staticmethod
     def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> list[np.ndarray]:
-        """Each box of the (HxWx3 uint8) image resized to ``size``; outside the image is black."""
+        """Each box of the (HxWx3 uint8) image resized to ``size``; outside the image is black. Boxes count
+        pixels from 1, both ends included (MTCNN's convention): pixels ``x0 - 1`` to ``x1 - 1``."""
         h, w = image.shape[:2]
         out = []
-        for x0, y0, x1, y1 in np.trunc(boxes[:, :4]).astype(int):
+        for x0, y0, x1, y1 in np.trunc(boxes[:, :4]).astype(int) - [1, 1, 0, 0]:
             sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
             if (sx0, sy0, sx1, sy1) == (x0, y0, x1, y1) and x1 > x0 and y1 > y0:
                 patch = image[y0:y1, x0:x1]
@@ -197,7 +200,7 @@ class MTCNN:
             return none
         boxes = np.concatenate(found)
         boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
-        boxes = _square(np.concatenate([_regress(boxes[:, :5], boxes[:, 5:9])[:, :4], boxes[:, 4:5]], 1))
+        boxes = _square(np.concatenate([_regress(boxes[:, :5], boxes[:, 5:9], inclusive=False)[:, :4], boxes[:, 4:5]], 1))
         # stage 2: RNet refines and rejects on 24x24 crops
         logits, reg = self._run("rnet", self._crops(image, boxes, 24))
         score = self._softmax1(logits)
