@@ -21,7 +21,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 SetOpt = typer.Option(None, "--set", help="Dotted config override, e.g. --set train.lr=3e-5 (repeatable).")
-DETECTOR_HELP = f"Images: the face detector ({', '.join(list_detectors())}; haar is the fast fallback)"
+DETECTOR_HELP = f"Images: the face detector ({', '.join(list_detectors())}; haar needs nothing beyond OpenCV)"
 ALIGN_HELP = "Images: turn each face crop so the eyes are level (detectors with landmarks: mtcnn)"
 
 

@@ -3,7 +3,8 @@
 ``mtcnn`` (the default): MTCNN's three-stage cascade with five landmarks, weights from the facenet-pytorch
 wheel (:mod:`emolab.faces.mtcnn`). ``haar``: OpenCV's frontal-face Haar cascade, shipped in the
 ``opencv-python-headless`` 4.x wheel (``cv2/data``; OpenCV 5 wheels dropped the cascades, so the dependency
-is pinned below 5), the fast fallback. Candidates measured side by side on the same synthetic scenes:
+is pinned below 5), the fallback that needs nothing beyond OpenCV (on the synthetic scenes it finds fewer
+faces, and is slower when looking for faces down to 24 pixels). Candidates measured side by side on the same synthetic scenes:
 ``benchmarks/faces_in_the_wild.py``. A detector
 returns :class:`Face` boxes in pixels of the image it was given (``xmin, ymin, xmax, ymax``, the Hugging
 Face detection convention) and declares the ``margin`` that turns its box into FER2013's framing
