@@ -14,13 +14,13 @@ test-time augmentation and without (median of ``--rounds`` rounds).
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from record import command, finish
 
 
 def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -132,7 +132,7 @@ def main() -> None:
     test = load_dataset(run.config.data, run.config.seed).split("test")
     detectors = [create_detector(name) for name in args.detectors.split(",")]
     lines = [f"# Faces in the wild (synthetic scenes from FER2013 PrivateTest)\n",
-             f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`\n",
+             f"Command: `{command()}`\n",
              f"{args.scenes} scenes of 640x480 (seed {args.seed}) of FER2013 PrivateTest faces upscaled to 96-200 px "
              f"on smooth random textures, 1-3 faces a scene; model `{args.run}` ({run.card.summary}, tta {tta}). A "
              "detection matches a face at IoU >= 0.4. Accuracy on faces found is the model's on the detector's crops "
@@ -186,10 +186,7 @@ def main() -> None:
             lines.append(f"| {detector.name} | {min_face} | {' | '.join(rates)} | {n} |")
             print(lines[-1], flush=True)
     model.tta = tta
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    finish(lines, args.out)
 
 
 if __name__ == "__main__":

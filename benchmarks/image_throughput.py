@@ -31,6 +31,7 @@ from emolab.data import load_dataset
 from emolab.models import ModelConfig, create_model, model_config
 from emolab.models.augment import AugmentConfig, batch_augmenter
 from emolab.models.vision import to_pixels
+from record import finish
 
 PRESETS = {  # the sizes the shipped configs use
     "mlp": model_config("mlp", hidden_size=512, dropout=0.3),
@@ -154,10 +155,7 @@ def main() -> None:
         lines.append(f"| {n} | {params / 1e6:.2f}M | {tr:.1f} | {', '.join(f'{x:.1f}' for x in rates[n]['train'])} | "
                      f"{f'{statistics.median(cl):.1f}' if cl else '-'} | {f'{ratio:.2f}x' if ratio else '-'} | "
                      f"{_duration(TRAIN_IMAGES / best)} | {pr:.0f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    finish(lines, args.out)
 
 
 if __name__ == "__main__":

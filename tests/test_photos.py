@@ -260,7 +260,10 @@ def test_a_video_gives_one_track_with_a_row_per_sampled_frame(face_model, tmp_pa
 def test_the_tracker_keeps_identities_and_smooths():
     from emolab.faces.video import IouTracker
 
-    tracker = IouTracker(alpha=0.5)
+    tracker = IouTracker(fps=5)
+    assert tracker.alpha == pytest.approx(0.5) and tracker.max_missed == 5
+    fast = IouTracker(fps=25)  # five times the frames: the same seconds of memory and patience
+    assert fast.max_missed == 25 and (1 - fast.alpha) ** 5 == pytest.approx(0.5)
     a, b = Face(0, 0, 10, 10, 1.0), Face(100, 0, 110, 10, 1.0)
     first = tracker.update([a, b], np.array([[1.0, 0.0], [0.0, 1.0]]))
     assert [t.id for t, _, _ in first] == [0, 1]

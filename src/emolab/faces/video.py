@@ -36,14 +36,26 @@ class Track:
 @dataclass
 class IouTracker:
     """Greedy IoU matching of this frame's faces to the live tracks (best pairs first, IoU >= ``min_iou``);
-    an unmatched face starts a track; a track unseen for ``max_missed`` sampled frames ends. ``alpha``: the
-    weight of the new frame in each track's moving average of probabilities."""
+    an unmatched face starts a track; a track unseen for ``max_missed_s`` seconds ends. Each track's
+    probabilities are a moving average whose old frames count half after ``half_life_s`` seconds. Both are
+    in seconds, so sampling 25 frames a second instead of 5 keeps a face's track through the same gap and
+    smooths over the same time (at 5 frames/s: 5 frames unseen, half weight to the new frame)."""
 
+    fps: float = 5.0  # sampled frames per second
     min_iou: float = 0.3
-    max_missed: int = 5
-    alpha: float = 0.5
+    max_missed_s: float = 1.0
+    half_life_s: float = 0.2
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
+
+    @property
+    def max_missed(self) -> int:
+        return max(1, round(self.max_missed_s * self.fps))
+
+    @property
+    def alpha(self) -> float:
+        """The weight of the new frame in the moving average."""
+        return 1 - 0.5 ** (1 / (self.half_life_s * self.fps))
 
     def update(self, faces: list[Face], probs: np.ndarray) -> list[tuple[Track, Face, np.ndarray]]:
         pairs = sorted(((iou(t.box, f), ti, fi) for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)),
@@ -113,7 +125,7 @@ def predict_video(model, side: int, path: Path, detector: Detector, *, fps: floa
     from tqdm.auto import tqdm
 
     names = model.labels.names
-    tracker, rows, writer = IouTracker(), [], None
+    tracker, rows, writer = IouTracker(fps=fps), [], None
     bar = None
     try:
         for t, index, frame, total in read_frames(path, fps):
