@@ -164,8 +164,8 @@ def main() -> None:
 
             found_acc, crop_acc = accuracy(crops), accuracy(originals)
             aligned_acc = accuracy(aligned) if detector.landmarks else None
-            lines.append(f"| {detector.name} | {hits / n_faces:.3f} ({hits}/{n_faces}) | {hits / max(detections, 1):.3f} "
-                         f"({detections} boxes) | {found_acc:.4f} | "
+            lines.append(f"| {detector.name} | {hits / n_faces:.3f} ({hits}/{n_faces}) | "
+                         f"{hits / max(detections, 1):.3f} ({detections} boxes) | {found_acc:.4f} | "
                          f"{'–' if aligned_acc is None else f'{aligned_acc:.4f}'} | {crop_acc:.4f} | "
                          f"{found_acc - crop_acc:+.4f} | "
                          f"{'–' if aligned_acc is None else f'{aligned_acc - crop_acc:+.4f}'} |")

@@ -255,8 +255,9 @@ def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: s
                           hint="leave --photos out for text runs")
     folder = Path(folder)
     out = run.path / "evaluations" / f"photos-{folder.resolve().name}"
-    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder, face_detector(detector, align, say),
-                             min_face=min_face, align=align, sheet=out.with_suffix(".png"))
+    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder,
+                             face_detector(detector, align, say), min_face=min_face, align=align,
+                             sheet=out.with_suffix(".png"))
     atomic_write(out.with_suffix(".json"), to_json(result) + "\n")
     say(f"wrote {out.with_suffix('.json')}")
     return result
@@ -320,8 +321,8 @@ def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, 
     if not card.image:
         raise EmolabError(f"{run_path} holds a text model", hint="give a face model's run for videos")
     annotated = Path(annotate_dir) / f"{video.stem}.annotated.mp4" if annotate_dir is not None else None
-    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, face_detector(detector, align, say), fps=fps,
-                     min_face=min_face, align=align, annotate=annotated)
+    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, face_detector(detector, align, say),
+                     fps=fps, min_face=min_face, align=align, annotate=annotated)
     out = Path(output) if output is not None else Path(f"{video.stem}.emotions.csv")
     atomic_write(out, video_csv(rows, card.labels.names))
     plot = timeline_plot(rows, card.labels.names, out.with_suffix(".timeline.png"))

@@ -4,8 +4,8 @@
 wheel (:mod:`emolab.faces.mtcnn`). ``haar``: OpenCV's frontal-face Haar cascade, shipped in the
 ``opencv-python-headless`` 4.x wheel (``cv2/data``; OpenCV 5 wheels dropped the cascades, so the dependency
 is pinned below 5), the fallback that needs nothing beyond OpenCV (on the synthetic scenes it finds fewer
-faces, and is slower when looking for faces down to 24 pixels). Candidates measured side by side on the same synthetic scenes:
-``benchmarks/faces_in_the_wild.py``. A detector
+faces, and is slower when looking for faces down to 24 pixels). Candidates measured side by side on the same
+synthetic scenes: ``benchmarks/faces_in_the_wild.py``. A detector
 returns :class:`Face` boxes in pixels of the image it was given (``xmin, ymin, xmax, ymax``, the Hugging
 Face detection convention) and declares the ``margin`` that turns its box into FER2013's framing
 (measured: ``benchmarks/face_framing.py``).
@@ -19,6 +19,13 @@ from typing import Callable
 import numpy as np
 
 from emolab.errors import EmolabError, unknown_name
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """A grayscale copy of an RGB image (ITU-R 601 luma, as PIL's ``L``); a grayscale image as it is."""
+    import cv2
+
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
 @dataclass(frozen=True)
@@ -99,8 +106,8 @@ def largest_first(faces: list[Face], min_face: int, shape: tuple) -> list[Face]:
     """The faces at least ``min_face`` pixels a side, largest first, boxes clipped to an image of ``shape``
     (a face cut by the frame's edge gets the box of its visible part): what every detector returns."""
     h, w = shape[:2]
-    clipped = [replace(f, xmin=max(0, f.xmin), ymin=max(0, f.ymin), xmax=min(w, f.xmax),
-                                   ymax=min(h, f.ymax)) for f in faces if f.side >= min_face]
+    clipped = [replace(f, xmin=max(0, f.xmin), ymin=max(0, f.ymin), xmax=min(w, f.xmax), ymax=min(h, f.ymax))
+               for f in faces if f.side >= min_face]
     return sorted((f for f in clipped if f.xmax > f.xmin and f.ymax > f.ymin), key=lambda f: -f.side)
 
 
@@ -151,12 +158,11 @@ class HaarDetector(Detector):
         if self.cascade.empty():
             raise EmolabError(f"OpenCV's face cascade is missing ({path})",
                               hint="install opencv-python-headless 4.x (OpenCV 5 wheels ship no cascades)")
-        self.cv2, self.scale_factor, self.min_neighbors = cv2, scale_factor, min_neighbors
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
         self.work_side = work_side or self.work_side
 
     def detect(self, image: np.ndarray, min_face: int = 24) -> list[Face]:
-        gray = image if image.ndim == 2 else self.cv2.cvtColor(image, self.cv2.COLOR_RGB2GRAY)
-        small, scale = self.working_copy(gray, min_face)
+        small, scale = self.working_copy(to_gray(image), min_face)
         side = max(8, int(min_face * scale))
         boxes, _levels, weights = self.cascade.detectMultiScale3(
             small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),

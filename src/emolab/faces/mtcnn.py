@@ -200,7 +200,8 @@ class MTCNN:
             return none
         boxes = np.concatenate(found)
         boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
-        boxes = _square(np.concatenate([_regress(boxes[:, :5], boxes[:, 5:9], inclusive=False)[:, :4], boxes[:, 4:5]], 1))
+        moved = _regress(boxes[:, :5], boxes[:, 5:9], inclusive=False)
+        boxes = _square(np.concatenate([moved[:, :4], boxes[:, 4:5]], 1))
         # stage 2: RNet refines and rejects on 24x24 crops
         logits, reg = self._run("rnet", self._crops(image, boxes, 24))
         score = self._softmax1(logits)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from emolab.errors import DataError
-from emolab.faces.detectors import Detector, Face
+from emolab.faces.detectors import Detector, Face, to_gray
 
 MAX_SIDE = 2048  # photos are read at most this large (faces of 24+ pixels stay findable in 12 MP photos)
 
@@ -58,13 +58,6 @@ def read_photo(path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})",
                         hint="remove or replace the file") from None
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """A grayscale copy of an RGB image (ITU-R 601 luma, as PIL's ``L``); a grayscale image as it is."""
-    import cv2
-
-    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
 def looks_cropped(gray: np.ndarray, side: int) -> bool:

@@ -51,7 +51,8 @@ def evaluate_photos(model, side: int, folder: Path, detector: Detector, *, min_f
         crops.append(faces[0][1])  # the largest face
         found_labels.append(label)
         files.append(str(path))
-    result: dict[str, Any] = {"detector": detector.name, "aligned": align, "photos": len(photos), "faces_found": len(crops),
+    result: dict[str, Any] = {"detector": detector.name, "aligned": align, "photos": len(photos),
+                              "faces_found": len(crops),
                               "detection_rate": len(crops) / len(photos), "missed": missed}
     if crops:
         probs = model.predict_proba(np.stack(crops))
