@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from emolab.errors import EmolabError
 from emolab.faces.detectors import DEFAULT_DETECTOR, list_detectors
+from emolab.outputs import check_output
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, compare, evaluate, analyse, compress and report emotion and sentiment classifiers.")
@@ -29,8 +31,18 @@ def _say(msg: str) -> None:
     console.print(msg, highlight=False, soft_wrap=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        _say(f"emolab {metadata.version('emolab')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load TF-IDF runs saved as pickles by older "
                                       "emolab versions (this can run code from the file; only for files you trust)."),
 ):
@@ -81,7 +93,7 @@ def evaluate(
     photos: Optional[Path] = typer.Option(None, "--photos", help="Face runs: a folder of labelled real photos "
                                           "(<class>/*.jpg) to score through the face detector"),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
-    min_face: int = typer.Option(24, "--min-face", help="Photos: the smallest face side to look for, in pixels"),
+    min_face: int = typer.Option(24, "--min-face", min=1, help="Photos: the smallest face side to look for, in pixels"),
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
 ):
     """Re-evaluate a saved run on one split (or, with --photos, a face run on labelled photos)."""
@@ -117,12 +129,13 @@ def predict(
     input: Optional[Path] = typer.Option(None, "--input", help="A file with one text per line"),
     output: Optional[Path] = typer.Option(None, "--output", help="Write a CSV of labels and probabilities here"),
     no_detect: bool = typer.Option(False, "--no-detect", help="Images: classify each image whole, no face detection"),
-    min_face: int = typer.Option(24, "--min-face", help="Images: the smallest face side to look for, in pixels"),
+    min_face: int = typer.Option(24, "--min-face", min=1, help="Images: the smallest face side to look for, in pixels"),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="Images: write each photo with its boxes and "
-                                            "labels drawn into this folder (videos: the annotated video)"),
+                                            "labels drawn into this folder (videos: the annotated video and its CSV)"),
     fps: float = typer.Option(5.0, "--fps", help="Videos: frames sampled per second"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (never an input)"),
 ):
     """Print (or write) the predicted label and probabilities for each text, or for every face in each image
     (faces are found first; small square images are taken as cropped faces)."""
@@ -131,6 +144,14 @@ def predict(
     from emolab.rundir import atomic_write
 
     items = list(texts or [])
+    for i, text in enumerate(items, start=1):
+        if not text.strip():  # the server's rule too: an empty text is refused, not labelled
+            raise EmolabError(f"input {i} is empty", hint="give a text with words in it")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the terminal could not decode arrive as lone surrogates
+            raise EmolabError(f"input {i} is not valid UTF-8 text", hint="pass UTF-8 text (check the terminal's "
+                              "encoding), or put the texts in a UTF-8 file and use --input") from None
     if input is not None:
         from emolab.data.text import read_lines
 
@@ -139,19 +160,29 @@ def predict(
         items += [line for line in read_lines(input) if line.strip()]
     if not items:
         raise EmolabError("nothing to classify", hint='give texts (image runs: image paths) as arguments or --input FILE')
+    if not (math.isfinite(fps) and fps > 0):
+        raise EmolabError(f"--fps {fps} is not a frame rate", hint="give frames sampled per second, e.g. --fps 5")
+    given = [Path(i) for i in items if len(i) < 4096 and Path(i).exists()] + ([input] if input is not None else [])
     if model_card(run_dir).image:
         from emolab.faces.video import VIDEO_SUFFIXES
         from emolab.pipeline import predict_video
 
         videos = [i for i in items if Path(i).suffix.lower() in VIDEO_SUFFIXES]
-        for video in videos:
-            predict_video(run_dir, video, fps=fps, output=output if len(videos) == 1 else None,
-                          annotate_dir=annotate, detector=detector, min_face=min_face, align=align, say=_say)
         photos = [i for i in items if i not in videos]
+        if output is not None and (len(videos) != 1 or photos):
+            check_output(output, inputs=given, overwrite=overwrite)
+        for video in videos:
+            predict_video(run_dir, video, fps=fps, output=output if len(videos) == 1 and not photos else None,
+                          annotate_dir=annotate, detector=detector, min_face=min_face, align=align,
+                          overwrite=overwrite, say=_say)
         if photos:
             _predict_photos(run_dir, photos, None if videos else output, detect=not no_detect, detector=detector,
-                            min_face=min_face, align=align, annotate_dir=annotate)
+                            min_face=min_face, align=align, annotate_dir=annotate, overwrite=overwrite)
         return
+    if annotate is not None:
+        raise EmolabError("--annotate applies to face models (photos and videos)", hint="leave --annotate out for text")
+    if output is not None:  # before any work: never an input, never an existing file unless asked
+        check_output(output, inputs=given, overwrite=overwrite)
     items, labels, probs, names = predict_inputs(run_dir, items)
     if output is not None:
         import csv
@@ -392,7 +423,7 @@ def serve(
     models: List[str] = typer.Argument(..., help="Run directories, compressed model folders (RUN/compression/"
                                        "models/...) or `emolab export` folders; NAME=PATH names one"),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you say otherwise)"),
-    port: int = typer.Option(8000, help="TCP port"),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
     workers: int = typer.Option(1, help="Server processes, each holding the models (stateless; metrics shared)"),
     max_batch: int = typer.Option(32, help="Most items in one model call (micro-batching)"),
     max_wait_ms: float = typer.Option(0.0, help="How long a batch waits for more requests (0: it takes the requests "
@@ -427,27 +458,49 @@ def serve(
                              cors_origins=list(cors_origin or []), detector=detector, align_faces=align), say=_say)
 
 
-def main() -> None:
-    """Entry point: user errors print without a traceback and exit with code 2."""
+RESUMABLE = {"run": "emolab run CONFIG --resume"}
+
+
+def _click_exceptions() -> tuple[type, ...]:
+    """Click's exception classes: Typer raises its bundled copy of Click's, which are not click's own."""
+    import click
+
+    classes: list[type] = [click.exceptions.ClickException]
     try:
-        app(standalone_mode=False)
+        from typer._click import exceptions as bundled
+
+        classes.append(bundled.ClickException)
+    except ImportError:  # pragma: no cover - a Typer without a bundled Click
+        pass
+    return tuple(classes)
+
+
+def _interrupted(argv: list[str]) -> int:
+    command = next((a for a in argv if not a.startswith("-")), "")
+    hint = RESUMABLE.get(command)
+    err_console.print("interrupted" + (f"; continue where it stopped with: {hint}" if hint else ""), highlight=False)
+    return 130
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point: user errors (bad input, usage mistakes) print without a traceback and exit 2; a failed check
+    exits 1; Ctrl-C exits 130."""
+    import click
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = app(args=argv, prog_name="emolab", standalone_mode=False)
     except EmolabError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except (KeyboardInterrupt, click.exceptions.Abort, typer.Abort):
+        sys.exit(_interrupted(argv))
+    except _click_exceptions() as exc:  # usage errors: the usage line, the message and Typer's did-you-mean
+        exc.show()
+        sys.exit(exc.exit_code if isinstance(getattr(exc, "exit_code", None), int) else 2)
+    if code == 130:  # Typer turns Ctrl-C into an exit code of 130
+        sys.exit(_interrupted(argv))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -164,7 +164,12 @@ def find_runs(runs: list[str], pattern: str | None) -> list[Path]:
     """Run directories named, and those a glob matches; a matched folder that is not a run is searched for
     runs nested in it (matrix cells, ``seed-<s>/`` folders)."""
     paths = []
-    for p in [Path(r) for r in runs] + sorted(Path(p) for p in glob.glob(pattern or "")):
+    for r in runs:
+        if Path(r).name.endswith(".partial"):
+            raise EmolabError(f"{r} is an unfinished run (its folder still ends in .partial)",
+                              hint="finish it with `emolab run CONFIG --resume`, or leave it out of the comparison")
+    matched = [Path(p) for p in glob.glob(pattern or "") if not Path(p).name.endswith(".partial")]
+    for p in [Path(r) for r in runs] + sorted(matched):
         if (p / "metrics.json").is_file() or not p.is_dir():
             paths.append(p)
         else:

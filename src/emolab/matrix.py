@@ -77,18 +77,18 @@ def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = Fals
     """Every cell into ``runs/<name>/<cell>/`` (with seeds: ``runs/<name>/<cell>/seed-<s>/`` and a summary
     per cell), then one leaderboard over all of them."""
     from emolab.compare import compare
-    from emolab.pipeline import run
-    from emolab.seeds import run_seeds
+    from emolab.seeds import run_seeds, run_unless_finished
 
     todo = cells(cfg, raw, source)
     folder = Path(cfg.output.dir) / (cfg.output.name or Path(source).stem)
     say(f"matrix: {len(todo)} runs into {folder}")
     done = []
     for i, (cell, cell_cfg) in enumerate(todo, start=1):
-        say(f"[{i}/{len(todo)}] {cell}")
         if cell_cfg.seeds:
+            say(f"[{i}/{len(todo)}] {cell}")
             done += run_seeds(cell_cfg, overwrite=overwrite, resume=resume, say=say)
-        else:
-            done.append(run(cell_cfg, overwrite=overwrite, say=say))
+        else:  # a finished cell is kept, an interrupted one continues with --resume
+            done.append(run_unless_finished(cell_cfg, f"[{i}/{len(todo)}] {cell}", overwrite=overwrite,
+                                            resume=resume, say=say))
     compare(done, folder, say=say)
     return folder

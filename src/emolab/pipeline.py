@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -20,6 +21,7 @@ from emolab.errors import EmolabError
 from emolab.faces.detectors import DEFAULT_DETECTOR
 from emolab.evaluation import evaluate, metrics_markdown, predict, time_inference
 from emolab.models import create_model
+from emolab.outputs import check_new_files, check_output, unique_names
 from emolab.records import Dataset, EpochRecord, TrainLogger
 from emolab.rundir import RunDir, atomic_write, environment, git_revision, now_iso, open_run, to_json
 from emolab.seeding import seed_everything
@@ -162,7 +164,9 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
 
     t = time.perf_counter()
     if resume and not model.supports_resume:
-        raise EmolabError(f"model {cfg.model.name!r} cannot resume a run", hint="run it again without --resume")
+        raise EmolabError(f"model {cfg.model.name!r} keeps no checkpoints, so its interrupted run cannot continue",
+                          hint="start it again with --overwrite (this replaces the interrupted folder "
+                               f"{run_dir.path.name}, nothing else)")
     history = model.fit(ds, cfg, logger, workdir=run_dir.path, resume=resume)
     if not main:
         return run_dir.final
@@ -281,10 +285,11 @@ def _image_files(items: list[str]) -> list[Path]:
 
 def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = True, detector: str = DEFAULT_DETECTOR,
                    min_face: int = 24, align: bool = False, annotate_dir: str | Path | None = None,
-                   say: Say = print):
+                   overwrite: bool = False, say: Say = print):
     """Every face in image files or folders, from a saved face model (``emolab predict FACE_RUN photo.jpg``):
     returns ``(rows, label names)``, one :class:`~emolab.faces.photos.FaceRow` per face or faceless photo; with
-    ``annotate_dir`` each photo is also written there with its boxes and labels drawn."""
+    ``annotate_dir`` each photo is also written there (``<stem>.annotated.png``, ``<stem>-2...`` when two inputs
+    share a stem) with its boxes and labels drawn; an existing file there is replaced only with ``overwrite``."""
     from emolab.faces.photos import PhotoPredictor, annotate
     from emolab.models import load_model, model_card
 
@@ -292,24 +297,26 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
     if not card.image:
         raise EmolabError(f"{run_path} holds a text model", hint="give texts, not images, to a text model")
     files = _image_files(items)
+    names = unique_names(files, ".annotated.png")
+    if annotate_dir is not None:  # before any work: nothing of the user's is replaced unless asked
+        check_new_files(Path(annotate_dir), names.values(), overwrite=overwrite, inputs=files)
     predictor = PhotoPredictor(load_model(run_path), int(card.input.get("side", 48)),
                                face_detector(detector, align, say) if detect else None, min_face, align)
     rows = predictor.rows(files, keep_photos=annotate_dir is not None)
     if annotate_dir is not None:
-        for i, f in enumerate(files):
-            out = annotate(predictor.photos[str(f)], [r for r in rows if r.file == str(f)],
-                           Path(annotate_dir) / f"{f.stem}.annotated.png")
-            if i == len(files) - 1:
-                say(f"wrote {len(files)} annotated image(s) to {out.parent}")
+        for f in files:
+            annotate(predictor.photos[str(f)], [r for r in rows if r.file == str(f)], Path(annotate_dir) / names[f])
+        say(f"wrote {len(files)} annotated image(s) to {annotate_dir}")
     return rows, card.labels.names
 
 
 def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, output: str | Path | None = None,
                   annotate_dir: str | Path | None = None, detector: str = DEFAULT_DETECTOR, min_face: int = 24,
-                  align: bool = False, say: Say = print):
+                  align: bool = False, overwrite: bool = False, say: Say = print):
     """Faces through a video (``emolab predict FACE_RUN clip.mp4 --fps 5``): writes the per-frame, per-track
-    CSV (``output``, default ``<video>.emotions.csv`` here), its timeline plot beside it, and with
-    ``annotate_dir`` the annotated video; returns the rows."""
+    CSV (``output``; default ``<video>.emotions.csv`` in ``annotate_dir`` if given, else beside the video), its
+    timeline plot beside the CSV, and with ``annotate_dir`` the annotated video; returns the rows. Nothing existing
+    is replaced unless ``overwrite``, and the video itself never."""
     from emolab.faces.video import predict_video as run_video
     from emolab.faces.video import timeline_plot, video_csv
     from emolab.models import load_model, model_card
@@ -320,12 +327,19 @@ def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, 
     card = model_card(run_path)
     if not card.image:
         raise EmolabError(f"{run_path} holds a text model", hint="give a face model's run for videos")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= 1000):
+        raise EmolabError(f"--fps {fps} is not a frame rate", hint="give frames sampled per second, e.g. --fps 5")
     annotated = Path(annotate_dir) / f"{video.stem}.annotated.mp4" if annotate_dir is not None else None
+    out = Path(output) if output is not None else (Path(annotate_dir) if annotate_dir is not None
+                                                   else video.parent) / f"{video.stem}.emotions.csv"
+    plot_file = out.with_suffix(".timeline.png")
+    for target, flag in ((out, "--output"), (plot_file, "the timeline plot"), (annotated, "--annotate")):
+        if target is not None:
+            check_output(target, inputs=[video], overwrite=overwrite, flag=flag)
     rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, face_detector(detector, align, say),
                      fps=fps, min_face=min_face, align=align, annotate=annotated)
-    out = Path(output) if output is not None else Path(f"{video.stem}.emotions.csv")
     atomic_write(out, video_csv(rows, card.labels.names))
-    plot = timeline_plot(rows, card.labels.names, out.with_suffix(".timeline.png"))
+    plot = timeline_plot(rows, card.labels.names, plot_file)
     say(f"{video.name}: {len({r.frame for r in rows})} sampled frames with faces, {len({r.track for r in rows})} "
         f"track(s), {len(rows)} rows -> {out}, {plot}" + (f", {annotated}" if annotated else ""))
     return rows

@@ -18,7 +18,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from functools import cached_property
@@ -31,27 +30,12 @@ import yaml
 
 from emolab.config import RunConfig, config_from_saved
 from emolab.errors import EmolabError
+from emolab.outputs import atomic_write, check_name, writable_folder
 from emolab.models.registry import MODEL_FILE, load_model, model_card
 from emolab.records import ModelCard, Predictions
 
 PACKAGES = ("emolab", "torch", "transformers", "tokenizers", "accelerate", "scikit-learn", "numpy", "pandas",
             "safetensors")
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the mode a plain open() would
-    os.replace(tmp, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _json_default(o: Any):
@@ -138,8 +122,8 @@ class RunDir:
 
     @classmethod
     def create(cls, root: str | Path, name: str, *, overwrite: bool = False, resume: bool = False) -> RunDir:
-        root = Path(root)
-        final = root / name
+        root = writable_folder(Path(root), what=f"runs in output.dir {root}")
+        final = root / check_name(name)
         partial = final.with_name(name + ".partial")
         if resume:
             if not partial.is_dir():

@@ -31,11 +31,24 @@ def seed_configs(cfg: RunConfig) -> tuple[Path, list[RunConfig]]:
     return folder, out
 
 
+def run_unless_finished(cfg: RunConfig, title: str, *, overwrite: bool, resume: bool, say=print) -> Path:
+    """One run of a set (a seed, a matrix cell): kept if it finished earlier (unless ``overwrite``), continued
+    from its checkpoint with ``resume`` if it was interrupted, started otherwise."""
+    from emolab.pipeline import run
+
+    final = Path(cfg.output.dir) / cfg.output.name
+    if not overwrite and (final / "metrics.json").is_file():
+        say(f"{title}: finished earlier, kept ({final})")
+        return final
+    say(title)
+    partial = final.with_name(final.name + ".partial")
+    return run(cfg, overwrite=overwrite, resume=resume and partial.is_dir(), say=say)
+
+
 def run_seeds(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, say=print) -> list[Path]:
     """Each seed's run in turn; run again after an interruption, finished seeds are kept and (with
     ``resume``) the interrupted one continues from its checkpoint."""
     from emolab.compare import compare
-    from emolab.pipeline import run
 
     folder, configs = seed_configs(cfg)
     if (folder / "metrics.json").is_file():
@@ -44,14 +57,8 @@ def run_seeds(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, 
     say(f"seeds {', '.join(map(str, cfg.seeds))}: {len(configs)} runs into {folder}")
     done = []
     for i, one in enumerate(configs, start=1):
-        final = folder / one.output.name
-        if not overwrite and (final / "metrics.json").is_file():
-            say(f"[{i}/{len(configs)}] seed {one.seed}: finished earlier, kept ({final})")
-            done.append(final)
-            continue
-        partial = final.with_name(final.name + ".partial")
-        say(f"[{i}/{len(configs)}] seed {one.seed}")
-        done.append(run(one, overwrite=overwrite, resume=resume and partial.is_dir(), say=say))
+        done.append(run_unless_finished(one, f"[{i}/{len(configs)}] seed {one.seed}", overwrite=overwrite,
+                                        resume=resume, say=say))
     compare(done, folder / "leaderboard", say=lambda _m: None)
     summarize(folder, done, say=say)
     return done

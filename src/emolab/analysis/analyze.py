@@ -38,7 +38,14 @@ def read_annotations(path: Path) -> dict[str, dict[str, str]]:
 
     if not path.is_file():
         raise EmolabError(f"annotations file not found: {path}", hint="pass the edited errors.csv")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EmolabError(f"{path}: bytes that are not UTF-8 at byte {exc.start}",
+                          hint="re-save the annotations file as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise EmolabError(f"{path}: not a readable CSV ({exc})",
+                          hint="edit the errors.csv that `emolab analyze` wrote; keep it a CSV") from None
     missing = [c for c in ("id", "annotation", "fix") if c not in table.columns]
     if missing:
         raise EmolabError(f"{path}: no column {', '.join(missing)}",

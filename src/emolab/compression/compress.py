@@ -19,6 +19,8 @@ from emolab.compression.measure import (CompressionResult, EvalSet, quality, res
                                        time_candidates)
 from emolab.compression.methods import METHODS, CompressOptions, Context, fp32, list_methods, model_kind
 from emolab.errors import EmolabError
+from emolab.models.registry import MODEL_FILE
+from emolab.outputs import inside, is_run_dir, new_temp_folder
 from emolab.rundir import atomic_write, to_json
 
 Say = Callable[[str], None]
@@ -199,7 +201,6 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
     """Write a deployable model folder for the run: ``onnx`` (``emolab predict`` and ``emolab serve`` load it
     like a run; ONNX Runtime and Optimum users find ``config.json`` and the tokenizer beside ``model.onnx``) or
     ``hf`` (a transformers model folder, text runs)."""
-    from emolab.compression.quantize import export_onnx
     from emolab.errors import unknown_name
     from emolab.models import load_model
 
@@ -208,22 +209,53 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
     if format == "hf" and int8:
         raise EmolabError("--int8 applies to --format onnx", hint="leave --int8 out for --format hf")
     run = Path(run_path)
-    model = load_model(run)
     name = f"{format}-int8" if int8 else format
     final = Path(out) if out is not None else run / "exports" / name
-    if final.exists() and not overwrite:
-        raise EmolabError(f"{final} exists", hint="add --overwrite to replace it, or choose another --out")
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    _check_export_target(run, final, overwrite=overwrite)
+    model = load_model(run)
+    partial = new_temp_folder(final)  # ours alone: removed on failure, renamed on success
+    try:
+        _write_export(run, model, partial, format=format, int8=int8, say=say)
+        _finalize(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if format == "hf":
+        say(f"wrote {final} (load it with: transformers.pipeline('text-classification', model='{final}', "
+            "trust_remote_code=True))")
+    else:
+        example = "face.png" if model_kind(model) == "image" else '"some text"'
+        say(f"wrote {final} (load it with: emolab predict {final} {example})")
+    return final
+
+
+def _check_export_target(run: Path, final: Path, *, overwrite: bool) -> None:
+    """An export never writes into or over a run (its own or another), an ancestor of the run, or a folder that is
+    not an earlier export; an earlier export is replaced only with ``overwrite``."""
+    if inside(run, final):
+        raise EmolabError(f"--out {final} would replace the run {run} (or a folder holding it)",
+                          hint="choose a new folder for the export, e.g. --out exports/my-model")
+    for folder in [final, *final.parents]:
+        if folder.exists() and is_run_dir(folder) and not inside(final, folder / "exports"):
+            raise EmolabError(f"--out {final} is inside the run {folder}",
+                              hint="exports go to RUN/exports/ (the default) or a folder outside any run")
+    if final.exists():
+        if not final.is_dir() or not (final / MODEL_FILE).is_file():
+            raise EmolabError(f"--out {final} exists and is not an emolab export",
+                              hint="choose a new folder for the export; emolab never replaces a folder it did not write")
+        if not overwrite:
+            raise EmolabError(f"{final} exists", hint="add --overwrite to replace it, or choose another --out")
+
+
+def _write_export(run: Path, model, folder: Path, *, format: str, int8: bool, say: Say) -> None:
+    from emolab.compression.quantize import export_onnx
+
     if format == "hf":
         from emolab.compression.hf import export_hf
 
-        export_hf(model, partial)
-        _export_card(run, partial, format, int8)
-        _finalize(partial, final)
-        say(f"wrote {final} (load it with: transformers.pipeline('text-classification', model='{final}', "
-            "trust_remote_code=True))")
-        return final
+        export_hf(model, folder)
+        _export_card(run, folder, format, int8)
+        return
     side, calibration = 48, None
     if model_kind(model) == "image":
         from emolab.compression.methods import calibration_images
@@ -235,9 +267,5 @@ def export_run(run_path: str | Path, *, format: str = "onnx", int8: bool = False
         if int8:  # static int8: activation scales from training faces
             say(f"calibrating int8 on training faces of {cfg.data.name}")
             calibration = calibration_images(load_dataset(cfg.data, cfg.seed), cfg.seed)
-    export_onnx(model, partial, int8=int8, source=str(run), calibration=calibration, side=side)
-    _export_card(run, partial, format, int8)
-    _finalize(partial, final)
-    example = "face.png" if model_kind(model) == "image" else '"some text"'
-    say(f"wrote {final} (load it with: emolab predict {final} {example})")
-    return final
+    export_onnx(model, folder, int8=int8, source=str(run), calibration=calibration, side=side)
+    _export_card(run, folder, format, int8)

@@ -87,6 +87,18 @@ def _load_pickle(folder: Path) -> Any:
     return pipeline
 
 
+def _calibration_folds(labels: np.ndarray | None):
+    """3 folds, fewer when a class has fewer examples (``emolab sanity`` fits 20); a class seen once leaves no
+    held-out data, so the sigmoid is then fitted on the training examples themselves."""
+    if labels is None or labels.ndim != 1 or len(labels) == 0:
+        return 3
+    smallest = int(np.bincount(labels).compress(np.bincount(labels) > 0).min())
+    if smallest >= 2:
+        return min(3, smallest)
+    everything = np.arange(len(labels))
+    return [(everything, everything)]
+
+
 @dataclass
 class TfidfConfig(ModelConfig):
     classifier: Literal["logreg", "svm"] = "logreg"
@@ -132,7 +144,7 @@ class TfidfClassifier(Classifier):
     def from_config(cls, cfg: TfidfConfig, labels: LabelSet, dataset=None) -> TfidfClassifier:
         return cls(cfg, labels)
 
-    def _build(self, seed: int):
+    def _build(self, seed: int, labels: np.ndarray | None = None):
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -150,7 +162,7 @@ class TfidfClassifier(Classifier):
         if cfg.classifier == "logreg":
             clf = LogisticRegression(C=cfg.C, max_iter=2000, random_state=seed)
         else:  # a linear SVM has no probabilities: calibrate it (sigmoid, 3-fold)
-            clf = CalibratedClassifierCV(LinearSVC(C=cfg.C / 10, random_state=seed), cv=3)
+            clf = CalibratedClassifierCV(LinearSVC(C=cfg.C / 10, random_state=seed), cv=_calibration_folds(labels))
         if self.labels.multi_label:
             clf = OneVsRestClassifier(clf)
         return Pipeline([("features", features), ("clf", clf)])
@@ -160,7 +172,7 @@ class TfidfClassifier(Classifier):
 
         train = dataset.split("train")
         start = time.perf_counter()
-        self.pipeline = self._build(run_cfg.seed)
+        self.pipeline = self._build(run_cfg.seed, np.asarray(train.labels))
         self.pipeline.fit(list(train.inputs), train.labels)
         record = one_pass_record(self, dataset, time.perf_counter() - start)
         if logger is not None:

@@ -170,7 +170,11 @@ def read_model_card(folder: Path) -> dict:
     if not path.is_file():
         raise EmolabError(f"{folder} holds no emolab model ({MODEL_FILE} missing)",
                           hint="give a run directory written by `emolab run`, or its model/ folder")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EmolabError(f"{path} is not a readable model card ({exc})",
+                          hint="the file is damaged: write the run or the export again") from None
 
 
 def model_card(folder: str | Path) -> ModelCard:
@@ -193,4 +197,12 @@ def load_model(folder: str | Path) -> Classifier:
     if (folder / "model" / MODEL_FILE).is_file():
         folder = folder / "model"
     card = read_model_card(folder)
-    return model_class(card["model"]).load(folder)
+    cls = model_class(card["model"])
+    try:
+        return cls.load(folder)
+    except EmolabError:
+        raise
+    except Exception as exc:  # a truncated or damaged weights file: say which folder, not a traceback
+        raise EmolabError(f"cannot read the model in {folder}: {type(exc).__name__}: {exc}",
+                          hint="a file there is damaged or incomplete (an interrupted copy?): write the run or "
+                               "the export again") from exc
