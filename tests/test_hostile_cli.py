@@ -324,3 +324,20 @@ def test_ctrl_c_exits_130_with_a_resume_hint(tmp_path, shared_data):
     assert proc.returncode == 130, out + err
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err, err
     assert (tmp_path / "runs" / "stopped.partial").is_dir() and not (tmp_path / "runs" / "stopped").exists()
+
+
+def test_a_matrix_run_again_keeps_its_finished_cells(here, capsys, tmp_path):
+    cfg = yaml.safe_load((here / "mine.yaml").read_text())
+    cfg["output"] = {"dir": str(tmp_path / "runs"), "name": "grid"}
+    cfg["matrix"] = {"model.C": [1.0, 10.0]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(cfg))
+    code, text = emolab(capsys, "run", tmp_path / "grid.yaml")
+    assert code == 0, text
+    cells = sorted(p.name for p in (tmp_path / "runs" / "grid").iterdir() if (p / "metrics.json").is_file())
+    assert len(cells) == 2, cells
+    first = snapshot(tmp_path / "runs" / "grid" / cells[0])
+    code, text = emolab(capsys, "run", tmp_path / "grid.yaml", "--resume")
+    assert code == 0 and "finished earlier, kept" in text, text
+    again = sorted(p.name for p in (tmp_path / "runs" / "grid").iterdir() if (p / "metrics.json").is_file())
+    assert again == cells  # no <cell>-2
+    assert snapshot(tmp_path / "runs" / "grid" / cells[0]) == first

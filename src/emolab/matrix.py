@@ -60,9 +60,9 @@ def cells(cfg: RunConfig, raw: dict, source: str) -> list[tuple[str, RunConfig]]
     out = []
     for cell, values in combos:
         overrides = [f"{k}={_value_text(v)}" for k, v in values.items()]
-        overrides += [f"output.dir={Path(cfg.output.dir) / name}", f"output.name={cell}"]
         try:
             one = config_from_dict(base, source=source, overrides=overrides)
+            one.output.dir, one.output.name = str(Path(cfg.output.dir) / name), cell  # names stay text ("1.0")
             one.seeds = list(cfg.seeds)  # `--seeds N` is not in the raw config
             out.append((cell, one))
         except ConfigError as exc:
