@@ -49,12 +49,29 @@ def test_the_hf_export_loads_in_automodel_and_the_pipeline_with_emolab_scores(te
     with torch.no_grad():
         logits = model(**tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")).logits
     assert np.allclose(torch.softmax(logits, -1).numpy(), ours, atol=1e-4)
-    classify = pipeline("text-classification", model=str(out), trust_remote_code=True, top_k=None,
-                        truncation=True, max_length=32)
-    for text, row, p in zip(TEXTS, classify(TEXTS), ours):
+    # no truncation arguments: the export's pipeline truncates at the trained length, as emolab does
+    long = ["i feel glad " * 40, "so scared " * 400]  # past the trained 32 tokens, and past the encoder's positions
+    classify = pipeline("text-classification", model=str(out), trust_remote_code=True, top_k=None)
+    ours = load_model(text_run).predict_proba(TEXTS + long)
+    for text, row, p in zip(TEXTS + long, classify(TEXTS + long), ours):
         scores = {x["label"]: x["score"] for x in row}
         assert max(scores, key=scores.get) == ["anger", "fear", "joy"][int(p.argmax())], text
         assert [scores[n] for n in ("anger", "fear", "joy")] == pytest.approx(p, abs=1e-4)
+    assert tokenizer.model_max_length == 32
+    tok_config = json.loads((out / "tokenizer_config.json").read_text())
+    assert not {"local_files_only", "is_local"} & set(tok_config)
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in out.iterdir()), "files readable by others"
+
+
+def test_the_hf_export_tokenizer_loads_without_a_prompt(text_run, tmp_path):
+    import subprocess
+    import sys
+
+    out = export_run(text_run, format="hf", out=tmp_path / "hf", say=lambda _m: None)
+    code = f"from transformers import AutoTokenizer; print(AutoTokenizer.from_pretrained({str(out)!r}).model_max_length)"
+    r = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "32", r.stderr
 
 
 def test_the_onnx_export_has_config_and_tokenizer_at_its_root(text_run):
