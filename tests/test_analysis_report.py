@@ -1,6 +1,7 @@
 """Error analysis (pure functions on predictions) and the HTML/Markdown report of a small run."""
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -329,8 +330,57 @@ def test_a_rare_weak_class_gets_weights_tempered_by_their_spread(rare_share, wan
     common = 1 - rare_share
     metrics = {"test": {"per_class": {"common": {"f1": 0.9}, "rare": {"f1": 0.1}}}}
     stats = {"splits": {"train": {"class_shares": {"common": common, "rare": rare_share}}}}
-    _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], {}, None)
+    _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], SimpleNamespace(family="transformer", image=False), None)
     assert any(wanted in idea for idea in ideas), ideas
+
+
+@pytest.mark.parametrize("family", ["classical", "transformer"])
+def test_advice_comes_from_the_runs_own_config(family):
+    from emolab.report.data import _hypotheses_and_ideas
+
+    metrics = {"test": {"per_class": {"common": {"f1": 0.9}, "rare": {"f1": 0.1}}}}
+    stats = {"splits": {"train": {"class_shares": {"common": 0.9, "rare": 0.1}}}}
+    card = SimpleNamespace(family=family, image=False)
+    _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], card, -0.05, cfg={"train": {"class_weights": True}})
+    text = " ".join(ideas)
+    assert "weight the loss by class" not in text and "already weighted" in text, ideas  # it already does
+    assert ("model.backbone" in text) == (family == "transformer"), ideas  # a TF-IDF run has no backbone
+    assert ("oversample_rare" in text) == (family == "transformer"), ideas
+
+
+def test_the_commands_a_report_prints_run_as_printed(noisy_run, capsys):
+    import shlex
+
+    from emolab.cli import main
+
+    analyze_run(noisy_run, say=lambda _m: None)
+    from emolab.report import write_report
+
+    write_report(noisy_run, say=lambda _m: None)
+    commands = re.findall(r"`(emolab [^`]+)`", (noisy_run / "report.md").read_text())
+    assert commands  # the rerun command, and the analyze command while nothing is annotated
+    for command in commands:
+        if "RUN" in command or "CONFIG" in command:  # placeholders, not commands
+            continue
+        with pytest.raises(SystemExit) as exit_:
+            main(shlex.split(command)[1:])
+        assert exit_.value.code == 0, (command, capsys.readouterr())
+
+
+def test_class_weights_change_a_tfidf_model(tmp_path):
+    texts, ys = make_texts(240, seed=2)
+    keep = [i for i, y in enumerate(ys) if y != "fear" or i % 12 == 2]  # fear becomes rare (1 in 4 kept)
+    path = tmp_path / "rare.csv"
+    pd.DataFrame({"text": [texts[i] for i in keep], "label": [ys[i] for i in keep]}).to_csv(path, index=False)
+    probs = []
+    for weighted in (False, True):
+        cfg = config_from_dict({"data": {"name": "csv", "path": str(path), "test_ratio": 0.3},
+                                "model": {"name": "tfidf", "C": 0.05}, "train": {"class_weights": weighted},
+                                "eval": {"timing": False, "report": False, "bootstrap": 0},
+                                "output": {"dir": str(tmp_path / "runs"), "name": f"w{weighted}"}})
+        probs.append(np.load(run(cfg, say=lambda _m: None) / "predictions_test.npz")["probs"])
+    fear = 1  # anger, fear, joy
+    assert probs[1][:, fear].mean() > probs[0][:, fear].mean() + 0.01  # the rare class weighs more
 
 
 def test_confidence_histogram_of_a_run_without_errors(tmp_path):

@@ -170,10 +170,9 @@ def _loss_fn(task: TrainTask, cfg: RunConfig, device) -> Callable:
         return lambda logits, y, targets=None: bce(logits.float(), y.float())
     weight = None
     if cfg.train.class_weights and task.train_labels is not None:
-        counts = np.bincount(task.train_labels, minlength=len(task.label_names)).astype(float)
-        balanced = counts.sum() / (len(counts) * np.maximum(counts, 1))
-        # "sqrt" tempers the spread (FER+: 73x between neutral and contempt becomes 8.6x)
-        weight = torch.tensor(np.sqrt(balanced) if cfg.train.class_weights == "sqrt" else balanced,
+        from emolab.data.stats import class_weights
+
+        weight = torch.tensor(class_weights(task.train_labels, len(task.label_names), cfg.train.class_weights),
                               dtype=torch.float32, device=device)
     ce = nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.train.label_smoothing)
 

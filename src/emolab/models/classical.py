@@ -144,7 +144,7 @@ class TfidfClassifier(Classifier):
     def from_config(cls, cfg: TfidfConfig, labels: LabelSet, dataset=None) -> TfidfClassifier:
         return cls(cfg, labels)
 
-    def _build(self, seed: int, labels: np.ndarray | None = None):
+    def _build(self, seed: int, labels: np.ndarray | None = None, weighting: bool | str = False):
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -159,10 +159,16 @@ class TfidfClassifier(Classifier):
             ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(cfg.char_ngrams), sublinear_tf=True,
                                      min_df=2, max_features=cfg.max_features, lowercase=True)),
         ])
+        weights = None  # train.class_weights, as the training loop weights its loss (single-label runs)
+        if weighting and labels is not None and labels.ndim == 1:
+            from emolab.data.stats import class_weights
+
+            weights = dict(enumerate(class_weights(labels, len(self.labels.names), weighting)))
         if cfg.classifier == "logreg":
-            clf = LogisticRegression(C=cfg.C, max_iter=2000, random_state=seed)
+            clf = LogisticRegression(C=cfg.C, max_iter=2000, random_state=seed, class_weight=weights)
         else:  # a linear SVM has no probabilities: calibrate it (sigmoid, 3-fold)
-            clf = CalibratedClassifierCV(LinearSVC(C=cfg.C / 10, random_state=seed), cv=_calibration_folds(labels))
+            clf = CalibratedClassifierCV(LinearSVC(C=cfg.C / 10, random_state=seed, class_weight=weights),
+                                         cv=_calibration_folds(labels))
         if self.labels.multi_label:
             clf = OneVsRestClassifier(clf)
         return Pipeline([("features", features), ("clf", clf)])
@@ -172,7 +178,7 @@ class TfidfClassifier(Classifier):
 
         train = dataset.split("train")
         start = time.perf_counter()
-        self.pipeline = self._build(run_cfg.seed, np.asarray(train.labels))
+        self.pipeline = self._build(run_cfg.seed, np.asarray(train.labels), run_cfg.train.class_weights)
         self.pipeline.fit(list(train.inputs), train.labels)
         record = one_pass_record(self, dataset, time.perf_counter() - start)
         if logger is not None:

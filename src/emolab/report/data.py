@@ -30,6 +30,7 @@ METRIC_DEFINITIONS = [
 class ReportData:
     title: str
     run: str
+    run_path: str  # as a user types it from where the report was made, for the commands the report prints
     task: str
     dataset: dict[str, Any]
     model: dict[str, Any]
@@ -79,9 +80,36 @@ def _label_noise(analysis: dict) -> str:
             "blaming the labels.")
 
 
+def _stronger_model(card: ModelCard) -> str:
+    """The usual lever for a model of this family, as a user would set it."""
+    if card.family == "transformer":
+        return "a larger backbone (with hub access, e.g. `--set model.backbone=microsoft/deberta-v3-large`)"
+    if card.family == "classical":
+        return "a fine-tuned transformer (`model.name: transformer`, as in configs/emotion-minilm.yaml)"
+    return "a deeper CNN trained longer"
+
+
+def _rare_class_idea(worst: str, shares: dict, train_cfg: dict, card: ModelCard) -> str:
+    spread = max(shares.values()) / max(min(shares.values()), 1e-12)  # = the balanced weights' spread
+    if train_cfg.get("class_weights"):
+        more = ("oversample it (`model.augment.oversample_rare`) or collect more examples of it"
+                if card.family == "transformer" else "collect more examples of it")
+        return (f"{worst} is rare and scores lowest although the loss is already weighted by class "
+                f"(`train.class_weights: {str(train_cfg['class_weights']).lower()}`): {more}.")
+    weights = ("`train.class_weights: true`" if spread <= 20 else
+               f"`train.class_weights: sqrt`: balanced weights would lie {spread:.0f}x apart, a spread that "
+               f"stalled FER+ training")
+    return f"{worst} is rare and scores lowest: weight the loss by class ({weights}) or oversample it."
+
+
 def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | None, history: list[dict],
-                          card: ModelCard, gap: float | None, gpu: str | None = None) -> tuple[list[str], list[str]]:
+                          card: ModelCard, gap: float | None, gpu: str | None = None,
+                          cfg: dict | None = None) -> tuple[list[str], list[str]]:
+    """What the run's numbers suggest, and ideas worded from its own config (never a key it already sets or one
+    its model does not take)."""
     hyp, ideas = [], []
+    cfg = cfg or {}
+    stronger = _stronger_model(card)
     test = metrics.get("test", {})
     per_class = test.get("per_class", {})
     if per_class and stats:
@@ -91,11 +119,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
         hyp.append(f"The weakest class is **{worst}** (F1 {per_class[worst]['f1']:.3f}, {shares[worst]:.1%} of the "
                    f"training data); the rarest is {rarest} ({shares[rarest]:.1%}).")
         if worst == rarest or shares[worst] < 0.5 / len(shares):
-            spread = max(shares.values()) / max(min(shares.values()), 1e-12)  # = the balanced weights' spread
-            weights = ("`train.class_weights: true`" if spread <= 20 else
-                       f"`train.class_weights: sqrt`: balanced weights would lie {spread:.0f}x apart, a spread that "
-                       f"stalled FER+ training")
-            ideas.append(f"{worst} is rare and scores lowest: weight the loss by class ({weights}) or oversample it.")
+            ideas.append(_rare_class_idea(worst, shares, cfg.get("train", {}), card))
     if analysis:
         inputs = "images" if analysis.get("modality") == "image" else "texts"
         pairs = analysis["confusion_pairs"]
@@ -116,9 +140,9 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
                            f"vs {s['error_rate_untagged']:.1%} without ({s['tagged_errors']} errors).")
                 idea = {
                     "negation": "Negation trips the model: add training examples with negated emotions (augmentation) "
-                                "or try a larger backbone that composes meaning better.",
-                    "hedging": "Hedged texts are misread: they carry weaker signal; more data of that kind or a "
-                               "larger backbone may help.",
+                                f"or try {stronger}, which composes meaning better.",
+                    "hedging": "Hedged texts are misread: they carry weaker signal; more data of that kind or "
+                               f"{stronger} may help.",
                     "truncated": "Truncated inputs fail more often: raise `model.max_length`.",
                     "several_emotions": "Texts with words of several emotions are confused: the task may need "
                                         "multi-label outputs, or a model that weighs context over keywords.",
@@ -129,7 +153,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
                     "likely_label_error": "Many errors are probably label noise: relabel the flagged examples or "
                                           "train with cleanlab-filtered labels.",
                     "near_tie": "Near-ties (top-2 margin < 0.1) go wrong far more often than the rest: ensembling or "
-                                "a larger backbone would sharpen them, or the model could abstain on them.",
+                                f"{stronger} would sharpen them, or the model could abstain on them.",
                 }.get(name)
                 if idea and idea not in ideas:
                     ideas.append(idea)
@@ -156,10 +180,10 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
                  "`emolab run configs/fer2013-resnet18-gpu.yaml`)")
         ideas.append(f"The run is {abs(gap):.3f} below the best published score on this split: {lever}.")
     elif gap is not None and gap < -0.005:
-        ideas.append(f"The run is {abs(gap):.3f} below the best published score on this split: a larger backbone "
-                     f"(with hub access, e.g. `--set model.backbone=microsoft/deberta-v3-large`) is the usual lever.")
+        ideas.append(f"The run is {abs(gap):.3f} below the best published score on this split: {stronger} is the "
+                     "usual lever.")
     if not ideas:
-        ideas.append("No single failure pattern stands out; gains would come from more data or a larger backbone.")
+        ideas.append(f"No single failure pattern stands out; gains would come from more data or {stronger}.")
     return hyp, ideas
 
 
@@ -188,7 +212,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
     analysis = reader.json("analysis/analysis.json")
     gpu = manifest.get("hardware", {}).get("gpu")
     published, note, gap = compare_published(cfg, card, metrics, stats, gpu)
-    hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu)
+    hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu, cfg)
     data_name = cfg["data"]["name"]
     modality = card.modality
     faces = [(caption, rel) for caption, rel in [
@@ -227,6 +251,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
     return ReportData(
         title=f"emolab report: {run_name}",
         run=run_name,
+        run_path=_as_typed(run),
         task=("Multi-label" if metrics.get("tuned_thresholds") else "Single-label") +
              f" emotion / sentiment classification of {_inputs(card)} "
              f"into {len((stats or {}).get('labels', []))} classes "
@@ -260,6 +285,14 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         modality=modality,
         face_figures=faces,
     )
+
+
+def _as_typed(path: Path) -> str:
+    """The run's path as a user would type it from where the report was made (relative when below it)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
 
 
 def _inputs(card: ModelCard) -> str:

@@ -113,7 +113,7 @@ tags.round(3)'''
 ANNOTATIONS = '''\
 notes = analysis.get("annotations", [])
 print("\\n".join(f"{a['id']}: {a['annotation']} (fix: {a['fix']})" for a in notes) or
-      "No annotations yet: fill analysis/errors.csv and run `emolab analyze RUN --annotations analysis/errors.csv`.")'''
+      "No annotations yet: fill analysis/errors.csv and run `emolab analyze RUN --annotations RUN/analysis/errors.csv`.")'''
 
 PUBLISHED = '''\
 from emolab.report.published import compare_published
