@@ -191,7 +191,6 @@ def _safe_yaml(text: str) -> Any:
         loader.dispose()
 
 
-
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:

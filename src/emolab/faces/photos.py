@@ -48,12 +48,14 @@ def open_regular(path) -> object:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found", hint="check the path") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot be opened ({exc.strerror})", hint="check the path and its permissions") from None
+        raise DataError(f"{path}: cannot be opened ({exc.strerror})",
+                        hint="check the path and its permissions") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a socket" \
-            if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file"
+        kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+        kind = next((name for test, name in kinds if test(mode)), "a special file")
         raise DataError(f"{path}: {kind}, not a regular file; only image files are read",
                         hint="give image files (or folders of them)")
     if hasattr(os, "set_blocking"):
