@@ -278,6 +278,10 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
+
+
 def _unreadable(path: Path, why: str) -> EmolabError:
     return EmolabError(f"{path}: not a checkpoint file emolab wrote ({why})",
                        hint=f"the checkpoint in {path.parent} is damaged or was tampered with; start the run again "
@@ -292,7 +296,7 @@ def _load_tensors(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
-        raise _unreadable(path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise _unreadable(path, f"{type(exc).__name__}: {_first_line(exc)}") from None
 
 
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -396,7 +400,7 @@ class _Loop:
             self.history = [EpochRecord(**r) for r in saved["history"]]
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             raise EmolabError(f"{last}: the checkpoint does not fit this run ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]})",
+                              f"{_first_line(exc)})",
                               hint="resume with the config the run was started with, or start again without "
                                    "--resume") from None
         if self.main:
