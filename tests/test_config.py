@@ -196,7 +196,76 @@ def test_an_old_text_run_whose_train_section_held_image_augmentation_still_loads
 
 
 def test_negative_seeds_are_config_errors():
-    with pytest.raises(ConfigError, match="seed: must be 0 or more"):
+    with pytest.raises(ConfigError, match=r"seed: must be in \[0, 2\*\*32\)"):
         config_from_dict({"seed": -1})
-    with pytest.raises(ConfigError, match="integers 0 or more"):
+    with pytest.raises(ConfigError, match=r"integers in \[0, 2\*\*32\)"):
         config_from_dict({"seeds": [1, -2]})
+
+
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    assert len(BOMB) < 600  # 9**9 = 387 million strings once expanded
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values .* YAML bomb") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(ConfigError, match="--set"):
+        config_from_dict({}, overrides=["matrix.seed=" + BOMB.replace("\n", ", ").join("{}")])
+    path.write_text("a: &x [1, *x]\n")
+    with pytest.raises(ConfigError, match="line 1: an alias refers to a collection that contains it"):
+        load_config(path)
+    path.write_text("base: &b {lr: 0.01}\ntrain: {epochs: 2, <<: *b}\n")  # small anchors still work
+    with pytest.raises(ConfigError, match="base: unknown key"):
+        load_config(path)
+
+
+def test_duplicate_keys_are_refused_with_their_line(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("seed: 1\ntrain:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"line 5: duplicate key 'lr' \(first on line 3\)") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_set_value_that_is_not_yaml_names_the_set(tmp_path):
+    with pytest.raises(ConfigError, match=r"(?s)--set .*'train.lr=\[1': the value '\[1': not valid YAML"):
+        config_from_dict({}, overrides=["train.lr=[1"])
+    with pytest.raises(ConfigError, match="'seed=2024-13-45'.*month must be in 1..12"):
+        config_from_dict({}, overrides=["seed=2024-13-45"])  # YAML's timestamp rule raised a ValueError
+
+
+def test_seeds_must_fit_numpy_and_torch():
+    assert config_from_dict({}, overrides=[f"seed={2 ** 32 - 1}"]).seed == 2 ** 32 - 1
+    for bad in (2 ** 32, -1):
+        with pytest.raises(ConfigError, match=r"seed: must be in \[0, 2\*\*32\)"):
+            config_from_dict({}, overrides=[f"seed={bad}"])
+    with pytest.raises(ConfigError, match=r"seeds: expected a list of integers in \[0, 2\*\*32\).*4294967296"):
+        config_from_dict({"seeds": [1, 2 ** 32]})
+
+
+@pytest.mark.parametrize("key", ["data.max_train_examples", "data.max_eval_examples", "train.max_steps",
+                                 "train.log_every", "train.num_threads", "train.patience", "eval.ece_bins",
+                                 "eval.timing_examples", "model.max_features"])
+def test_counts_must_be_positive(key):
+    with pytest.raises(ConfigError, match=f"{key}: must be at least 1"):
+        config_from_dict({}, overrides=[f"{key}=0"])
+    config_from_dict({}, overrides=[f"{key}=1"])
+
+
+def test_cli_prints_config_problems_without_a_traceback(tmp_path):
+    from tests.test_cli import emolab
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("seed: 1\nseed: 2\n")
+    res = emolab("run", path, cwd=tmp_path)
+    assert res.returncode == 2 and "line 2: duplicate key 'seed'" in res.stderr and "Traceback" not in res.stderr
+    path.write_text("model: {name: tfidf}\n")
+    res = emolab("run", path, "--set", "data.max_train_examples=0", cwd=tmp_path)
+    assert res.returncode == 2 and "data.max_train_examples: must be at least 1" in res.stderr, res.stderr
+    assert not (tmp_path / "runs").exists()  # refused before a run directory was made
+    res = emolab("run", path, "--set", "train.lr={", cwd=tmp_path)
+    assert res.returncode == 2 and "'train.lr={'" in res.stderr and "Traceback" not in res.stderr

@@ -356,3 +356,107 @@ def test_an_image_folder_with_detect_faces_trains_on_face_crops_and_counts_photo
 def test_serve_refuses_an_unknown_detector_before_starting(face_model, tmp_path):
     res = emolab("serve", face_model, "--detector", "yolo", "--port", "1", cwd=tmp_path)
     assert res.returncode == 2 and "unknown face detector 'yolo'" in res.stderr and "Traceback" not in res.stderr
+
+
+# --- hostile files: FIFOs, decompression bombs, truncated images -------------------------------------------
+
+
+def write_huge_png(path: Path, side: int = 12_000) -> Path:
+    """A ``side`` x ``side`` black grayscale PNG written row by row (never held in memory): ~140 KB on disk,
+    144 MB per channel once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)  # the filter byte, then the pixels
+    idat = b"".join([comp.compress(row) for _ in range(side)] + [comp.flush()])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_huge_png_is_refused_from_its_header_quickly_and_in_little_memory(tmp_path):
+    import subprocess
+    import sys
+
+    bomb = write_huge_png(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 300_000
+    probe = ("import resource, sys, time\n"
+             "from emolab.errors import DataError\n"
+             "from emolab.faces.photos import read_photo\n"
+             "from emolab.data.images import read_image\n"
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "t = time.perf_counter()\n"
+             "for read in (read_photo, lambda p: read_image(p, 48)):\n"
+             "    try:\n"
+             "        read(sys.argv[1])\n"
+             "    except DataError as exc:\n"
+             "        print(exc)\n"
+             "print('seconds', time.perf_counter() - t)\n"
+             "print('grew_mb', (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
+    res = subprocess.run([sys.executable, "-c", probe, str(bomb)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert sum("bomb.png: 12000 x 12000 pixels, over the 25,000,000 emolab decodes" in x for x in lines) == 2, lines
+    stats = dict(x.split() for x in lines if x.startswith(("seconds", "grew_mb")))
+    assert float(stats["seconds"]) < 2.0 and float(stats["grew_mb"]) < 50, stats  # decoding it: 144 MB or more
+
+
+def test_a_large_jpeg_is_read_when_its_reduced_decode_fits(tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.new("L", (8000, 4000), 128).save(big)  # 32 megapixels, decoded at half size (8 MP) by JPEG draft
+    rgb, scale = read_photo(big)
+    assert rgb.shape == (1024, 2048, 3) and scale == pytest.approx(8000 / 2048)
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_named_like_an_image_is_skipped_in_folders_and_refused_alone(tmp_path):
+    import os
+
+    from emolab.data.images import image_files
+    from emolab.pipeline import _image_files
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (48, 48), (90, 90, 90)).save(folder / "a.png")
+    os.mkfifo(folder / "trap.png")  # no writer: reading it would block forever
+    assert image_files(folder) == [folder / "a.png"] == _image_files([str(folder)])
+    with pytest.raises(DataError, match="trap.png: a FIFO, not a regular file"):
+        read_photo(folder / "trap.png")
+    with pytest.raises(Exception, match="trap.png: not a regular file"):
+        _image_files([str(folder / "trap.png")])
+
+
+@pytest.mark.timeout(300)
+def test_predict_on_a_folder_holding_a_fifo_finishes(face_model, tmp_path):
+    import os
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("L", (48, 48), 90).save(folder / "face.png")
+    os.mkfifo(folder / "trap.png")
+    res = emolab("predict", face_model, folder, "--no-detect", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "face.png" in res.stdout and "trap.png" not in res.stdout
+
+
+def test_truncated_and_corrupt_images_name_the_file(tmp_path):
+    from emolab.data.images import read_image
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.png"
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(good)
+    data = good.read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    (tmp_path / "flipped.png").write_bytes(bytes(flipped))
+    (tmp_path / "cut.jpg").write_bytes((lambda p: (Image.fromarray(rng.integers(0, 256, (300, 300, 3), np.uint8))
+                                                   .save(p), p.read_bytes())[1])(tmp_path / "full.jpg")[:3000])
+    for name in ("cut.png", "flipped.png", "cut.jpg"):
+        for read in (read_photo, lambda p: read_image(p, 48)):
+            with pytest.raises(DataError, match=f"{name}: not a readable image"):
+                read(tmp_path / name)

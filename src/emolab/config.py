@@ -114,6 +114,82 @@ class RunConfig:
 
 # --- loading -------------------------------------------------------------------------------------
 
+MAX_YAML_NODES = 100_000  # a config is a few hundred values; aliases must not expand it past this (YAML bombs)
+MAX_YAML_BYTES = 1_000_000
+
+
+class _YamlProblem(Exception):
+    """A YAML document emolab refuses though YAML allows it (duplicate keys, alias bombs, cycles)."""
+
+
+def _check_nodes(loader: yaml.SafeLoader, root: yaml.Node) -> None:
+    """Refuse a node graph whose aliases expand it past ``MAX_YAML_NODES`` (a "billion laughs" bomb, which
+    PyYAML would build as shared objects that any copy of the config multiplies), a recursive alias, and a
+    mapping that repeats a key (PyYAML would keep the last value silently)."""
+    size: dict[int, int] = {}
+    busy: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative: deep nesting must not exhaust Python's stack here
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            busy.discard(key)
+            if isinstance(node, yaml.MappingNode):
+                parts = [n for pair in node.value for n in pair]
+            else:
+                parts = node.value
+            size[key] = 1 + sum(size[id(n)] for n in parts)
+            if size[key] > MAX_YAML_NODES:
+                raise _YamlProblem(f"the document expands to more than {MAX_YAML_NODES:,} values through its "
+                                   "anchors and aliases (a YAML bomb?)")
+            continue
+        if key in size:
+            continue
+        if key in busy:
+            raise _YamlProblem(f"line {node.start_mark.line + 1}: an alias refers to a collection that contains it")
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = 1
+            continue
+        busy.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    name = loader.construct_object(key_node)
+                    if name in seen:
+                        raise _YamlProblem(f"line {key_node.start_mark.line + 1}: duplicate key {name!r} (first "
+                                           f"on line {seen[name]}); YAML would keep only the last value")
+                    seen[name] = key_node.start_mark.line + 1
+                stack += [(key_node, False), (value_node, False)]
+        else:
+            stack += [(n, False) for n in node.value]
+
+
+def _safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses what :func:`_check_nodes` refuses. Every failure is a
+    :class:`_YamlProblem` whose message says where."""
+    if len(text) > MAX_YAML_BYTES:
+        raise _YamlProblem(f"{len(text):,} characters; a config holds at most {MAX_YAML_BYTES:,}")
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # a control character
+        raise _YamlProblem(f"not valid YAML: {exc}") from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(loader, node)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise _YamlProblem(f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise _YamlProblem("nested too deeply") from None
+    except (ValueError, OverflowError, TypeError) as exc:  # e.g. a date like 2024-13-45 that the timestamp rule reads
+        raise _YamlProblem(f"a value YAML cannot read: {exc}") from None
+    finally:
+        loader.dispose()
+
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
@@ -217,19 +293,25 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         "train.batch_size": cfg.train.batch_size,
         "train.grad_accum_steps": cfg.train.grad_accum_steps,
         "eval.batch_size": cfg.eval.batch_size,
+        "eval.ece_bins": cfg.eval.ece_bins,
+        "eval.timing_examples": cfg.eval.timing_examples,
+        "train.log_every": cfg.train.log_every,
+        "train.max_steps": cfg.train.max_steps,  # these three may also be None (no limit / torch's default)
+        "train.num_threads": cfg.train.num_threads,
+        "train.patience": cfg.train.patience,  # 0 would stop after the first epoch whatever it scored
     }
-    if isinstance(cfg.seed, int) and cfg.seed < 0:
-        problems.append(f"seed: must be 0 or more (NumPy's seeding takes no negative seed), got {cfg.seed}")
+    if isinstance(cfg.seed, int) and not 0 <= cfg.seed < 2 ** 32:
+        problems.append(f"seed: must be in [0, 2**32) (NumPy's and PyTorch's seeding range), got {cfg.seed}")
     if isinstance(cfg.seeds, list):
-        bad = [s for s in cfg.seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+        bad = [s for s in cfg.seeds if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < 2 ** 32]
         if bad:
-            problems.append(f"seeds: expected a list of integers 0 or more, e.g. [1, 2, 3], got {bad}")
+            problems.append(f"seeds: expected a list of integers in [0, 2**32), e.g. [1, 2, 3], got {bad}")
         elif len(set(cfg.seeds)) != len(cfg.seeds):
             problems.append(f"seeds: {cfg.seeds} repeats a seed; each seed runs once")
     if isinstance(cfg.eval.bootstrap, int) and cfg.eval.bootstrap < 0:
         problems.append(f"eval.bootstrap: resamples must be 0 (off) or more, e.g. 1000, got {cfg.eval.bootstrap}")
     for key, value in positive.items():
-        if isinstance(value, int) and value < 1:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             problems.append(f"{key}: must be at least 1, got {value}")
     if isinstance(cfg.train.lr, float) and cfg.train.lr <= 0:
         problems.append(f"train.lr: must be positive, got {cfg.train.lr}")
@@ -256,7 +338,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError("--set", [f"{text!r}: expected KEY=VALUE, e.g. train.lr=3e-5"])
     key, value = text.split("=", 1)
-    parsed = yaml.safe_load(value) if value.strip() else None
+    try:
+        parsed = _safe_yaml(value) if value.strip() else None
+    except _YamlProblem as exc:
+        raise ConfigError("--set", [f"{text!r}: the value {value!r}: {exc}"]) from None
     # YAML 1.1 reads "3e-5" as a string; accept it as the number it is.
     if isinstance(parsed, str):
         try:
@@ -326,15 +411,23 @@ def config_from_saved(raw: dict, *, source: str) -> RunConfig:
     return config_from_dict(raw, source=source)
 
 
-def load_raw(path: str | Path, overrides: list[str] = ()) -> dict:
-    """The YAML mapping of a config file with ``--set`` overrides applied (not yet validated)."""
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's data, refusing duplicate keys, alias bombs and recursive aliases (:func:`_safe_yaml`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), [f"file not found: {path}"])
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+        return _safe_yaml(path.read_text(encoding="utf-8"))
+    except _YamlProblem as exc:
+        raise ConfigError(str(path), [str(exc)]) from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc}"]) from None
+
+
+def load_raw(path: str | Path, overrides: list[str] = ()) -> dict:
+    """The YAML mapping of a config file with ``--set`` overrides applied (not yet validated)."""
+    path = Path(path)
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["the top level must be a mapping with data/model/train/eval/output/seed"])
     problems: list[str] = []

@@ -268,14 +268,17 @@ def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: s
 
 
 def _image_files(items: list[str]) -> list[Path]:
-    from emolab.data.images import IMAGE_SUFFIXES
+    from emolab.data.images import image_files
 
     files = []
     for item in map(Path, items):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += image_files(item, recursive=True)  # regular files only: a FIFO named x.png would hang
         elif item.is_file():
             files.append(item)
+        elif item.exists():
+            raise EmolabError(f"{item}: not a regular file (a FIFO, socket or device); only image files are read",
+                              hint="give image files or folders of images")
         else:
             raise EmolabError(f"image not found: {item}", hint="give image files or folders of images")
     if not files:

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from emolab.config import RunConfig, config_from_saved
+from emolab.config import RunConfig, config_from_saved, read_yaml
 from emolab.errors import EmolabError
 from emolab.outputs import atomic_write, check_name, writable_folder
 from emolab.models.registry import MODEL_FILE, load_model, model_card
@@ -224,7 +223,7 @@ class Run:
 
     @cached_property
     def raw_config(self) -> dict:
-        return yaml.safe_load((self.path / "config.yaml").read_text()) or {}
+        return read_yaml(self.path / "config.yaml") or {}
 
     @cached_property
     def config(self) -> RunConfig:

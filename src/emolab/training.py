@@ -4,12 +4,20 @@ Accelerate owns devices, mixed precision, gradient accumulation and data paralle
 launch`` / ``torchrun``); this module owns the recipe: AdamW, warmup + schedule, clipping with the
 pre-clip gradient norm logged every step, early stopping on any validation metric, the best
 checkpoint, per-epoch metrics and epoch-level checkpoints that ``--resume`` continues from exactly.
+
+A checkpoint (``checkpoints/last``) holds nothing that can run code when it is read: the weights as
+safetensors, the optimizer, schedule, EMA, augmentation and gradient-scaler states and each process's random
+states as tensor files that load with ``torch.load(weights_only=True)``, progress and history as JSON.
+Accelerate's ``save_state`` / ``load_state`` are not used: ``load_state`` unpickles its files with
+``weights_only=False``, so a tampered checkpoint could run code on ``--resume``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import pickle
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +28,7 @@ import torch
 from torch import nn
 
 from emolab.config import SCHEDULERS, RunConfig
-from emolab.errors import unknown_name
+from emolab.errors import EmolabError, unknown_name
 from emolab.metrics import classification_metrics, multilabel_metrics
 from emolab.records import EpochRecord, TrainLogger
 
@@ -236,6 +244,85 @@ def evaluate_distributed(accelerator, module, task: TrainTask, dataset, lengths,
     return y, p, loss
 
 
+# --- checkpoint files: nothing in them can run code when read ---------------------------------------------
+
+CHECKPOINT_FORMAT = 2  # 1 (unversioned): Accelerate's save_state, with pickles that --resume no longer opens
+WEIGHTS_FILE, STATE_FILE, TRAINER_FILE = "model.safetensors", "state.pt", "trainer_state.json"
+
+
+def _rng_file(process_index: int) -> str:
+    return f"rng_{process_index}.pt"
+
+
+def _rng_states() -> dict:
+    """This process's Python, NumPy, PyTorch (and CUDA) generator states, as tensors and plain values."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {"python": [version, list(internal), gauss], "torch": torch.get_rng_state(),
+              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                        "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
+
+
+def _unreadable(path: Path, why: str) -> EmolabError:
+    return EmolabError(f"{path}: not a checkpoint file emolab wrote ({why})",
+                       hint=f"the checkpoint in {path.parent} is damaged or was tampered with; start the run again "
+                            "without --resume (or with --overwrite)")
+
+
+def _load_tensors(path: Path) -> dict:
+    """A ``torch.save``d dict of tensors and plain values, read with ``weights_only=True``: a file holding
+    any other object (a planted pickle) is refused without running it."""
+    if not path.is_file():
+        raise _unreadable(path, "missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        raise _unreadable(path, f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise _unreadable(path, "missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, f"not safetensors: {exc}") from None
+
+
+def _read_trainer_state(folder: Path) -> dict:
+    path = folder / TRAINER_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise _unreadable(path, f"not JSON: {exc}") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise EmolabError(f"{folder} is a checkpoint of an older emolab, whose Accelerate state files are pickles "
+                          "that could run code when loaded; emolab no longer opens them",
+                          hint="start the run again without --resume (add --overwrite to replace the unfinished run)")
+    return saved
+
+
 @dataclass
 class _State:
     """Progress that a checkpoint keeps: the last finished epoch, optimizer steps, the best score so far."""
@@ -273,16 +360,12 @@ class _Loop:
         updates_per_epoch = math.ceil(len(self.loader) / tc.grad_accum_steps)
         total = tc.max_steps or updates_per_epoch * tc.epochs
         self.schedule = _Schedule(self.optimizer, tc.scheduler, int(tc.warmup_ratio * total), total)
-        self.acc.register_for_checkpointing(self.schedule)
-        if hasattr(task.augment, "state_dict"):  # its random state, so a resumed run augments identically
-            self.acc.register_for_checkpointing(task.augment)
         self.ema = None  # an exponential moving average of the weights: what is validated, checkpointed and returned
         if tc.ema_decay:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self.ema = AveragedModel(self.acc.unwrap_model(self.module), use_buffers=True,  # batch-norm stats too
                                      multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay))
-            self.acc.register_for_checkpointing(self.ema)
         self.scored = self.acc.unwrap_model(self.module) if self.ema is None else self.ema.module
         self.loss_fn = _loss_fn(task, cfg, self.acc.device)
         self.train_loss = task.loss or self.loss_fn
@@ -294,12 +377,31 @@ class _Loop:
     def resume(self) -> None:
         """Continue after the last checkpointed epoch: weights, optimizer, schedule, random states, history."""
         last = self.ckpt_dir / "last" if self.ckpt_dir else None
-        if last is None or not (last / "trainer_state.json").is_file():
+        if last is None or not (last / TRAINER_FILE).is_file():
             return
-        self.acc.load_state(str(last))
-        saved = json.loads((last / "trainer_state.json").read_text())
-        self.state = _State(**saved["state"])
-        self.history = [EpochRecord(**r) for r in saved["history"]]
+        saved = _read_trainer_state(last)
+        weights = _load_weights(last / WEIGHTS_FILE)
+        state = _load_tensors(last / STATE_FILE)
+        rng = _load_tensors(last / _rng_file(self.acc.process_index))
+        try:
+            self.acc.unwrap_model(self.module).load_state_dict(weights)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+            if hasattr(self.task.augment, "load_state_dict"):  # so a resumed run augments identically
+                self.task.augment.load_state_dict(state["augment"])
+            if self.acc.scaler is not None and state.get("scaler"):
+                self.acc.scaler.load_state_dict(state["scaler"])
+            self.acc.step = int(state["accelerator_step"])  # where gradient accumulation stands
+            _set_rng_states(rng)
+            self.state = _State(**saved["state"])
+            self.history = [EpochRecord(**r) for r in saved["history"]]
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise EmolabError(f"{last}: the checkpoint does not fit this run ({type(exc).__name__}: "
+                              f"{_first_line(exc)})",
+                              hint="resume with the config the run was started with, or start again without "
+                                   "--resume") from None
         if self.main:
             self.acc.print(f"resuming after epoch {self.state.epoch} (step {self.state.step})")
             self.logger.on_resume(self.state.step, self.history)
@@ -386,11 +488,29 @@ class _Loop:
             if improved:
                 weights = {k: v.detach().cpu().contiguous() for k, v in self.scored.state_dict().items()}
                 save_file(weights, str(self.ckpt_dir / "best.safetensors"))
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(self.ckpt_dir / "last"))
+        last = self.ckpt_dir / "last"
         if self.main:
-            (self.ckpt_dir / "last" / "trainer_state.json").write_text(
-                json.dumps({"state": self.state.__dict__, "history": [r.__dict__ for r in self.history]}))
+            last.mkdir(exist_ok=True)
+            (last / TRAINER_FILE).unlink(missing_ok=True)  # written last: a checkpoint without it is incomplete
+        self.acc.wait_for_everyone()
+        torch.save(_rng_states(), last / _rng_file(self.acc.process_index))
+        if self.main:
+            module = self.acc.unwrap_model(self.module)
+            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                      str(last / WEIGHTS_FILE))
+            state = {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                     "accelerator_step": int(self.acc.step),
+                     "scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None}
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
+            if hasattr(self.task.augment, "state_dict"):
+                state["augment"] = self.task.augment.state_dict()
+            torch.save(state, last / STATE_FILE)
+        self.acc.wait_for_everyone()
+        if self.main:
+            (last / TRAINER_FILE).write_text(json.dumps({
+                "format": CHECKPOINT_FORMAT, "state": self.state.__dict__,
+                "history": [r.__dict__ for r in self.history]}))
 
     def finish(self) -> nn.Module:
         """The trained module in eval mode, holding the best epoch's weights (the average's, with EMA)."""

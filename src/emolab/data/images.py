@@ -263,16 +263,26 @@ def load_ferplus(cfg: FerPlusConfig, seed: int) -> Dataset:
 
 
 def read_image(path: Path, size: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    """A grayscale ``size`` square; only a regular file of at most ``MAX_PIXELS`` pixels is decoded
+    (:func:`emolab.faces.photos.open_image`)."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})", hint="remove or replace the file") from None
+    from emolab.faces.photos import open_image
+
+    with open_image(path) as (im, _):
+        im = im.convert("L")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def image_files(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """The image files in ``folder`` (and below it, with ``recursive``), sorted: regular files with an image
+    suffix only, so a FIFO or device named ``x.png`` is never opened (its read would block)."""
+    from emolab.faces.photos import is_regular_file
+
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and is_regular_file(p))
 
 
 def read_face_crop(path: Path, size: int, detector, min_face: int, align: bool = False) -> np.ndarray | None:
@@ -295,15 +305,14 @@ def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, 
             raise DataError(f"{class_dir}: unknown class folder {class_dir.name!r}",
                             hint="class folders must match the train folder's classes (or data.labels): "
                                  + ", ".join(labels.names))
-        for f in sorted(class_dir.iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                image = read_image(f, size) if detector is None else read_face_crop(f, size, detector, min_face, align)
-                if image is None:
-                    missed.setdefault(split, []).append(str(f))
-                    continue
-                images.append(image)
-                ys.append(labels.index(class_dir.name))
-                ids.append(f"{split}/{class_dir.name}/{f.name}")
+        for f in image_files(class_dir):
+            image = read_image(f, size) if detector is None else read_face_crop(f, size, detector, min_face, align)
+            if image is None:
+                missed.setdefault(split, []).append(str(f))
+                continue
+            images.append(image)
+            ys.append(labels.index(class_dir.name))
+            ids.append(f"{split}/{class_dir.name}/{f.name}")
     if not images:
         why = " in which the face detector found a face" if detector is not None else ""
         raise DataError(f"{folder}: no images{why} found",

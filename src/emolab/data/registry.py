@@ -33,6 +33,10 @@ class DataConfig:
             value = getattr(self, key, None)
             if isinstance(value, float) and not 0.0 <= value < 1.0:
                 problems.append(f"data.{key}: must be in [0, 1), got {value}")
+        for key in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, key, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                problems.append(f"data.{key}: must be at least 1 (or null: every example), got {value}")
 
     def second_opinion(self, ids) -> dict[str, Any] | None:
         """Independent labels for the same examples, where the dataset has them (FER2013: FER+'s ten

@@ -5,11 +5,21 @@ whole frame). Images already cropped like FER faces (small and square) skip dete
 photo in colour; with ``align`` and a detector that gives landmarks, each crop is turned so the eyes are level.
 
 Photos are read with their EXIF orientation applied, and large ones are decoded at reduced size (JPEG
-draft mode) and capped at ``MAX_SIDE`` pixels, so a 50-megapixel photo does not fill the memory.
+draft mode) and capped at ``MAX_SIDE`` pixels, so a 50-megapixel photo does not fill the memory. Only regular
+files are opened (a FIFO named ``x.png`` would block the read forever), and an image that would still decode to
+more than ``MAX_PIXELS`` pixels (a 12,000 x 12,000 PNG compresses to 140 KB and decodes to 144 MB a channel) is
+refused from its header, before it is decoded.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import stat
+import struct
+import warnings
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +29,85 @@ from emolab.errors import DataError
 from emolab.faces.detectors import Detector, Face, to_gray
 
 MAX_SIDE = 2048  # photos are read at most this large (faces of 24+ pixels stay findable in 12 MP photos)
+MAX_PIXELS = 25_000_000  # most pixels decoded from one image (the server's default max_image_pixels)
+
+
+def is_regular_file(path: Path) -> bool:
+    """A regular file (through symlinks): not a FIFO, socket, device or folder, whose read could block."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def open_regular(path) -> object:
+    """``path`` opened for binary reading, refused unless it is a regular file. The check is made on the
+    opened descriptor (opened without blocking), so a file swapped for a FIFO after listing cannot hang."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found", hint="check the path") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be opened ({exc.strerror})",
+                        hint="check the path and its permissions") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+        kind = next((name for test, name in kinds if test(mode)), "a special file")
+        raise DataError(f"{path}: {kind}, not a regular file; only image files are read",
+                        hint="give image files (or folders of them)")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+# what PIL raises on a truncated or corrupt file, while opening it or decoding it
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+
+
+@contextmanager
+def open_image(path, *, max_pixels: int = MAX_PIXELS, draft: tuple[str, int] | None = None):
+    """``(PIL image, (width, height) before draft)`` of a file path or file-like object, its header read, its
+    pixels not yet decoded; refused with a :class:`DataError` naming the file when it is no regular file, is no
+    image, or holds more than ``max_pixels`` pixels (counted after ``draft = (mode, side)``: JPEGs decode at 1/2
+    to 1/8 size when that still leaves ``side`` pixels a side). Decoding errors inside the ``with`` block (a
+    truncated or corrupt file) become the same error."""
+    from PIL import Image, UnidentifiedImageError
+
+    fh = open_regular(path) if isinstance(path, (str, os.PathLike)) else path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the file named
+            try:
+                im = Image.open(fh)
+            except Image.DecompressionBombError as exc:
+                raise DataError(f"{path}: too many pixels ({exc})", hint=f"images of at most {max_pixels:,} "
+                                "pixels are read; shrink it first") from None
+            except (UnidentifiedImageError, *_UNREADABLE) as exc:
+                raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})",
+                                hint="remove or replace the file") from None
+        with im:
+            full = im.size
+            if draft is not None:
+                mode, side = draft
+                box = (side, side)
+                if im.width * im.height > max_pixels:  # reduce as far as the long side allows, rather than refuse
+                    k = side / max(full)
+                    box = (max(1, math.ceil(full[0] * k)), max(1, math.ceil(full[1] * k)))
+                im.draft(mode, box)
+            if im.width * im.height > max_pixels:
+                raise DataError(f"{path}: {full[0]} x {full[1]} pixels, over the {max_pixels:,} emolab decodes "
+                                "(a decompression bomb?)", hint="shrink the image first (or crop the face)")
+            try:
+                yield im, full
+            except (UnidentifiedImageError, *_UNREADABLE) as exc:
+                raise DataError(f"{path}: not a readable image, truncated or corrupt ({type(exc).__name__}: {exc})",
+                                hint="remove or replace the file") from None
+    finally:
+        if fh is not path:
+            fh.close()
 
 
 @dataclass
@@ -45,19 +134,14 @@ class FaceRow:
 def read_photo(path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
     """``(RGB uint8 array HxWx3, scale)`` of a file path or file-like object: EXIF orientation applied, at
     most ``max_side`` pixels a side; ``scale`` maps its pixels back to the photo's."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
-    try:
-        with Image.open(path) as im:
-            full = max(im.size)
-            im.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 size when that is enough
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            if max(im.size) > max_side:
-                im.thumbnail((max_side, max_side), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).copy(), full / max(im.size)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})",
-                        hint="remove or replace the file") from None
+    # JPEG: decoded at 1/2, 1/4 or 1/8 size when that is enough
+    with open_image(path, draft=("RGB", max_side)) as (im, full_size):
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        if max(im.size) > max_side:
+            im.thumbnail((max_side, max_side), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8).copy(), max(full_size) / max(im.size)
 
 
 def looks_cropped(gray: np.ndarray, side: int) -> bool:

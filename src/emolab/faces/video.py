@@ -13,7 +13,7 @@ import numpy as np
 
 from emolab.errors import DataError
 from emolab.faces.detectors import Detector, Face
-from emolab.faces.photos import face_crops, table_csv
+from emolab.faces.photos import face_crops, is_regular_file, table_csv
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -97,6 +97,8 @@ def read_frames(path: Path, fps: float):
     """``(time_s, frame_index, BGR frame)`` sampled at ``fps`` (every frame when the video has fewer)."""
     import cv2
 
+    if not is_regular_file(path):  # OpenCV would block forever reading a FIFO
+        raise DataError(f"{path}: not found or not a regular file", hint="give an .mp4 / .avi / .mov file")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise DataError(f"{path}: not a readable video", hint="give an .mp4 / .avi / .mov file OpenCV can decode")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from emolab.data.images import IMAGE_SUFFIXES
+from emolab.data.images import image_files
 from emolab.errors import DataError
 from emolab.faces.detectors import Detector
 from emolab.faces.photos import face_crops, read_photo
@@ -28,8 +28,7 @@ def labelled_photos(folder: Path, names: tuple[str, ...]) -> list[tuple[Path, in
         if class_dir.name not in names:
             raise DataError(f"{class_dir}: class folder {class_dir.name!r} is not one of the model's labels",
                             hint=f"name the class folders after the labels: {', '.join(names)}")
-        out += [(f, names.index(class_dir.name)) for f in sorted(class_dir.iterdir())
-                if f.suffix.lower() in IMAGE_SUFFIXES]
+        out += [(f, names.index(class_dir.name)) for f in image_files(class_dir)]
     if not out:
         raise DataError(f"{folder}: no photos found", hint=f"expected {folder}/<class>/*.jpg (or .png)")
     return out

@@ -115,6 +115,8 @@ class TfidfConfig(ModelConfig):
                 problems.append(f"model.{key}: expected [min_n, max_n] with 1 <= min_n <= max_n, got {value}")
         if isinstance(self.C, float) and self.C <= 0:
             problems.append(f"model.C: must be positive, got {self.C}")
+        if isinstance(self.max_features, int) and self.max_features < 1:
+            problems.append(f"model.max_features: must be at least 1 (or null: every feature), got {self.max_features}")
 
     def unregularised(self) -> TfidfConfig:
         return dataclasses.replace(self, C=max(self.C, 100.0))
