@@ -341,3 +341,25 @@ def test_a_matrix_run_again_keeps_its_finished_cells(here, capsys, tmp_path):
     again = sorted(p.name for p in (tmp_path / "runs" / "grid").iterdir() if (p / "metrics.json").is_file())
     assert again == cells  # no <cell>-2
     assert snapshot(tmp_path / "runs" / "grid" / cells[0]) == first
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("yaml_text,args,needle", [
+    (BOMB, [], "alias"),
+    ("seed: 1\nseed: 2\n", [], "duplicate key 'seed'"),
+    (None, ["--set", "train.lr=[1, 2"], "train.lr=[1, 2"),
+    (None, ["--set", f"seed={2**32}"], "seed"),
+    (None, ["--set", "data.max_train_examples=0"], "max_train_examples"),
+])
+def test_config_bombs_and_mistakes_are_clean_errors_that_leave_nothing(here, capsys, tmp_path, yaml_text, args, needle):
+    config = here / "mine.yaml"
+    if yaml_text is not None:
+        config = tmp_path / "bad.yaml"
+        config.write_text(yaml_text)
+    before = snapshot(here)
+    code, text = emolab(capsys, "run", config, *args)
+    clean_error(code, text, needle)
+    assert snapshot(here) == before  # no .partial run left to block the next one
