@@ -221,7 +221,7 @@ def _predict_photos(run_dir: Path, items: list[str], output: Optional[Path], **o
         return
     table = Table()
     for col in ("image", "face", "box", "label", "probabilities"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # whole paths, wrapped, never cut to a shared prefix
     for r in rows:
         box = r.photo_box()
         top = sorted(zip(names, r.probs), key=lambda x: -x[1])[:3] if r.probs is not None else []
@@ -311,7 +311,14 @@ def compare(
     from emolab.compare import compare as compare_runs
     from emolab.compare import find_runs
 
-    compare_runs(find_runs([str(r) for r in runs or []], glob), out, sort_by=sort_by, say=_say)
+    from emolab.compare import terminal_tables
+
+    rows = compare_runs(find_runs([str(r) for r in runs or []], glob), out, sort_by=sort_by, say=lambda _m: None)
+    for table, verdicts in terminal_tables(rows):
+        console.print(table)
+        for v in verdicts:
+            _say(v)
+    _say(f"wrote {out / 'leaderboard.md'} (every column), leaderboard.csv and leaderboard.png")
 
 
 def _csv(value: str, cast=str) -> tuple:

@@ -234,10 +234,30 @@ def compare(runs: list[Path], out: Path, *, sort_by: str = "macro_f1", say=print
     curves = {r["run"]: history(Path(r["path"])) for r in flat if len(history(Path(r["path"]))) > 1}
     if curves:
         plots.overlay_curves(curves, out / "curves.png")
-    for rows in groups:
-        say(f"{rows[0]['dataset']} ({rows[0]['split']})")
-        say(leaderboard_markdown(rows))
-        for v in verdicts(rows):
-            say(v)
-    say(f"wrote {out / 'leaderboard.md'}, leaderboard.csv and leaderboard.png")
+    say(f"wrote {out / 'leaderboard.md'} (every column), leaderboard.csv and leaderboard.png")
     return flat
+
+
+# what a terminal shows of a leaderboard: the columns that decide, the rest is in leaderboard.md
+TERMINAL_COLUMNS = ("run", "model", "test_accuracy", "macro_f1", "delta_macro_f1", "p_macro_f1", "verdict",
+                    "ms_per_example")
+
+
+def terminal_tables(rows: list[dict]):
+    """One Rich table per dataset and split, with :data:`TERMINAL_COLUMNS`, and each group's verdicts."""
+    from rich.table import Table
+
+    titles = dict(COLUMNS)
+    out = []
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["split"]), []).append(r)
+    for (dataset, split), group in groups.items():
+        table = Table(title=f"{dataset} ({split})", title_justify="left")
+        for key in TERMINAL_COLUMNS:
+            table.add_column(titles[key], justify="left" if key in ("run", "model", "verdict") else "right",
+                             overflow="fold")
+        for r in group:
+            table.add_row(*(_cell(r, k) for k in TERMINAL_COLUMNS))
+        out.append((table, verdicts(group)))
+    return out

@@ -11,6 +11,7 @@ re-queue it, so a killed worker loses at most that trial.
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -136,10 +137,12 @@ def _open_study(optuna, url: str, name: str, cfg: RunConfig, pruner):
     interval, grace = (int(x) for x in os.environ.get("EMOLAB_SWEEP_HEARTBEAT", "30,120").split(","))
     for attempt in range(6):
         try:
-            rdb = optuna.storages.RDBStorage(
-                url, heartbeat_interval=interval, grace_period=grace,
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
+            with warnings.catch_warnings():  # heartbeats are marked experimental; emolab relies on them knowingly
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                rdb = optuna.storages.RDBStorage(
+                    url, heartbeat_interval=interval, grace_period=grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
             return optuna.create_study(study_name=name, storage=rdb, direction=cfg.sweep.direction,
                                        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=cfg.seed),
                                        pruner=pruner)
