@@ -330,22 +330,26 @@ def test_a_rare_weak_class_gets_weights_tempered_by_their_spread(rare_share, wan
     common = 1 - rare_share
     metrics = {"test": {"per_class": {"common": {"f1": 0.9}, "rare": {"f1": 0.1}}}}
     stats = {"splits": {"train": {"class_shares": {"common": common, "rare": rare_share}}}}
-    _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], SimpleNamespace(family="transformer", image=False), None)
+    card = SimpleNamespace(family="transformer", training="loop", image=False)
+    _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], card, None)
     assert any(wanted in idea for idea in ideas), ideas
 
 
-@pytest.mark.parametrize("family", ["classical", "transformer"])
-def test_advice_comes_from_the_runs_own_config(family):
+@pytest.mark.parametrize("model", ["tfidf", "transformer"])
+def test_advice_comes_from_the_runs_own_config(model):
+    from emolab.config import config_from_dict
+    from emolab.models import model_class
     from emolab.report.data import _hypotheses_and_ideas
 
     metrics = {"test": {"per_class": {"common": {"f1": 0.9}, "rare": {"f1": 0.1}}}}
     stats = {"splits": {"train": {"class_shares": {"common": 0.9, "rare": 0.1}}}}
-    card = SimpleNamespace(family=family, image=False)
-    _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], card, -0.05, cfg={"train": {"class_weights": True}})
+    cfg = config_from_dict({"model": {"name": model}, "train": {"class_weights": True}})
+    card = model_class(model).describe(cfg.model, LabelSet(("common", "rare")))
+    _, ideas = _hypotheses_and_ideas(None, metrics, stats, [], card, -0.05, cfg=cfg.to_dict())
     text = " ".join(ideas)
     assert "weight the loss by class" not in text and "already weighted" in text, ideas  # it already does
-    assert ("model.backbone" in text) == (family == "transformer"), ideas  # a TF-IDF run has no backbone
-    assert ("oversample_rare" in text) == (family == "transformer"), ideas
+    assert ("model.backbone" in text) == (model == "transformer"), ideas  # a TF-IDF run has no backbone
+    assert ("oversample_rare" in text) == (model == "transformer"), ideas
 
 
 def test_the_commands_a_report_prints_run_as_printed(noisy_run, capsys):

@@ -102,3 +102,36 @@ def test_no_module_outside_models_branches_on_a_model_name():
                 if hits:
                     offenders.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} compares with {hits}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_readers_of_runs_import_no_deep_learning_framework(tmp_path):
+    """Reading a run (its config, card and metrics), comparing and reporting load no torch: the registry imports
+    a model's module only when the model itself is needed, and config sections live apart from the models."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import emolab.rundir, emolab.compare, emolab.report, emolab.config, emolab.models
+from emolab.config import config_from_dict, config_from_saved
+from emolab.models import list_models, model_config
+for raw in ({"model": {"name": "transformer", "pooling": "attention"}},
+            {"model": {"name": "vgg-fer", "depths": [1, 1, 1, 1]}, "data": {"name": "fer2013"}},
+            {"model": {"name": "tfidf"}}):
+    cfg = config_from_dict(raw)
+    config_from_saved(cfg.to_dict(), source="saved")
+assert "transformer" in list_models() and model_config("cnn-small").modality == "image"
+print(sorted(m for m in ("torch", "transformers", "onnxruntime") if m in sys.modules))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
+
+
+def test_the_builtin_model_table_matches_the_registered_classes():
+    from emolab.models import registry
+
+    for name, (module, config) in registry.BUILTIN.items():
+        cls = registry.model_class(name)
+        assert cls.__module__ == module, name
+        assert registry._import(config) is cls.config_class, name

@@ -22,7 +22,7 @@ import yaml
 
 from emolab.data.registry import DataConfig, dataset_config_class, list_datasets
 from emolab.errors import ConfigError, did_you_mean, unknown_name_message
-from emolab.models.registry import ModelConfig, list_models, model_class
+from emolab.models.registry import ModelConfig, list_models, model_config_class
 
 SCHEDULERS = ("linear", "cosine", "constant", "plateau", "onecycle")
 DEFAULT_MODEL = "tfidf"
@@ -91,7 +91,7 @@ class SweepConfig:
 
 
 def _default_model() -> ModelConfig:
-    return model_class(DEFAULT_MODEL).config_class(name=DEFAULT_MODEL)
+    return model_config_class(DEFAULT_MODEL)(name=DEFAULT_MODEL)
 
 
 @dataclass
@@ -239,7 +239,7 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
 
 _SECTIONS = {  # base class -> (registered names, name -> the section's own class, the name when none is given)
     DataConfig: (list_datasets, dataset_config_class, "emotion"),
-    ModelConfig: (list_models, lambda name: model_class(name).config_class, DEFAULT_MODEL),
+    ModelConfig: (list_models, model_config_class, DEFAULT_MODEL),
 }
 
 
@@ -328,7 +328,7 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
     cfg.data.check(problems)
     cfg.model.check(problems)
     if cfg.model.name in list_models():
-        if model_class(cfg.model.name).modality != "image" and cfg.eval.tta != "none":
+        if model_config_class(cfg.model.name).modality != "image" and cfg.eval.tta != "none":
             problems.append(f"eval.tta: test-time augmentation ({cfg.eval.tta!r}) applies to image models; "
                             f"{cfg.model.name!r} reads text: set eval.tta: none")
 

@@ -14,24 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from emolab.errors import unknown_name
-
-
-@dataclass
-class AugmentConfig:
-    """Image augmentation (``model.augment`` of the image models), applied per training batch (on the GPU
-    when there is one)."""
-
-    hflip: bool = False  # horizontal flip with probability 0.5
-    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
-    shift: float = 0.0  # translation as a fraction of the side (random crop of a padded image)
-    scale: float = 0.0  # zoom in [1 - scale, 1 + scale]
-    random_erasing: float = 0.0  # probability of erasing one random rectangle
-
-    def check(self, problems: list[str], prefix: str = "model.augment.") -> None:
-        for key in ("shift", "scale", "random_erasing"):
-            value = getattr(self, key)
-            if isinstance(value, float) and not 0.0 <= value < 1.0:
-                problems.append(f"{prefix}{key}: must be in [0, 1), got {value}")
+from emolab.models.vision_config import AugmentConfig  # noqa: F401  (re-exported)
 
 
 def _affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:

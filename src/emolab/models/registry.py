@@ -11,7 +11,8 @@ reports and serving never ask for its name:
 - ``predict_proba(inputs, batch_size)`` returns ``(N, K)`` probabilities;
 - ``save(folder)`` / ``load(folder)`` write and read everything needed to predict offline.
 
-This module is a leaf: the built-in models register themselves when :mod:`emolab.models` is imported.
+This module is a leaf. The built-in models are listed in :data:`BUILTIN` and imported on first lookup, so
+importing the registry (or :mod:`emolab.models`) imports no model and no deep-learning framework.
 """
 
 from __future__ import annotations
@@ -30,12 +31,38 @@ from emolab.records import LabelSet, ModelCard
 MODEL_FILE = "emolab_model.json"
 _MODELS: dict[str, type[Classifier]] = {}
 
+# The built-in models, found on first lookup: name -> (the module that registers it, "module:Class" of its
+# config section). Config sections live in modules without torch, so reading a run's config, its card or its
+# metrics (compare, report, serving an ONNX export) imports no deep-learning framework. A model added
+# elsewhere registers itself with @register_model when its module is imported.
+BUILTIN: dict[str, tuple[str, str]] = {
+    "tfidf": ("emolab.models.classical", "emolab.models.classical:TfidfConfig"),
+    "transformer": ("emolab.models.text", "emolab.models.text_config:TransformerConfig"),
+    "transformer-pruned": ("emolab.models.pruned", "emolab.models.text_config:TransformerConfig"),
+    "onnx": ("emolab.models.onnx", "emolab.models.registry:ModelConfig"),
+    "onnx-image": ("emolab.models.onnx", "emolab.models.registry:ModelConfig"),
+    "mlp": ("emolab.models.vision", "emolab.models.vision_config:MlpConfig"),
+    "cnn-small": ("emolab.models.vision", "emolab.models.vision_config:CnnConfig"),
+    "vgg-fer": ("emolab.models.vision", "emolab.models.vision_config:VggConfig"),
+    "resnet18-fer": ("emolab.models.vision", "emolab.models.vision_config:ResNetConfig"),
+    "what-the-face": ("emolab.models.reference", "emolab.models.vision_config:ImageModelConfig"),
+}
+
+
+def _import(ref: str):
+    import importlib
+
+    module, _, attr = ref.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attr) if attr else loaded
+
 
 @dataclass
 class ModelConfig:
     """The ``model`` section every model's config extends: its registered ``name`` and its own keys."""
 
     name: str = ""
+    modality: ClassVar[str] = "text"  # what the configured model reads (its class says the same)
 
     def check(self, problems: list[str]) -> None:
         """Append value problems (``model.key: ...``) that types alone cannot express."""
@@ -140,18 +167,30 @@ def register_model(name: str):
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return sorted(set(_MODELS) | set(BUILTIN))
 
 
 def model_class(name: str) -> type[Classifier]:
+    """The class of model ``name``; a built-in model's module is imported on first lookup."""
+    if name not in _MODELS and name in BUILTIN:
+        _import(BUILTIN[name][0])
     if name not in _MODELS:
-        raise unknown_name("model", name, list(_MODELS))
+        raise unknown_name("model", name, list_models())
     return _MODELS[name]
+
+
+def model_config_class(name: str) -> type[ModelConfig]:
+    """The config section class of model ``name``, without importing the model itself (nor torch)."""
+    if name in _MODELS:
+        return _MODELS[name].config_class
+    if name in BUILTIN:
+        return _import(BUILTIN[name][1])
+    raise unknown_name("model", name, list_models())
 
 
 def model_config(name: str, **values: Any) -> ModelConfig:
     """The config section of model ``name`` with ``values`` set, e.g. ``model_config("tfidf", C=1.0)``."""
-    return model_class(name).config_class(name=name, **values)
+    return model_config_class(name)(name=name, **values)
 
 
 def create_model(cfg: ModelConfig, labels: LabelSet, dataset: Any = None) -> Classifier:

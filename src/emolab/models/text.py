@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from emolab.errors import EmolabError, unknown_name, unknown_name_message
-from emolab.models.registry import ModelConfig, read_model_card, register_model, write_model_card
+from emolab.models.registry import read_model_card, register_model, write_model_card
+from emolab.models.text_config import POOLING_NAMES, TransformerConfig  # noqa: F401  (re-exported)
 from emolab.models.text_augment import TextAugmentConfig, TextAugmenter, oversampled_positions
 from emolab.models.torch_base import TorchClassifier
 from emolab.records import LabelSet
@@ -134,39 +135,6 @@ def create_pooling(name: str, hidden_size: int) -> nn.Module:
     if name not in POOLINGS:
         raise unknown_name("pooling", name, list(POOLINGS))
     return POOLINGS[name](hidden_size)
-
-
-@dataclass
-class TransformerConfig(ModelConfig):
-    backbone: str = "minilm-l6"  # offline short name, Hugging Face hub id or local path
-    pooling: str = "mean"  # cls, mean, max, attention, mean-max
-    dropout: float = 0.1
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
-    max_length: int = 128
-    backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
-    # training-text augmentation (EDA operations, GloVe substitution, rare-class oversampling); off by default
-    augment: TextAugmentConfig = field(default_factory=TextAugmentConfig)
-
-    def check(self, problems: list[str]) -> None:
-        self.augment.check(problems)
-        if isinstance(self.pooling, str) and self.pooling not in POOLINGS:
-            problems.append("model.pooling: " + unknown_name_message("pooling", self.pooling, POOLINGS))
-        if isinstance(self.max_length, int) and self.max_length < 1:
-            problems.append(f"model.max_length: must be at least 1, got {self.max_length}")
-        if isinstance(self.freeze_layers, int) and self.freeze_layers < 0:
-            problems.append(f"model.freeze_layers: must be 0 or more, got {self.freeze_layers}")
-        if isinstance(self.dropout, float) and not 0.0 <= self.dropout < 1.0:
-            problems.append(f"model.dropout: must be in [0, 1), got {self.dropout}")
-
-    def unregularised(self) -> TransformerConfig:
-        return dataclasses.replace(self, dropout=0.0, augment=TextAugmentConfig())
-
-    @classmethod
-    def from_saved(cls, saved: dict[str, Any]) -> TransformerConfig:
-        cfg = super().from_saved(saved)
-        cfg.augment = TextAugmentConfig.from_value(cfg.augment)
-        return cfg
 
 
 class TextClassifierModule(nn.Module):

@@ -80,20 +80,20 @@ def _label_noise(analysis: dict) -> str:
             "blaming the labels.")
 
 
-def _stronger_model(card: ModelCard) -> str:
-    """The usual lever for a model of this family, as a user would set it."""
-    if card.family == "transformer":
+def _stronger_model(card: ModelCard, model_cfg: dict) -> str:
+    """The usual lever for this model, named by the keys its own config section has."""
+    if "backbone" in model_cfg:
         return "a larger backbone (with hub access, e.g. `--set model.backbone=microsoft/deberta-v3-large`)"
-    if card.family == "classical":
+    if card.training == "one-pass" and not card.image:
         return "a fine-tuned transformer (`model.name: transformer`, as in configs/emotion-minilm.yaml)"
-    return "a deeper CNN trained longer"
+    return "a deeper network trained longer"
 
 
-def _rare_class_idea(worst: str, shares: dict, train_cfg: dict, card: ModelCard) -> str:
+def _rare_class_idea(worst: str, shares: dict, train_cfg: dict, model_cfg: dict) -> str:
     spread = max(shares.values()) / max(min(shares.values()), 1e-12)  # = the balanced weights' spread
     if train_cfg.get("class_weights"):
         more = ("oversample it (`model.augment.oversample_rare`) or collect more examples of it"
-                if card.family == "transformer" else "collect more examples of it")
+                if "oversample_rare" in (model_cfg.get("augment") or {}) else "collect more examples of it")
         return (f"{worst} is rare and scores lowest although the loss is already weighted by class "
                 f"(`train.class_weights: {str(train_cfg['class_weights']).lower()}`): {more}.")
     weights = ("`train.class_weights: true`" if spread <= 20 else
@@ -109,7 +109,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
     its model does not take)."""
     hyp, ideas = [], []
     cfg = cfg or {}
-    stronger = _stronger_model(card)
+    stronger = _stronger_model(card, cfg.get("model", {}))
     test = metrics.get("test", {})
     per_class = test.get("per_class", {})
     if per_class and stats:
@@ -119,7 +119,7 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
         hyp.append(f"The weakest class is **{worst}** (F1 {per_class[worst]['f1']:.3f}, {shares[worst]:.1%} of the "
                    f"training data); the rarest is {rarest} ({shares[rarest]:.1%}).")
         if worst == rarest or shares[worst] < 0.5 / len(shares):
-            ideas.append(_rare_class_idea(worst, shares, cfg.get("train", {}), card))
+            ideas.append(_rare_class_idea(worst, shares, cfg.get("train", {}), cfg.get("model", {})))
     if analysis:
         inputs = "images" if analysis.get("modality") == "image" else "texts"
         pairs = analysis["confusion_pairs"]
