@@ -418,8 +418,6 @@ def serve(
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
 ):
     """Serve models over HTTP (JSON API, Prometheus metrics, OpenAPI docs) with a demo page at /."""
-    import click
-
     from emolab.faces.detectors import alignment_note
     from emolab.serving import Limits, ServeSettings
     from emolab.serving import serve as run_server
@@ -427,7 +425,8 @@ def serve(
     note = alignment_note(detector, align)  # an unknown name: a clear error before any worker starts
     if note:
         _say(note)
-    if ctx.get_parameter_source("api_key") == click.core.ParameterSource.COMMANDLINE:
+    source = ctx.get_parameter_source("api_key")  # typer's own copy of click's ParameterSource: by name
+    if source is not None and source.name == "COMMANDLINE":
         _say("warning: --api-key puts the key in the process's command line, readable by every local user "
              "(ps); set EMOLAB_API_KEY in the environment instead")
 

@@ -73,6 +73,24 @@ class ServeSettings:
         return cls(**{**raw, "limits": Limits(**raw["limits"])})
 
 
+INPUTS_BODY = {  # the documented request body of the predict and faces routes (read by hand, not by FastAPI)
+    "required": True,
+    "content": {
+        "application/json": {"schema": {
+            "type": "object", "required": ["inputs"],
+            "properties": {
+                "inputs": {"description": "a text, or base64 image data (a data: URL too), or a list of them",
+                           "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "parameters": {"type": "object", "properties": {"top_k": {"type": "integer", "minimum": 1}},
+                               "additionalProperties": False}}}},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary", "description": "an image (repeatable)"},
+                           "top_k": {"type": "string", "pattern": "^[0-9]+$"}}}},
+    },
+}
+
+
 def error_body(status: int, field_name: str | None, message: str) -> dict[str, Any]:
     return {"error": {"status": status, "field": field_name, "message": message}}
 
@@ -283,7 +301,8 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         return {"models": [m.describe() for m in models.values()],
                 "limits": {k: v for k, v in settings.limits.__dict__.items()}}
 
-    @app.post("/v1/models/{name}/predict", summary="Labels and scores for texts or face images")
+    @app.post("/v1/models/{name}/predict", summary="Labels and scores for texts or face images",
+              openapi_extra={"requestBody": INPUTS_BODY})
     async def predict(name: str, request: Request):
         served_model = models.get(name)
         if served_model is None:
@@ -297,7 +316,8 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
             return fail(504, None, f"no answer within the {settings.limits.timeout_s:g} s request timeout")
         return served_model.format(probs, top_k)
 
-    @app.post("/v1/models/{name}/faces", summary="Every face in photos: its box, detector score and labels")
+    @app.post("/v1/models/{name}/faces", summary="Every face in photos: its box, detector score and labels",
+              openapi_extra={"requestBody": INPUTS_BODY})
     async def faces(name: str, request: Request):
         """Photos (base64 JSON or an upload) through face detection, as `emolab predict FACE_RUN photo.jpg`:
         for each photo a list of faces, largest first, each ``{"box": {xmin, ymin, xmax, ymax}, "score",

@@ -62,8 +62,10 @@ def uvicorn_config(app: Any, settings: ServeSettings, **kwargs: Any):
     slow-client limits of ``settings``; ``kwargs`` go to ``uvicorn.Config``."""
     import uvicorn
 
+    # the protocol by name: a worker process imports it once its health-check thread runs (a class here
+    # would be unpickled, importing the app, before that thread starts, and the supervisor would kill it)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            http=GuardedH11Protocol, timeout_keep_alive=settings.keep_alive_s,
+                            http=f"{__name__}:GuardedH11Protocol", timeout_keep_alive=settings.keep_alive_s,
                             limit_concurrency=settings.max_connections, timeout_graceful_shutdown=10,
                             h11_max_incomplete_event_size=MAX_HEADER_BYTES, **kwargs)
     config.emolab_header_timeout_s = settings.header_timeout_s  # read by GuardedH11Protocol (pickled to workers)
