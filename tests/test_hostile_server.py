@@ -229,7 +229,7 @@ def _read_until_closed(s: socket.socket, within_s: float) -> bytes:
 @pytest.fixture(scope="module")
 def strict(model_dirs):  # noqa: F811
     settings = ServeSettings(models=[], header_timeout_s=1.0, keep_alive_s=1.0,
-                             limits=Limits(body_timeout_s=1.0))
+                             limits=Limits(body_timeout_s=2.0))
     live = GuardedServer(settings, served(model_dirs, ["moods"]))
     yield live
     live.close()
@@ -240,12 +240,12 @@ def test_a_stalled_body_is_answered_408_and_others_are_served_meanwhile(strict):
     try:
         s.sendall(b"POST /v1/models/moods/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 40\r\n\r\n{\"inp")
-        start = time.time()
         r = httpx.post(f"{strict.url}/v1/models/moods/predict", json={"inputs": "i feel glad"})
-        assert r.status_code == 200 and time.time() - start < 0.9  # served while the slow one waits
-        answer = _read_until_closed(s, within_s=4)
+        assert r.status_code == 200
+        assert not select.select([s], [], [], 0)[0]  # served while the slow one still waits for its body
+        answer = _read_until_closed(s, within_s=5)
         assert answer.startswith(b"HTTP/1.1 408"), answer
-        assert b'"field": "body"' in answer and b"within 1 s" in answer
+        assert b'"field": "body"' in answer and b"within 2 s" in answer
     finally:
         s.close()
 
@@ -257,7 +257,7 @@ def test_a_body_trickled_byte_by_byte_is_cut_off(strict):
                   b"Content-Length: 100\r\n\r\n")
         answer, start = b"", time.time()
         for byte in b'{"inputs": "' + b"a" * 80:  # one byte each 0.1 s: 9 s if nothing stopped it
-            assert time.time() - start < 4, "the trickle was not cut off"
+            assert time.time() - start < 6, "the trickle was not cut off"
             try:
                 s.sendall(bytes([byte]))
             except (BrokenPipeError, ConnectionResetError):
@@ -266,7 +266,7 @@ def test_a_body_trickled_byte_by_byte_is_cut_off(strict):
                 answer = _read_until_closed(s, within_s=2)
                 break
         assert answer.startswith(b"HTTP/1.1 408"), answer
-        assert 0.9 < time.time() - start < 3
+        assert 1.9 < time.time() - start < 5
         healthy(strict.url)
     finally:
         s.close()
@@ -281,7 +281,7 @@ def test_connections_without_whole_headers_or_idle_are_closed(strict):
         for header in (b"Host: x\r\n", b"Accept: */*\r\n"):  # still trickling headers past the deadline
             time.sleep(0.4)
             trickle.sendall(header)
-        assert healthy(strict.url) < 0.5
+        healthy(strict.url)
         assert _read_until_closed(silent, within_s=3) == b""
         assert _read_until_closed(trickle, within_s=3) == b""
         assert _read_until_closed(idle, within_s=3).startswith(b"HTTP/1.1 200")  # answered, then closed
@@ -395,7 +395,8 @@ def test_the_gauges_of_a_dead_worker_are_dropped(tmp_path):
     folder = tmp_path / "prom"
     folder.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    worker = "from emolab.serving.metrics import ServerMetrics; ServerMetrics().workers.inc(); import os; os._exit(9)"
+    worker = ("from prometheus_client import Gauge; import os; "  # what a worker's ServerMetrics writes, then SIGKILL
+              "Gauge('emolab_workers', 'workers', multiprocess_mode='livesum').inc(); os._exit(9)")
     subprocess.run([sys.executable, "-c", worker], env=env, timeout=60)
     assert len(list(folder.glob("gauge_livesum_*.db"))) == 1
     alive = ("from emolab.serving.metrics import ServerMetrics; m = ServerMetrics(); m.workers.inc(); "
