@@ -339,6 +339,14 @@ def test_a_bad_multipart_top_k_is_422(server, top_k):
     assert good.status_code == 200 and len(good.json()[0]) == 2
 
 
+def test_a_data_url_without_a_comma_is_422(server):
+    r = httpx.post(f"{server.url}/v1/models/faces/predict", json={"inputs": "data:image/png;base64"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "inputs[0]", r.text
+    up = httpx.post(f"{server.url}/v1/models/faces/predict", files={"file": ("a.png", png(), "image/png"),
+                                                                     "top_k": ("k.txt", b"2", "text/plain")})
+    assert up.status_code == 422 and up.json()["error"]["message"] == "expected a positive integer, got a file"
+
+
 def test_head_health_is_200(server):
     r = httpx.head(f"{server.url}/health")
     assert r.status_code == 200 and r.content == b""

@@ -397,8 +397,10 @@ def _form_top_k(value: Any) -> int | None:
     '²', which ``int`` refuses)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,9}", value.strip()):
-        shown = value[:20] + "..." if isinstance(value, str) and len(value) > 20 else value
+    if not isinstance(value, str):
+        raise RequestError(422, "top_k", "expected a positive integer, got a file")
+    if not re.fullmatch(r"[0-9]{1,9}", value.strip()):
+        shown = value[:20] + "..." if len(value) > 20 else value
         raise RequestError(422, "top_k", f"expected a positive integer, got {shown!r}")
     return ServedModel.top_k({"top_k": int(value)})
 

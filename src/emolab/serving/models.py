@@ -181,7 +181,7 @@ class ServedModel:
     def image_bytes(data: str | bytes, where: str, limits: Limits) -> bytes:
         """Base64 text (or a ``data:`` URL) or raw bytes -> bytes, within the byte limit."""
         if isinstance(data, str):
-            payload = data.split(",", 1)[1] if data.startswith("data:") else data
+            payload = data.partition(",")[2] if data.startswith("data:") else data  # no comma: no data
             if len(payload) * 3 // 4 > limits.max_image_bytes:
                 raise RequestError(413, where, f"image over {limits.max_image_bytes} bytes")
             try:
