@@ -89,7 +89,8 @@ def main() -> None:
     sock.close()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "emolab.cli", "serve", f"tiny={tiny}", f"faces={faces}",
-                               "--port", str(port), *sys.argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--port", str(port), *sys.argv[1:]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a full pipe would stall it
     try:
         deadline = time.time() + 120
         while True:
@@ -125,7 +126,8 @@ def main() -> None:
         slowest, r, took = health_while(url, lambda: httpx.post(f"{url}/v1/models/faces/faces",
                                                                 json={"inputs": photos}, timeout=300))
         print(f"3. /faces with 16 photos of 3000x2000: status {r.status_code} in {took:.2f} s; slowest /health "
-              f"meanwhile {slowest * 1000:.0f} ms; server peak memory {base_mb:.0f} -> {peak_rss_mb(server.pid):.0f} MB")
+              f"meanwhile {slowest * 1000:.0f} ms; server peak memory {base_mb:.0f} -> "
+              f"{peak_rss_mb(server.pid):.0f} MB")
         print(f"   server still healthy: {httpx.get(f'{url}/health').json()}")
     finally:
         server.terminate()
