@@ -427,6 +427,7 @@ def data_list():
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     models: List[str] = typer.Argument(..., help="Run directories, compressed model folders (RUN/compression/"
                                        "models/...) or `emolab export` folders; NAME=PATH names one"),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you say otherwise)"),
@@ -441,10 +442,15 @@ def serve(
     max_items: int = typer.Option(64, help="Most inputs in one request"),
     max_image_bytes: int = typer.Option(5 * 1024 * 1024, help="Largest image file accepted"),
     max_image_pixels: int = typer.Option(25_000_000, help="Most pixels in an image (width x height)"),
+    max_request_pixels: int = typer.Option(50_000_000, help="Most pixels in all the images of one request"),
     max_body_bytes: int = typer.Option(8 * 1024 * 1024, help="Largest request body"),
     timeout_s: float = typer.Option(10.0, help="Per-request timeout (answered 504)"),
+    body_timeout_s: float = typer.Option(30.0, help="Time a client has to send a request body (answered 408)"),
+    max_connections: int = typer.Option(128, help="Open connections served at once (beyond: 503)"),
     api_key: Optional[str] = typer.Option(None, envvar="EMOLAB_API_KEY", help="Require this key on every route "
-                                          "but /health (header 'Authorization: Bearer KEY' or 'X-API-Key')"),
+                                          "but /health (header 'Authorization: Bearer KEY' or 'X-API-Key'). "
+                                          "Set it in the environment variable EMOLAB_API_KEY: given as "
+                                          "--api-key it shows in the process list (ps) to every local user"),
     cors_origin: Optional[List[str]] = typer.Option(None, help="Allow browser calls from this origin (repeatable)"),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
@@ -457,12 +463,18 @@ def serve(
     note = alignment_note(detector, align)  # an unknown name: a clear error before any worker starts
     if note:
         _say(note)
+    source = ctx.get_parameter_source("api_key")  # typer's own copy of click's ParameterSource: by name
+    if source is not None and source.name == "COMMANDLINE":
+        _say("warning: --api-key puts the key in the process's command line, readable by every local user "
+             "(ps); set EMOLAB_API_KEY in the environment instead")
 
     limits = Limits(max_text_chars=max_text_chars, max_items=max_items, max_image_bytes=max_image_bytes,
-                    max_image_pixels=max_image_pixels, max_body_bytes=max_body_bytes, timeout_s=timeout_s)
+                    max_image_pixels=max_image_pixels, max_request_pixels=max_request_pixels,
+                    max_body_bytes=max_body_bytes, timeout_s=timeout_s, body_timeout_s=body_timeout_s)
     run_server(ServeSettings(models=list(models), host=host, port=port, workers=workers, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, threads=threads, limits=limits, api_key=api_key,
-                             cors_origins=list(cors_origin or []), detector=detector, align_faces=align), say=_say)
+                             cors_origins=list(cors_origin or []), detector=detector, align_faces=align,
+                             max_connections=max_connections), say=_say)
 
 
 RESUMABLE = {"run": "emolab run CONFIG --resume"}

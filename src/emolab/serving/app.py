@@ -5,9 +5,11 @@ upload), ``GET /v1/models``, ``/health``, ``/ready``, ``/metrics`` (Prometheus),
 ``/`` (the demo page and its assets under ``/static``, all served from the package: no CDN).
 
 Safety by default: every error is a JSON body ``{"error": {"status", "field", "message"}}`` (never a stack
-trace); request bodies, texts, items, image bytes and pixels are capped; each request has a timeout; no
-route reads a path from the request; an API key, when set, is required everywhere but ``/health``; CORS is
-off unless origins are given.
+trace); request bodies, texts, items, image bytes and pixels are capped; each request has a timeout, and so
+has the reading of its body; images are decoded in a small thread pool, never on the event loop; no route
+reads a path from the request; an API key, when set, is required everywhere but ``/health`` and the page's
+assets, in a header (only the demo page ``/`` also takes it from its URL, to hand it to its scripts); CORS
+is off unless origins are given.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -36,6 +39,8 @@ from emolab.serving.models import Limits, RequestError, ServedModel
 
 STATIC = Path(__file__).parent / "static"
 OPEN_ROUTES = ("/health",)
+OPEN_PREFIXES = ("/static/",)  # the demo page's own script and style sheet: files of the package, no data
+PAGE = "/"  # the one route that takes the API key from its URL (?api_key=KEY), to hand it to the page's scripts
 
 
 @dataclass
@@ -52,6 +57,10 @@ class ServeSettings:
     cors_origins: list[str] = field(default_factory=list)
     detector: str = DEFAULT_DETECTOR  # the face detector of the faces route
     align_faces: bool = False  # turn face crops so the eyes are level (detectors with landmarks)
+    decode_threads: int = 2  # images decoded at once (a thread pool off the event loop); the others wait
+    max_connections: int = 128  # open connections (or running requests) before new requests get 503
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this long
+    header_timeout_s: float = 10.0  # a connection that has not sent a request's headers whole by then is closed
 
     def to_json(self) -> str:
         from dataclasses import asdict
@@ -64,47 +73,119 @@ class ServeSettings:
         return cls(**{**raw, "limits": Limits(**raw["limits"])})
 
 
+INPUTS_BODY = {  # the documented request body of the predict and faces routes (read by hand, not by FastAPI)
+    "required": True,
+    "content": {
+        "application/json": {"schema": {
+            "type": "object", "required": ["inputs"],
+            "properties": {
+                "inputs": {"description": "a text, or base64 image data (a data: URL too), or a list of them",
+                           "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "parameters": {"type": "object", "properties": {"top_k": {"type": "integer", "minimum": 1}},
+                               "additionalProperties": False}}}},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary", "description": "an image (repeatable)"},
+                           "top_k": {"type": "string", "pattern": "^[0-9]+$"}}}},
+    },
+}
+
+
 def error_body(status: int, field_name: str | None, message: str) -> dict[str, Any]:
     return {"error": {"status": status, "field": field_name, "message": message}}
 
 
-class _BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before it is read whole."""
+class _BodyGuard:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before it is read whole, and one
+    not read whole within ``timeout_s`` of the request's start (a client that stalls or trickles) 408, after
+    which the connection is closed."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout_s: float):
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._too_large(send)
-        seen = 0
+            return await _answer(send, 413, "body", f"request body over {self.limit} bytes")
+        seen, whole, started = 0, False, False
+        deadline = time.monotonic() + self.timeout_s
 
-        async def counted():
-            nonlocal seen
-            message = await receive()
+        async def guarded():
+            nonlocal seen, whole
+            if whole:  # the body is in; what follows (a disconnect) is waited for as long as the app likes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
+            except asyncio.TimeoutError:
+                raise _TooSlow() from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     raise _TooLarge()
+                whole = not message.get("more_body", False)
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._too_large(send)
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-    async def _too_large(self, send):
-        body = json.dumps(error_body(413, "body", f"request body over {self.limit} bytes")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        try:
+            await self.app(scope, guarded, tracked)
+        except _TooLarge:
+            if not started:
+                await _answer(send, 413, "body", f"request body over {self.limit} bytes")
+        except _TooSlow:
+            if not started:
+                await _answer(send, 408, "body", f"request body not received whole within {self.timeout_s:g} s",
+                              close=True)
+
+
+async def _answer(send, status: int, field_name: str, message: str, *, close: bool = False) -> None:
+    body = json.dumps(error_body(status, field_name, message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status,
+                "headers": headers + ([(b"connection", b"close")] if close else [])})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _TooSlow(Exception):
+    pass
+
+
+class _Decoder:
+    """Image decoding off the event loop: at most ``threads`` requests decode at once, in a thread pool (a
+    semaphore holds the others, so queued work costs no decoded pixels); one still waiting or decoding past
+    ``timeout_s`` raises ``asyncio.TimeoutError`` (its decode, once started, finishes before its slot frees)."""
+
+    def __init__(self, threads: int):
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="emolab-decode")
+        self.slots = asyncio.Semaphore(threads)
+
+    async def run(self, fn, timeout_s: float):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        await asyncio.wait_for(self.slots.acquire(), timeout_s)
+        try:
+            job = self.pool.submit(fn)
+        except BaseException:
+            self.slots.release()
+            raise
+
+        def free(_job):
+            try:
+                loop.call_soon_threadsafe(self.slots.release)
+            except RuntimeError:  # the loop has closed (shutdown)
+                pass
+
+        job.add_done_callback(free)
+        return await asyncio.wait_for(asyncio.wrap_future(job), max(deadline - loop.time(), 0.0))
 
 
 class _AuthAndCount:
@@ -124,7 +205,7 @@ class _AuthAndCount:
                 status[0] = message["status"]
             await send(message)
 
-        if self.api_key and scope["path"] not in OPEN_ROUTES and not _authorised(scope, self.api_key):
+        if self.api_key and not _open(scope["path"]) and not _authorised(scope, self.api_key):
             response = JSONResponse(error_body(401, "authorization", "missing or wrong API key: send "
                                                "'Authorization: Bearer KEY' or 'X-API-Key: KEY'"), status_code=401)
             await response(scope, receive, tracked)
@@ -150,6 +231,7 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     batchers: dict[str, MicroBatcher] = {}
     detector = create_detector(settings.detector) if any(m.card.image for m in models.values()) else None
     detection = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolab-detect")  # one detector, one thread
+    decoder = _Decoder(settings.decode_threads)
     state = {"ready": False}
 
     @asynccontextmanager
@@ -169,6 +251,7 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         for b in batchers.values():
             await b.stop()
         detection.shutdown(wait=False)
+        decoder.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="emolab", version="1", lifespan=lifespan,
                   description="Emotion and sentiment classifiers served by emolab.")
@@ -194,9 +277,10 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
-    app.add_middleware(_BodyLimit, limit=settings.limits.max_body_bytes)
+    app.add_middleware(_BodyGuard, limit=settings.limits.max_body_bytes, timeout_s=settings.limits.body_timeout_s)
     app.add_middleware(_AuthAndCount, api_key=settings.api_key, metrics=metrics)  # outermost: sees every answer
 
+    @app.head("/health", include_in_schema=False)  # load balancers and `curl -I` probe with HEAD
     @app.get("/health", summary="Liveness: the process answers")
     async def health():
         return {"status": "ok"}
@@ -217,13 +301,14 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         return {"models": [m.describe() for m in models.values()],
                 "limits": {k: v for k, v in settings.limits.__dict__.items()}}
 
-    @app.post("/v1/models/{name}/predict", summary="Labels and scores for texts or face images")
+    @app.post("/v1/models/{name}/predict", summary="Labels and scores for texts or face images",
+              openapi_extra={"requestBody": INPUTS_BODY})
     async def predict(name: str, request: Request):
         served_model = models.get(name)
         if served_model is None:
             return fail(404, "name", f"unknown model {name!r}; served: {', '.join(models)}")
         try:
-            inputs, top_k = await _read_inputs(request, served_model, settings.limits)
+            inputs, top_k = await _read_inputs(request, served_model, settings.limits, decoder)
             probs = await asyncio.wait_for(batchers[name].submit(inputs), timeout=settings.limits.timeout_s)
         except RequestError as exc:
             return fail(exc.status, exc.field, exc.message)
@@ -231,7 +316,8 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
             return fail(504, None, f"no answer within the {settings.limits.timeout_s:g} s request timeout")
         return served_model.format(probs, top_k)
 
-    @app.post("/v1/models/{name}/faces", summary="Every face in photos: its box, detector score and labels")
+    @app.post("/v1/models/{name}/faces", summary="Every face in photos: its box, detector score and labels",
+              openapi_extra={"requestBody": INPUTS_BODY})
     async def faces(name: str, request: Request):
         """Photos (base64 JSON or an upload) through face detection, as `emolab predict FACE_RUN photo.jpg`:
         for each photo a list of faces, largest first, each ``{"box": {xmin, ymin, xmax, ymax}, "score",
@@ -243,7 +329,7 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         if not served_model.card.image:
             return fail(422, "name", f"{name} reads text; faces are found in photos for image models")
         try:
-            photos, top_k = await _read_inputs(request, served_model, settings.limits, photos=True)
+            photos, top_k = await _read_inputs(request, served_model, settings.limits, decoder, photos=True)
             found = await asyncio.get_running_loop().run_in_executor(
                 detection, lambda: [face_crops(image, side_of(served_model), detector, 24, settings.align_faces)
                                     for image, _ in photos])
@@ -278,7 +364,13 @@ def side_of(served: ServedModel) -> int:
     return int(served.card.input.get("side", 48))
 
 
+def _open(path: str) -> bool:
+    return path in OPEN_ROUTES or path.startswith(OPEN_PREFIXES)
+
+
 def _authorised(scope, key: str) -> bool:
+    """The key from 'X-API-Key' or 'Authorization: Bearer'; from the URL's ``api_key`` only on the demo page
+    (a key in a URL ends up in logs and browser history: API clients send a header, as the page's scripts do)."""
     from urllib.parse import parse_qs
 
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
@@ -286,20 +378,42 @@ def _authorised(scope, key: str) -> bool:
     auth = headers.get("authorization") or ""
     if auth.lower().startswith("bearer "):
         given = given or auth[7:].strip()
-    if not given:  # the demo page passes the key on from its own URL
+    if not given and scope["path"] == PAGE:  # the page's scripts take it from there and send it as X-API-Key
         given = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("api_key") or [""])[0]
     return hmac.compare_digest(given.encode(), key.encode())
 
 
-async def _read_inputs(request, served: ServedModel, limits: Limits, *, photos: bool = False) -> tuple[list, int | None]:
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise RequestError(400, "body", "malformed JSON (nested too deep)") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of over 4300 digits
+        raise RequestError(400, "body", f"malformed JSON ({exc})") from None
+
+
+def _form_top_k(value: Any) -> int | None:
+    """The multipart ``top_k`` field: absent, or a positive integer in ASCII digits (``str.isdigit`` also takes
+    '²', which ``int`` refuses)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(422, "top_k", "expected a positive integer, got a file")
+    if not re.fullmatch(r"[0-9]{1,9}", value.strip()):
+        shown = value[:20] + "..." if len(value) > 20 else value
+        raise RequestError(422, "top_k", f"expected a positive integer, got {shown!r}")
+    return ServedModel.top_k({"top_k": int(value)})
+
+
+async def _read_inputs(request, served: ServedModel, limits: Limits, decoder: _Decoder, *,
+                       photos: bool = False) -> tuple[list, int | None]:
+    """The request's model inputs and ``top_k``; images are checked and decoded in the decoder's threads."""
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/json":
         raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RequestError(400, "body", f"malformed JSON ({exc})") from None
-        return served.parse_json(body, limits, photos=photos)
+        if not served.card.image:
+            return served.parse_json(_json(raw), limits)
+        return await decoder.run(lambda: served.parse_json(_json(raw), limits, photos=photos), limits.timeout_s)
     if content_type == "multipart/form-data":
         if not served.card.image:
             raise RequestError(415, "content-type", f"{served.name} reads text: send JSON {{\"inputs\": \"...\"}}")
@@ -307,13 +421,9 @@ async def _read_inputs(request, served: ServedModel, limits: Limits, *, photos: 
         files = [v for k, v in form.multi_items() if hasattr(v, "read")]
         if not files:
             raise RequestError(422, "file", "no file in the upload (form field 'file')")
-        inputs = []
-        for i, upload in enumerate(files):
-            data = await upload.read(limits.max_image_bytes + 1)
-            decode = served.decode_photo if photos else served.decode_image
-            inputs.append(decode(data, f"file[{i}]", limits))
-        top_k = form.get("top_k")
-        return inputs, served.top_k({"top_k": int(top_k)} if isinstance(top_k, str) and top_k.isdigit() else None)
+        top_k = _form_top_k(form.get("top_k"))
+        items = [(await upload.read(limits.max_image_bytes + 1), f"file[{i}]") for i, upload in enumerate(files)]
+        return await decoder.run(lambda: served.decode_images(items, limits, photos=photos), limits.timeout_s), top_k
     raise RequestError(415, "content-type", f"unsupported content type {content_type or '(none)'!r}: send "
                                             "application/json, or multipart/form-data for images")
 

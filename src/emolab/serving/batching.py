@@ -26,8 +26,8 @@ class MicroBatcher:
     piled up while the previous batch ran), then waits up to ``max_wait_ms`` for more, until the batch holds
     ``max_batch`` items; the batch runs in a one-thread executor (one model call at a time: the cores are
     shared by every request anyway). Under load batches form without waiting; alone, a request waits at
-    most ``max_wait_ms``. ``on_batch(size)``
-    and ``on_queue(depth)`` report to the metrics."""
+    most ``max_wait_ms``. When a batch fails, its requests run again one by one, so that only the request
+    the model fails on gets the error. ``on_batch(size)`` and ``on_queue(depth)`` report to the metrics."""
 
     def __init__(self, predict: Callable[[list], np.ndarray], *, max_batch: int = 32, max_wait_ms: float = 5.0,
                  on_batch: Callable[[int], None] = lambda n: None, on_queue: Callable[[int], None] = lambda n: None):
@@ -91,16 +91,34 @@ class MicroBatcher:
             self.on_batch(len(items))
             try:
                 probs = await loop.run_in_executor(self.executor, self._predict, items)
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for r in live:
-                    if not r.future.done():
-                        r.future.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - handed to the request(s) it came from
+                if len(live) == 1:
+                    if not live[0].future.done():
+                        live[0].future.set_exception(exc)
+                    continue
+                await self._one_by_one(live)  # one bad request must not fail the others batched with it
                 continue
             start = 0
             for r in live:
                 if not r.future.done():
                     r.future.set_result(probs[start:start + len(r.inputs)])
                 start += len(r.inputs)
+
+    async def _one_by_one(self, live: list[_Request]) -> None:
+        """After a failed batch: each of its requests alone, so only the one(s) the model fails on fail."""
+        loop = asyncio.get_running_loop()
+        for r in live:
+            if r.future.done():
+                continue
+            self.on_batch(len(r.inputs))
+            try:
+                probs = await loop.run_in_executor(self.executor, self._predict, r.inputs)
+            except Exception as exc:  # noqa: BLE001 - this request's own failure
+                if not r.future.done():
+                    r.future.set_exception(exc)
+                continue
+            if not r.future.done():
+                r.future.set_result(probs)
 
     def _predict(self, items: list) -> np.ndarray:
         if items and isinstance(items[0], np.ndarray):

@@ -10,6 +10,7 @@ import base64
 import binascii
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from emolab.errors import EmolabError
 from emolab.models.registry import MODEL_FILE, Classifier, load_model, model_card
 from emolab.records import ModelCard
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls and DEL, but tab, \n and \r
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -29,8 +32,10 @@ class Limits:
     max_items: int = 64
     max_image_bytes: int = 5 * 1024 * 1024
     max_image_pixels: int = 25_000_000
+    max_request_pixels: int = 50_000_000  # all the images of one request together (each is decoded in memory)
     max_body_bytes: int = 8 * 1024 * 1024
     timeout_s: float = 10.0
+    body_timeout_s: float = 30.0  # a request body not read whole by then is answered 408 (slow or stalled client)
 
 
 class RequestError(Exception):
@@ -105,10 +110,11 @@ class ServedModel:
             if not isinstance(item, str):
                 kind = "base64 image data" if self.card.image else "text"
                 raise RequestError(422, f"inputs[{i}]", f"expected a string ({kind}), got {type(item).__name__}")
-        decode = self.decode_photo if photos else self.decode_image
-        inputs = [decode(item, f"inputs[{i}]", limits) for i, item in enumerate(items)] \
-            if self.card.image else [self.check_text(t, f"inputs[{i}]", limits) for i, t in enumerate(items)]
-        return inputs, self.top_k(body.get("parameters"))
+        top_k = self.top_k(body.get("parameters"))
+        if self.card.image:
+            return self.decode_images([(item, f"inputs[{i}]") for i, item in enumerate(items)], limits,
+                                      photos=photos), top_k
+        return [self.check_text(t, f"inputs[{i}]", limits) for i, t in enumerate(items)], top_k
 
     @staticmethod
     def top_k(params: Any) -> int | None:
@@ -126,11 +132,33 @@ class ServedModel:
 
     @staticmethod
     def check_text(text: str, where: str, limits: Limits) -> str:
+        """A text a tokenizer can read: within the length limit, not blank, encodable as UTF-8 (a lone
+        surrogate such as ``"\\ud800"`` is valid JSON but not text) and free of control characters other
+        than tab and line breaks."""
         if len(text) > limits.max_text_chars:
             raise RequestError(413, where, f"{len(text)} characters; at most {limits.max_text_chars}")
         if not text.strip():
             raise RequestError(422, where, "empty text")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RequestError(422, where, f"not valid Unicode text: {text[exc.start]!a} at character {exc.start} "
+                                           "(a lone surrogate)") from None
+        bad = _CONTROL.search(text)
+        if bad:
+            raise RequestError(422, where, f"control character {bad.group()!a} at character {bad.start()}")
         return text
+
+    def decode_images(self, items: list[tuple[str | bytes, str]], limits: Limits, *, photos: bool = False) -> list:
+        """``(data, field)`` pairs -> model inputs (or whole photos); every size is read from the image headers
+        and checked, one by one and all together (``max_request_pixels``), before any image is decoded."""
+        datas = [(self.image_bytes(data, where, limits), where) for data, where in items]
+        total = sum(check_pixels(data, where, limits.max_image_pixels) for data, where in datas)
+        if total > limits.max_request_pixels:
+            raise RequestError(413, "inputs", f"{total} pixels in all the images of the request; at most "
+                                              f"{limits.max_request_pixels}")
+        decode = self.decode_photo if photos else self.decode_image
+        return [decode(data, where, limits) for data, where in datas]
 
     def decode_image(self, data: str | bytes, where: str, limits: Limits) -> np.ndarray:
         """Base64 text (optionally a ``data:image/...;base64,`` URL) or raw bytes -> uint8 (side, side)."""
@@ -153,7 +181,7 @@ class ServedModel:
     def image_bytes(data: str | bytes, where: str, limits: Limits) -> bytes:
         """Base64 text (or a ``data:`` URL) or raw bytes -> bytes, within the byte limit."""
         if isinstance(data, str):
-            payload = data.split(",", 1)[1] if data.startswith("data:") else data
+            payload = data.partition(",")[2] if data.startswith("data:") else data  # no comma: no data
             if len(payload) * 3 // 4 > limits.max_image_bytes:
                 raise RequestError(413, where, f"image over {limits.max_image_bytes} bytes")
             try:
@@ -178,14 +206,16 @@ class ServedModel:
         return out
 
 
-def check_pixels(data: bytes, where: str, max_pixels: int) -> None:
-    """Refuse an image over ``max_pixels`` from its header, before decoding it."""
+def check_pixels(data: bytes, where: str, max_pixels: int) -> int:
+    """An image's pixel count, read from its header; an image over ``max_pixels`` is refused before it is
+    decoded."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > max_pixels:
                 raise RequestError(413, where, f"{im.width}x{im.height} pixels; at most {max_pixels}")
+            return im.width * im.height
     except Image.DecompressionBombError:
         raise RequestError(413, where, f"image over {max_pixels} pixels (a decompression bomb?)") from None
     except (UnidentifiedImageError, OSError) as exc:
