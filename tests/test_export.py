@@ -108,3 +108,27 @@ def test_every_export_carries_a_model_card_with_the_run_metrics(text_run, fmt, t
 def test_hf_export_refuses_what_it_cannot_write(text_run):
     with pytest.raises(EmolabError, match="--int8 applies to --format onnx"):
         export_run(text_run, format="hf", int8=True, say=lambda _m: None)
+
+
+def test_serving_an_onnx_export_loads_no_torch(text_run, tmp_path):
+    import subprocess
+    import sys
+
+    out = export_run(text_run, format="onnx", out=tmp_path / "onnx", say=lambda _m: None)
+    code = f"""
+import sys
+from emolab.serving.models import ServedModel
+served = ServedModel.load({str(out)!r})
+print(served.model.predict_proba(["i feel glad today"]).shape, "torch" in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "False", r.stdout
+
+
+def test_serve_names_an_hf_export_folder_for_what_it_is(text_run, tmp_path):
+    from emolab.serving.models import ServedModel
+
+    out = export_run(text_run, format="hf", out=tmp_path / "hf", say=lambda _m: None)
+    with pytest.raises(EmolabError, match="--format hf"):
+        ServedModel.load(str(out))

@@ -115,7 +115,8 @@ class OnnxClassifier(_Deployed):
             return out
         if self.per_example:
             batch_size = 1
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length,
+                             return_token_type_ids="token_type_ids" in self.inputs)
         lengths = np.array([len(x) for x in enc["input_ids"]])
         order = np.argsort(-lengths, kind="stable")
         pad = self.tokenizer.pad_token_id or 0
@@ -142,14 +143,24 @@ class OnnxClassifier(_Deployed):
 
     @classmethod
     def load(cls, folder: Path, *, threads: int | None = None) -> OnnxClassifier:
-        from transformers import AutoTokenizer
-
         folder = Path(folder)
         card = read_model_card(folder)
         _check(folder)
         tokenizer = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder  # older exports: tokenizer/
-        return cls(folder, LabelSet.from_dict(card["labels"]), AutoTokenizer.from_pretrained(tokenizer),
+        return cls(folder, LabelSet.from_dict(card["labels"]), _tokenizer(tokenizer),
                    max_length=card["max_length"], inputs=card["inputs"], info=card.get("onnx", {}), threads=threads)
+
+
+def _tokenizer(folder: Path):
+    """The export's fast tokenizer read from its ``tokenizer.json`` directly: AutoTokenizer would first load the
+    model config, and transformers' config module imports torch, which serving an ONNX export never needs."""
+    if (folder / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def _check(folder: Path) -> None:

@@ -222,9 +222,10 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     if len(models) != len(served if served is not None else settings.models):
         raise ValueError("two served models share a name; give them names with NAME=PATH")
     if settings.threads:
-        import torch
+        import sys
 
-        torch.set_num_threads(settings.threads)
+        if "torch" in sys.modules:  # a PyTorch model is served (ONNX exports never load torch)
+            sys.modules["torch"].set_num_threads(settings.threads)
         for m in models.values():
             m.model.set_threads(settings.threads)
     metrics = ServerMetrics()

@@ -51,8 +51,11 @@ def _model_folder(path: Path) -> Path:
         return path / "model"
     if (path / MODEL_FILE).is_file():
         return path
+    if (path / "modeling_emolab.py").is_file():
+        raise EmolabError(f"{path} is an `emolab export --format hf` folder, for transformers' pipeline()",
+                          hint="serve the run itself, or its `emolab export --format onnx` folder")
     raise EmolabError(f"{path} holds no emolab model", hint="give a run directory, a folder under "
-                      "RUN/compression/models/, or an `emolab export` folder")
+                      "RUN/compression/models/, or an `emolab export --format onnx` folder")
 
 
 def _run_metrics(path: Path) -> dict[str, Any]:
