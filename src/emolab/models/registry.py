@@ -35,7 +35,7 @@ _MODELS: dict[str, type[Classifier]] = {}
 class ModelConfig:
     """The ``model`` section every model's config extends: its registered ``name`` and its own keys."""
 
-    name: str = ""
+    name: str = ""  # the registered model this section configures; the other keys are its own
 
     def check(self, problems: list[str]) -> None:
         """Append value problems (``model.key: ...``) that types alone cannot express."""
