@@ -12,13 +12,23 @@ import ast
 import dataclasses
 import inspect
 import io
+import sys
 import textwrap
 import tokenize
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 PAGE = "reference/config.md"
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _use_this_checkout() -> None:
+    """Document this checkout's emolab, whatever else is installed (MkDocs restores sys.path after loading
+    a hook module, so this runs at build time, not at import)."""
+    if str(SRC) not in sys.path:
+        sys.path.insert(0, str(SRC))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +149,9 @@ def section_keys(cls: type, prefix: str = "", *, skip: tuple[str, ...] = (), exp
 
 def sections() -> list[tuple[str, str, list[Key]]]:
     """(title, introduction, keys) for every part of the page, in page order."""
+    _use_this_checkout()
+    import emolab.data
+    import emolab.models
     from emolab import config
     from emolab.data.registry import DataConfig, dataset_config_class, list_datasets
     from emolab.models.registry import ModelConfig, list_models, model_class
