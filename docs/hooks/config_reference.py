@@ -196,10 +196,11 @@ def missing_help() -> list[Key]:
 
 
 def _cell(text: str) -> str:
-    """Text for a table cell: pipes and angle brackets escaped outside `code spans` (left as they are inside)."""
+    """Text for a table cell: pipes, angle brackets and braces escaped outside `code spans` (kept inside)."""
     parts = text.split("`")
     for i in range(0, len(parts), 2):
-        parts[i] = parts[i].replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+        parts[i] = (parts[i].replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+                    .replace("{", "&#123;"))  # `{...}` would be read as attributes (attr_list)
     return "`".join(parts)
 
 
