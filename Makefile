@@ -1,6 +1,7 @@
 # emolab: two commands for a fresh machine.
 #   make demo   train, evaluate and report the default config (configs/emotion-minilm.yaml)
 #   make test   run the fast offline test suite
+#   make docs   build the documentation site into site/ (strict: a broken link or a key without help fails it)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -14,7 +15,7 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow docs clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +43,10 @@ test-slow: install
 	$(BIN)/pip install --quiet -e '.[browser,postgres]'
 	$(BIN)/python -m pytest -q -m slow
 
+# The config reference is generated from the config dataclasses by docs/hooks/config_reference.py.
+docs: install
+	$(BIN)/pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache

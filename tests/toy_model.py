@@ -1,4 +1,4 @@
-"""A model added the way the README says: one module with its class, its config dataclass and
+"""A model added the way docs/design.md says: one module with its class, its config dataclass and
 ``@register_model``; nothing else in emolab changes. Imported by ``test_adding_a_model.py``.
 
 ``keyword-centroid``: each text becomes counts of its words hashed into ``buckets`` slots; a class keeps the

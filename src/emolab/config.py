@@ -30,25 +30,26 @@ DEFAULT_MODEL = "tfidf"
 
 @dataclass
 class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    epochs: int = 3  # passes over the training set
+    batch_size: int = 32  # training examples per optimizer step (per process)
+    lr: float = 5e-5  # peak learning rate
+    weight_decay: float = 0.01  # decoupled weight decay (AdamW) or L2 penalty (SGD)
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # AdamW, or SGD with Nesterov momentum
     momentum: float = 0.9  # sgd (Nesterov)
+    # learning-rate schedule after warmup; plateau: ReduceLROnPlateau on the validation metric
     scheduler: Literal["linear", "cosine", "constant", "plateau", "onecycle"] = "linear"
-    warmup_ratio: float = 0.06
-    grad_clip: Optional[float] = 1.0
-    grad_accum_steps: int = 1
-    label_smoothing: float = 0.0
+    warmup_ratio: float = 0.06  # share of the optimizer steps spent warming the learning rate up
+    grad_clip: Optional[float] = 1.0  # clip the gradient norm to this; None: no clipping
+    grad_accum_steps: int = 1  # batches accumulated per optimizer step
+    label_smoothing: float = 0.0  # share of the target spread over the other labels
     class_weights: bool | Literal["balanced", "sqrt"] = False  # true = "balanced" (n / (classes * count)); "sqrt": its square root
     ema_decay: Optional[float] = None  # keep an exponential moving average of the weights (e.g. 0.999); it is evaluated and saved
     early_stopping_metric: str = "macro_f1"  # any validation metric; loss-like ones are minimised
     patience: Optional[int] = None  # epochs without improvement before stopping; None: never stop early
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 on GPU, fp32 on CPU
-    group_by_length: bool = True
+    group_by_length: bool = True  # text models: batch texts of similar length (less padding)
     max_steps: Optional[int] = None  # stop after this many optimizer steps (smoke runs, tests)
-    log_every: int = 10
+    log_every: int = 10  # optimizer steps between progress-bar updates
     num_threads: Optional[int] = None  # torch CPU threads; None: torch's default
     keep_checkpoints: bool = False  # keep checkpoints/ (optimizer state for --resume) after a finished run
     channels_last: bool = True  # image CNNs: channels-last memory format (faster on CUDA and on CPU)
@@ -56,13 +57,13 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    splits: list = field(default_factory=lambda: ["validation", "test"])
-    batch_size: int = 64
+    splits: list = field(default_factory=lambda: ["validation", "test"])  # splits scored at the end of a run
+    batch_size: int = 64  # examples per prediction batch
     threshold: float = 0.5  # multi-label decision threshold
     tune_thresholds: bool = True  # multi-label: per-label thresholds tuned on validation
-    ece_bins: int = 15
+    ece_bins: int = 15  # confidence bins of the expected calibration error
     timing: bool = True  # inference timing at batch 1 and 64
-    timing_examples: int = 200
+    timing_examples: int = 200  # examples timed (from the last split) when timing is on
     tta: Literal["none", "flip", "ten-crop", "dense"] = "none"  # image models: average over flips / 10 crops / a crop grid
     bootstrap: int = 1000  # resamples for the 95% intervals on every metric (seeded by `seed`); 0 turns them off
     notebook: bool = False  # also write report.ipynb (executed, with outputs; `emolab report RUN --notebook`)
@@ -71,9 +72,9 @@ class EvalConfig:
 
 @dataclass
 class OutputConfig:
-    dir: str = "runs"
+    dir: str = "runs"  # folder that holds the run directories
     name: Optional[str] = None  # default: the config file's stem
-    overwrite: bool = False
+    overwrite: bool = False  # replace an existing run of that name (default: write <name>-2)
     trackers: list = field(default_factory=list)  # any of: tensorboard, mlflow, wandb (the run directory always)
     mlflow_uri: Optional[str] = None  # default: sqlite:///mlruns.db in the current folder; any tracking URI
     experiment: Optional[str] = None  # MLflow / W&B experiment (project); default: the dataset name
@@ -82,12 +83,12 @@ class OutputConfig:
 @dataclass
 class SweepConfig:
     metric: str = "macro_f1"  # the validation metric a sweep optimises
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Literal["maximize", "minimize"] = "maximize"  # whether a higher metric is better
     # dotted config key -> {type: loguniform | uniform | int | categorical, low, high, choices}
     space: dict = field(default_factory=dict)
     pruner: Literal["median", "none"] = "median"  # fed the per-epoch validation metric
     storage: Optional[str] = None  # any RDB URL Optuna accepts; default sqlite in the sweep folder
-    dir: str = "sweeps"
+    dir: str = "sweeps"  # folder that holds the sweep directories
 
 
 def _default_model() -> ModelConfig:
@@ -104,7 +105,7 @@ class RunConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     # dotted key -> list of values; `emolab run` then runs every combination and writes a leaderboard
     matrix: dict = field(default_factory=dict)
-    seed: int = 42
+    seed: int = 42  # seeds Python, NumPy and PyTorch, data splits and subsamples, bootstrap intervals
     # run the config once per seed into runs/<name>/seed-<s>/ and summarise the spread (`emolab run --seeds N`)
     seeds: list = field(default_factory=list)
 

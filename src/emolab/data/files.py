@@ -114,12 +114,12 @@ class CsvConfig(DataConfig):
     split files or a seeded stratified split."""
 
     name: str = "csv"
-    text_column: str = "text"
-    label_column: str = "label"
-    labels: Optional[list] = None
-    train_file: Optional[str] = None
-    validation_file: Optional[str] = None
-    test_file: Optional[str] = None
+    text_column: str = "text"  # column holding the input text
+    label_column: str = "label"  # column holding the label name
+    labels: Optional[list] = None  # fixed label names in this order; default: the training labels, sorted
+    train_file: Optional[str] = None  # training file; default: data.path itself
+    validation_file: Optional[str] = None  # validation file; default: a stratified validation_ratio of train
+    test_file: Optional[str] = None  # test file; default: a stratified test_ratio of train
     validation_ratio: float = 0.1  # without a validation file
     test_ratio: float = 0.1  # without a test file
 

@@ -24,7 +24,7 @@ class DataConfig:
     name: str = "emotion"  # a registered dataset: emotion, goemotions, sst2, csv, fer2013, ferplus, imagefolder
     path: Optional[str] = None  # folder (or single file for csv) holding the files; else EMOLAB_DATA_DIR / cache / download
     max_train_examples: Optional[int] = None  # stratified subsample, for smoke runs
-    max_eval_examples: Optional[int] = None
+    max_eval_examples: Optional[int] = None  # stratified subsample of validation and test, for smoke runs
     download: bool = True  # fetch from the canonical online source when no local copy exists
 
     def check(self, problems: list[str]) -> None:

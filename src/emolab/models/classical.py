@@ -101,11 +101,11 @@ def _calibration_folds(labels: np.ndarray | None):
 
 @dataclass
 class TfidfConfig(ModelConfig):
-    classifier: Literal["logreg", "svm"] = "logreg"
-    word_ngrams: list = field(default_factory=lambda: [1, 2])
-    char_ngrams: list = field(default_factory=lambda: [2, 5])
-    max_features: Optional[int] = 200000
-    C: float = 10.0
+    classifier: Literal["logreg", "svm"] = "logreg"  # logistic regression or a calibrated linear SVM
+    word_ngrams: list = field(default_factory=lambda: [1, 2])  # [min_n, max_n] of the word n-grams
+    char_ngrams: list = field(default_factory=lambda: [2, 5])  # [min_n, max_n] of the character n-grams
+    max_features: Optional[int] = 200000  # most frequent n-grams kept per vectorizer; None: all
+    C: float = 10.0  # inverse regularisation strength (the SVM gets C / 10)
 
     def check(self, problems: list[str]) -> None:
         for key in ("word_ngrams", "char_ngrams"):

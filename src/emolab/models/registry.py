@@ -61,7 +61,7 @@ def _import(ref: str):
 class ModelConfig:
     """The ``model`` section every model's config extends: its registered ``name`` and its own keys."""
 
-    name: str = ""
+    name: str = ""  # the registered model this section configures; the other keys are its own
     modality: ClassVar[str] = "text"  # what the configured model reads (its class says the same)
 
     def check(self, problems: list[str]) -> None:

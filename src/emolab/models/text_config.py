@@ -18,10 +18,10 @@ POOLING_NAMES = ("cls", "mean", "max", "attention", "mean-max")  # emolab.models
 class TransformerConfig(ModelConfig):
     backbone: str = "minilm-l6"  # offline short name, Hugging Face hub id or local path
     pooling: str = "mean"  # cls, mean, max, attention, mean-max
-    dropout: float = 0.1
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
-    max_length: int = 128
+    dropout: float = 0.1  # dropout before the classification head
+    freeze_embeddings: bool = False  # keep the encoder's embeddings fixed
+    freeze_layers: int = 0  # keep this many bottom encoder layers fixed
+    max_length: int = 128  # texts are truncated to this many tokens
     backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
     # training-text augmentation (EDA operations, GloVe substitution, rare-class oversampling); off by default
     augment: TextAugmentConfig = field(default_factory=TextAugmentConfig)

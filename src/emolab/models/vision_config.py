@@ -34,7 +34,7 @@ class ImageModelConfig(ModelConfig):
 
     modality: ClassVar[str] = "image"
 
-    dropout: float = 0.1
+    dropout: float = 0.1  # dropout before the classifier
     # the network sees only the central crop_size x crop_size window (None: the whole image). With
     # augment.shift that is a random crop per training image; ten-crop TTA then averages the four corner
     # crops, the centre and their mirrors, and dense TTA every crop position on a 2-pixel grid and its mirror.
