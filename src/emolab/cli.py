@@ -211,20 +211,25 @@ def score(
     options = ScoreOptions(column=column, id_column=id_column, keep=[k.strip() for k in (keep or "").split(",") if k.strip()],
                            chunk_rows=chunk_rows, batch_size=batch_size, threads=threads, detect=not no_detect,
                            detector=detector, min_face=min_face, align=align)
-    if engine == "local":
-        from emolab.scoring import score as run_score
+    try:
+        if engine == "local":
+            from emolab.scoring import score as run_score
 
-        run_score(model, input, output, options, resume=resume, overwrite=overwrite,
-                  progress=not quiet and console.is_terminal, say=_say)
-    elif engine == "ray":
-        from emolab.scoring.engine_ray import score_ray
+            run_score(model, input, output, options, resume=resume, overwrite=overwrite,
+                      progress=not quiet and console.is_terminal, say=_say)
+        elif engine == "ray":
+            from emolab.scoring.engine_ray import score_ray
 
-        score_ray(model, input, output, options, address=address, workers=workers, resume=resume,
-                  overwrite=overwrite, say=_say)
-    else:
-        from emolab.errors import unknown_name
+            score_ray(model, input, output, options, address=address, workers=workers, resume=resume,
+                      overwrite=overwrite, say=_say)
+        else:
+            from emolab.errors import unknown_name
 
-        raise unknown_name("--engine", engine, ["local", "ray"])
+            raise unknown_name("--engine", engine, ["local", "ray"])
+    except EmolabError as exc:  # main() prints errors as rich markup: keep "emolab[ray]" and paths with [ ] intact
+        from rich.markup import escape
+
+        raise EmolabError(escape(exc.message), hint=escape(exc.hint) if exc.hint else None) from None
 
 
 def _predict_photos(run_dir: Path, items: list[str], output: Optional[Path], **options) -> None:

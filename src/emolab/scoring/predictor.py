@@ -90,7 +90,7 @@ class Predictor:
         self.card = model_card(self.path)
         self.image = bool(self.card.image)
         self.column = column or ("path" if self.image else "text")
-        self.keep_input = keep_input
+        self.keep_input = keep_input or self.image  # faces: which photo each row is from
         self.model = load_model(self.path)
         if threads:
             import torch
