@@ -404,7 +404,8 @@ def test_faces_one_row_per_face_and_a_row_for_each_photo_without_one(tmp_path, f
 
 def ray_processes() -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if ("raylet" in line or "gcs_server" in line) and "ps -eo" not in line]
+    marks = ("raylet", "gcs_server", "ray::")
+    return [line for line in out.splitlines() if any(k in line for k in marks) and "ps -eo" not in line]
 
 
 @pytest.mark.slow

@@ -53,6 +53,23 @@ def _read(ray, source: Source):
     return ray.data.from_items([{"row": i, source.column: str(f)} for i, f in enumerate(source.files)])
 
 
+def _shutdown(ray, *, local: bool) -> None:
+    """Stop the Ray this command started. A local Ray's workers are this process's descendants; one still
+    starting when the cluster stops (importing torch) can outlive it as an orphan, so any left after a few
+    seconds is terminated by its process id."""
+    import psutil
+
+    ours = psutil.Process().children(recursive=True) if local else []
+    ray.shutdown()
+    _gone, alive = psutil.wait_procs(ours, timeout=10)
+    for proc in alive:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
 def score_ray(model_path: str | Path, input_spec: str | Path, out: str | Path, options: ScoreOptions | None = None,
               *, address: str | None = None, workers: int = 2, resume: bool = False, overwrite: bool = False,
               say: Say = print) -> ScoreSummary:
@@ -118,7 +135,7 @@ def score_ray(model_path: str | Path, input_spec: str | Path, out: str | Path, o
         writer.finish()
     finally:
         if started_here:
-            ray.shutdown()
+            _shutdown(ray, local=not address)
     summary.seconds = time.perf_counter() - start
     say(summary.line(out) + f" (Ray engine, {workers} worker(s))")
     return summary
