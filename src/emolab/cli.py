@@ -208,7 +208,8 @@ def score(
     """Score a whole corpus, streaming and resumable: one output row per input row (faces: per face), in order."""
     from emolab.scoring import ScoreOptions
 
-    options = ScoreOptions(column=column, id_column=id_column, keep=[k.strip() for k in (keep or "").split(",") if k.strip()],
+    kept = [k.strip() for k in (keep or "").split(",") if k.strip()]
+    options = ScoreOptions(column=column, id_column=id_column, keep=kept,
                            chunk_rows=chunk_rows, batch_size=batch_size, threads=threads, detect=not no_detect,
                            detector=detector, min_face=min_face, align=align)
     try:

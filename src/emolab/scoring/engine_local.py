@@ -48,15 +48,17 @@ class ScoreSummary:
     no_face: int = 0
     seconds: float = 0.0
     resumed_chunks: int = 0
+    resumed_rows: int = 0  # input rows scored before a resume (not part of this process's rows/s)
 
     def add(self, counts: dict) -> None:
         for k in ("rows_in", "rows_out", "faces", "blanks", "errors", "no_face"):
             setattr(self, k, getattr(self, k) + counts.get(k, 0))
 
     def line(self, out: Path) -> str:
-        rate = self.rows_in / self.seconds if self.seconds else 0.0
+        rate = (self.rows_in - self.resumed_rows) / self.seconds if self.seconds else 0.0
         faces = f", {self.faces:,} faces, {self.no_face:,} without a face" if self.faces or self.no_face else ""
-        resumed = f" (resumed after {self.resumed_chunks} finished chunk(s))" if self.resumed_chunks else ""
+        resumed = (f" (resumed: {self.resumed_chunks} chunk(s), {self.resumed_rows:,} rows, were finished before)"
+                   if self.resumed_chunks else "")
         return (f"scored {self.rows_in:,} rows -> {self.rows_out:,} output rows{faces}, {self.blanks:,} blank, "
                 f"{self.errors:,} unreadable, in {self.seconds:.1f} s ({rate:,.0f} rows/s){resumed} -> {out}")
 
@@ -114,6 +116,7 @@ def score(model_path: str | Path, input_spec: str | Path, out: str | Path, optio
     summary = ScoreSummary(resumed_chunks=done)
     for c in writer.chunks:
         summary.add(c)
+    summary.resumed_rows = summary.rows_in
     predictor = predictor or Predictor(model_path, column=source.column, keep_input=source.column in options.keep,
                                        batch_size=options.batch_size, threads=options.threads,
                                        detect=options.detect, detector=options.detector, min_face=options.min_face,

@@ -61,7 +61,8 @@ class Source:
         for f in self.files if self.files is not None else [self.path]:
             st = f.stat()
             h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-        return {"input": str(self.path.resolve()) if self.path.exists() else str(self.path), "digest": h.hexdigest()[:16]}
+        where = str(self.path.resolve()) if self.path.exists() else str(self.path)
+        return {"input": where, "digest": h.hexdigest()[:16]}
 
     # --- reading ---
     def frames(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
