@@ -335,7 +335,7 @@ def test_predictor_gives_what_the_cli_writes(tmp_path, text_run):
     src = tmp_path / "in.parquet"
     frame.to_parquet(src, index=False)
     out = tmp_path / "out.parquet"
-    code, _, err = cli("score", text_run, src, "-o", out, "--id-column", "id", "--chunk-rows", 3)
+    code, _, err = cli("score", text_run, src, "-o", out, "--id-column", "id", "--chunk-rows", 3, "--batch-size", 2)
     assert code == 0, err
     p = emolab.Predictor(text_run)
     direct = p(frame.assign(row=range(4))[["row", "id", "text"]])
@@ -343,6 +343,25 @@ def test_predictor_gives_what_the_cli_writes(tmp_path, text_run):
     as_dict = p({"text": np.array(frame["text"].tolist(), dtype=object)})
     assert isinstance(as_dict, dict) and as_dict["label"].tolist() == direct["label"].tolist()
     assert p(["so glad"])["label"].tolist() == ["joy"]
+
+
+def test_multi_label_runs_add_every_label_over_its_tuned_threshold(tmp_path, text_run):
+    from emolab.scoring.predictor import tuned_thresholds
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"tuned_thresholds": {"anger": 0.3, "fear": 0.6}}))
+    assert tuned_thresholds(tmp_path, ("anger", "fear", "joy")).tolist() == [0.3, 0.6, 0.5]
+    p = Predictor(text_run)
+
+    class Fixed:
+        labels = p.model.labels
+
+        def predict_proba(self, texts, batch_size=64):
+            return np.array([[0.35, 0.55, 0.9]] * len(texts))
+
+    p.model, p.multi_label, p.thresholds = Fixed(), True, np.array([0.3, 0.6, 0.5])
+    got = p(["i feel", ""])
+    assert got["labels"].tolist() == ["anger;joy", ""] and got["label"].tolist() == ["joy", ""]
+    assert got.columns.tolist() == ["label", "score", "labels", "reason", *p.prob_columns]
 
 
 def test_predict_input_keeps_blank_lines(tmp_path, text_run):
