@@ -258,6 +258,13 @@ def test_resume_refuses_another_model_input_or_options(tmp_path, text_run):
 
     with pytest.raises(Killed):
         score(text_run, src, out, ScoreOptions(chunk_rows=4), progress=False, say=quiet, predictor=killed)
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(text_run, copy)
+    (copy / "metrics.json").write_text("{}")  # another model (its tuned thresholds changed)
+    code, _, err = cli("score", copy, src, "--output", out, "--resume", "--chunk-rows", 4)
+    assert code == 2 and "another model" in err, err
     other = tmp_path / "other.txt"
     other.write_text("i feel glad\n")
     code, _, err = cli("score", text_run, other, "--output", out, "--resume", "--chunk-rows", 4)

@@ -141,9 +141,9 @@ def predict(
         raise EmolabError("nothing to classify", hint='give texts (image runs: image paths) as arguments or --input FILE')
     if model_card(run_dir).image:
         from emolab.faces.video import VIDEO_SUFFIXES
+        from emolab.pipeline import predict_video
 
         items = [i for i in items if i.strip()]
-        from emolab.pipeline import predict_video
 
         videos = [i for i in items if Path(i).suffix.lower() in VIDEO_SUFFIXES]
         for video in videos:
@@ -183,8 +183,8 @@ def score(
                                  "compressed model"),
     input: str = typer.Argument(..., help="Texts: a file with one text a line, CSV/TSV, JSONL or Parquet. Face "
                                 "models: a folder, glob or list file of images (or a table with --column)"),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write: .parquet, .csv or .jsonl (ray: a folder "
-                                "of Parquet files when it has no such extension)"),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write: .parquet, .csv or .jsonl (the format "
+                                "follows the extension; built in OUTPUT.partial/ until done)"),
     column: Optional[str] = typer.Option(None, "--column", help="The column holding the text (face models: image "
                                          "path); default text (path)"),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="A column to carry through as the row's id"),
