@@ -452,3 +452,23 @@ def test_ray_engine_equals_the_local_engine_row_by_row(tmp_path, text_run):
     assert r.returncode == 0, r.stderr[-3000:]
     pd.testing.assert_frame_equal(read(tmp_path / "ray.parquet"), local, check_dtype=False)
     assert ray_processes() == before, "Ray processes were left running"
+
+
+@pytest.mark.slow
+def test_ray_engine_on_faces_equals_the_local_engine(tmp_path, face_model):
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'emolab[ray]')")
+    from PIL import Image
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(folder / f"crop{i}.png")
+    Image.new("RGB", (300, 200), (90, 90, 90)).save(folder / "empty.jpg")
+    (folder / "broken.png").write_bytes(b"x")
+    local = read(score_to(face_model, folder, tmp_path / "local.parquet", detector="haar"))
+    code, _, err = cli("score", face_model, folder, "-o", tmp_path / "ray.parquet", "--engine", "ray",
+                       "--detector", "haar")
+    assert code == 0, err[-3000:]
+    pd.testing.assert_frame_equal(read(tmp_path / "ray.parquet"), local)
+    assert not [p for p in ray_processes() if "ray::" in p]

@@ -4,7 +4,8 @@ Ray reads the input (``read_text`` / ``read_csv`` / ``read_json`` / ``read_parqu
 ``map_batches(Predictor, concurrency=workers)`` (an actor pool: each actor loads the model once, the same
 :class:`~emolab.scoring.predictor.Predictor` the local engine calls) and writes Parquet with
 ``write_parquet`` into ``OUT.partial/ray/``, in input order (``preserve_order``); the driver then numbers the
-rows and assembles ``OUT`` (Parquet, CSV or JSONL) exactly as the local engine does.
+rows and assembles ``OUT`` (Parquet, CSV or JSONL) exactly as the local engine does. Face models: the driver
+lists and numbers the image paths (``from_pandas``), the actors read the photos and find the faces.
 
 Ray is an optional extra: ``pip install 'emolab[ray]'``. On a cluster every node needs emolab (and the
 model folder and input at the same path, e.g. a shared filesystem); see the README.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from emolab.errors import EmolabError
 from emolab.scoring.engine_local import ScoreOptions, ScoreSummary, Say, check_output, chunk_counts
+from emolab.scoring.predictor import FACE_COLUMNS
 from emolab.scoring.readers import Source, open_source
 from emolab.scoring.writers import PartWriter, partial_dir
 
@@ -38,7 +40,9 @@ def _read(ray, source: Source):
     import pyarrow as pa
     from pyarrow import csv as pacsv
 
-    path = str(source.path.resolve()) if source.kind != "images" else None
+    if source.image:  # image paths (a folder, glob, list or a table's column): numbered here, read by the actors
+        return ray.data.from_pandas(list(source.chunks(256)))  # blocks of 256 photos spread over the actors
+    path = str(source.path.resolve())
     if source.kind == "lines":
         return ray.data.read_text(path, drop_empty_lines=False)
     if source.kind in ("csv", "tsv"):
@@ -48,18 +52,29 @@ def _read(ray, source: Source):
                                                  include_columns=source.needed, strings_can_be_null=False))
     if source.kind == "jsonl":
         return ray.data.read_json(path, lines=True).select_columns(source.needed)
-    if source.kind == "parquet":
-        return ray.data.read_parquet(path, columns=source.needed)
-    return ray.data.from_items([{"row": i, source.column: str(f)} for i, f in enumerate(source.files)])
+    return ray.data.read_parquet(path, columns=source.needed)
 
 
-def _shutdown(ray, *, local: bool) -> None:
-    """Stop the Ray this command started. A local Ray's workers are this process's descendants; one still
-    starting when the cluster stops (importing torch) can outlive it as an orphan, so any left after a few
-    seconds is terminated by its process id."""
+def _descendants() -> set[int]:
     import psutil
 
-    ours = psutil.Process().children(recursive=True) if local else []
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def _shutdown(ray, *, local: bool, before: set[int]) -> None:
+    """Stop the Ray this command started. A local Ray's workers are this process's descendants; one still
+    starting when the cluster stops (importing torch) can outlive it as an orphan, so any process that Ray
+    started here (a descendant born after ``ray.init``, named for Ray) and that is left after a few seconds
+    is terminated by its process id."""
+    import psutil
+
+    ours = []
+    for proc in psutil.Process().children(recursive=True) if local else []:
+        try:
+            if proc.pid not in before and "ray" in " ".join(proc.cmdline()).lower():
+                ours.append(proc)
+        except psutil.Error:
+            pass
     ray.shutdown()
     _gone, alive = psutil.wait_procs(ours, timeout=10)
     for proc in alive:
@@ -99,6 +114,7 @@ def score_ray(model_path: str | Path, input_spec: str | Path, out: str | Path, o
     writer.start(resume=False)
     staging = writer.dir / "ray"
     started_here = not ray.is_initialized()
+    before = _descendants()
     start = time.perf_counter()
     try:
         if started_here:
@@ -127,6 +143,9 @@ def score_ray(model_path: str | Path, input_spec: str | Path, out: str | Path, o
             else:
                 rows_in = scored["row"].nunique()
             scored = scored[["row"] + [c for c in scored.columns if c != "row"]]
+            for c in FACE_COLUMNS:  # an all-empty column comes back from Arrow untyped: the local engine's types
+                if c in scored.columns:
+                    scored[c] = scored[c].astype("Float64" if c == "detector_score" else "Int64")
             counts = chunk_counts(rows_in, scored)
             writer.write(scored, counts)
             summary.add(counts)
@@ -135,7 +154,7 @@ def score_ray(model_path: str | Path, input_spec: str | Path, out: str | Path, o
         writer.finish()
     finally:
         if started_here:
-            _shutdown(ray, local=not address)
+            _shutdown(ray, local=not address, before=before)
     summary.seconds = time.perf_counter() - start
     say(summary.line(out) + f" (Ray engine, {workers} worker(s))")
     return summary

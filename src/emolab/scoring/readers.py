@@ -44,6 +44,7 @@ class Source:
     keep: list[str] = field(default_factory=list)
     files: list[Path] | None = None  # kind images: the image files, in order
     total: int | None = None  # rows, when cheap to know (for the progress bar and ETA)
+    image: bool = False  # the inputs are image paths (a face model)
 
     @property
     def carried(self) -> list[str]:
@@ -202,7 +203,7 @@ def open_source(spec: str | Path, *, image: bool, column: str | None = None, id_
     keep = [k for k in (keep or []) if k]
     if image and (path.is_dir() or (any(ch in spec for ch in "*?[") and not path.exists())):
         path, files = _image_list(spec)
-        return Source(path, "images", column or "path", files=files, total=len(files))
+        return Source(path, "images", column or "path", files=files, total=len(files), image=True)
     if not path.exists():
         raise EmolabError(f"input not found: {path}", hint="give a text file (one text a line), a CSV/TSV, JSONL "
                           "or Parquet file" + (", or a folder, glob or list of images" if image else ""))
@@ -216,7 +217,7 @@ def open_source(spec: str | Path, *, image: bool, column: str | None = None, id_
                               "file", hint="a plain list has one input a line and no columns; leave them out")
         if kind == "images":
             path, files = _image_list(spec)
-            return Source(path, "images", "path", files=files, total=len(files))
+            return Source(path, "images", "path", files=files, total=len(files), image=True)
         try:
             return Source(path, "lines", "text", total=_count_lines(path))
         except OSError as exc:
@@ -230,7 +231,7 @@ def open_source(spec: str | Path, *, image: bool, column: str | None = None, id_
     if "row" in src.carried:
         raise EmolabError(f"{path}: column 'row' would clash with the output's row numbers",
                           hint="carry it under another name, or leave it out of --id-column / --keep")
-    src.total = total
+    src.total, src.image = total, image
     return src
 
 
