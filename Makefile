@@ -38,9 +38,9 @@ test: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Slow end-to-end tests: the report in headless Chromium (Debian's chromium), sweeps on a PostgreSQL server
-# started by the test (Debian's postgresql).
+# started by the test (Debian's postgresql), `emolab score --engine ray` on a local Ray (the ray extra).
 test-slow: install
-	$(BIN)/pip install --quiet -e '.[browser,postgres]'
+	$(BIN)/pip install --quiet -e '.[browser,postgres,ray]'
 	$(BIN)/python -m pytest -q -m slow
 
 # The config reference is generated from the config dataclasses by docs/hooks/config_reference.py.

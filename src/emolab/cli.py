@@ -157,7 +157,7 @@ def predict(
 
         if not input.is_file():
             raise EmolabError(f"file not found: {input}", hint="--input takes a text file, one text per line")
-        items += [line for line in read_lines(input) if line.strip()]
+        items += read_lines(input)  # a blank line keeps its row, with an empty label
     if not items:
         raise EmolabError("nothing to classify", hint='give texts (image runs: image paths) as arguments or --input FILE')
     if not (math.isfinite(fps) and fps > 0):
@@ -166,6 +166,8 @@ def predict(
     if model_card(run_dir).image:
         from emolab.faces.video import VIDEO_SUFFIXES
         from emolab.pipeline import predict_video
+
+        items = [i for i in items if i.strip()]
 
         videos = [i for i in items if Path(i).suffix.lower() in VIDEO_SUFFIXES]
         photos = [i for i in items if i not in videos]
@@ -192,7 +194,7 @@ def predict(
         w = csv.writer(buf)
         w.writerow(["input", "label"] + [f"p_{n}" for n in names])
         for text, lab, p in zip(items, labels, probs):
-            w.writerow([text, lab] + [f"{x:.6f}" for x in p])
+            w.writerow([text, lab] + [f"{x:.6f}" if x == x else "" for x in p])  # blank text: no probabilities
         atomic_write(output, buf.getvalue())
         _say(f"wrote {len(items)} predictions to {output}")
         return
@@ -201,9 +203,65 @@ def predict(
     table.add_column("label")
     table.add_column("probabilities")
     for text, lab, p in zip(items, labels, probs):
-        top = sorted(zip(names, p), key=lambda x: -x[1])[:3]
+        top = sorted(zip(names, p), key=lambda x: -x[1])[:3] if lab else []
         table.add_row(text, lab, ", ".join(f"{n} {v:.3f}" for n, v in top))
     console.print(table)
+
+
+@app.command()
+def score(
+    model: Path = typer.Argument(..., help="A run directory, its model/ folder, an `emolab export` folder or a "
+                                 "compressed model"),
+    input: str = typer.Argument(..., help="Texts: a file with one text a line, CSV/TSV, JSONL or Parquet. Face "
+                                "models: a folder, glob or list file of images (or a table with --column)"),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write: .parquet, .csv or .jsonl (the format "
+                                "follows the extension; built in OUTPUT.partial/ until done)"),
+    column: Optional[str] = typer.Option(None, "--column", help="The column holding the text (face models: image "
+                                         "path); default text (path)"),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="A column to carry through as the row's id"),
+    keep: Optional[str] = typer.Option(None, "--keep", help="More columns to carry through, comma-separated"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted scoring from its last finished chunk"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output"),
+    chunk_rows: int = typer.Option(10_000, "--chunk-rows", help="Rows read, scored and written at a time (memory)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per model call (default: 64 for "
+                                             "neural models, the whole chunk for TF-IDF)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model"),
+    engine: str = typer.Option("local", "--engine", help="local, or ray (pip install 'emolab[ray]')"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray: the cluster (auto, ray://host:10001); default "
+                                          "a local Ray started for this command"),
+    workers: int = typer.Option(2, "--workers", help="Ray: model actors (each loads the model once)"),
+    no_detect: bool = typer.Option(False, "--no-detect", help="Images: classify each image whole"),
+    min_face: int = typer.Option(24, "--min-face", help="Images: the smallest face side to look for, in pixels"),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
+    align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
+):
+    """Score a whole corpus, streaming and resumable: one output row per input row (faces: per face), in order."""
+    from emolab.scoring import ScoreOptions
+
+    kept = [k.strip() for k in (keep or "").split(",") if k.strip()]
+    options = ScoreOptions(column=column, id_column=id_column, keep=kept,
+                           chunk_rows=chunk_rows, batch_size=batch_size, threads=threads, detect=not no_detect,
+                           detector=detector, min_face=min_face, align=align)
+    try:
+        if engine == "local":
+            from emolab.scoring import score as run_score
+
+            run_score(model, input, output, options, resume=resume, overwrite=overwrite,
+                      progress=not quiet and console.is_terminal, say=_say)
+        elif engine == "ray":
+            from emolab.scoring.engine_ray import score_ray
+
+            score_ray(model, input, output, options, address=address, workers=workers, resume=resume,
+                      overwrite=overwrite, say=_say)
+        else:
+            from emolab.errors import unknown_name
+
+            raise unknown_name("--engine", engine, ["local", "ray"])
+    except EmolabError as exc:  # main() prints errors as rich markup: keep "emolab[ray]" and paths with [ ] intact
+        from rich.markup import escape
+
+        raise EmolabError(escape(exc.message), hint=escape(exc.hint) if exc.hint else None) from None
 
 
 def _predict_photos(run_dir: Path, items: list[str], output: Optional[Path], **options) -> None:

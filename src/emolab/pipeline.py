@@ -356,13 +356,18 @@ def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], l
     if model_card(run_path).image:
         raise EmolabError(f"{run_path} holds a face model", hint="give it image files: faces are found in them first")
     model = load_model(run_path)
-    probs = model.predict_proba(items)
     names = model.labels.names
+    filled = [i for i, text in enumerate(items) if text.strip()]  # a blank text keeps its row, with no label
+    probs = np.full((len(items), len(names)), np.nan)
+    if filled:
+        probs[filled] = model.predict_proba([items[i] for i in filled])
     if model.labels.multi_label:  # the thresholds tuned on validation when the run has them
         metrics_file = Path(run_path) / "metrics.json"
         tuned = json.loads(metrics_file.read_text()).get("tuned_thresholds", {}) if metrics_file.is_file() else {}
         thresholds = np.array([tuned.get(n, 0.5) for n in names])
         labels = [";".join(n for n, p, t in zip(names, row, thresholds) if p >= t) for row in probs]
     else:
-        labels = [names[i] for i in probs.argmax(axis=1)]
+        labels = [names[i] for i in np.nan_to_num(probs, nan=-1.0).argmax(axis=1)]
+    blank = set(range(len(items))) - set(filled)
+    labels = ["" if i in blank else lab for i, lab in enumerate(labels)]
     return items, labels, probs, names
