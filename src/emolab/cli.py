@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emolab.errors import EmolabError
@@ -231,7 +232,7 @@ def score(
                                           "a local Ray started for this command"),
     workers: int = typer.Option(2, "--workers", help="Ray: model actors (each loads the model once)"),
     no_detect: bool = typer.Option(False, "--no-detect", help="Images: classify each image whole"),
-    min_face: int = typer.Option(24, "--min-face", help="Images: the smallest face side to look for, in pixels"),
+    min_face: int = typer.Option(24, "--min-face", min=1, help="Images: the smallest face side to look for, in pixels"),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
@@ -243,25 +244,20 @@ def score(
     options = ScoreOptions(column=column, id_column=id_column, keep=kept,
                            chunk_rows=chunk_rows, batch_size=batch_size, threads=threads, detect=not no_detect,
                            detector=detector, min_face=min_face, align=align)
-    try:
-        if engine == "local":
-            from emolab.scoring import score as run_score
+    if engine == "local":
+        from emolab.scoring import score as run_score
 
-            run_score(model, input, output, options, resume=resume, overwrite=overwrite,
-                      progress=not quiet and console.is_terminal, say=_say)
-        elif engine == "ray":
-            from emolab.scoring.engine_ray import score_ray
+        run_score(model, input, output, options, resume=resume, overwrite=overwrite,
+                  progress=not quiet and console.is_terminal, say=_say)
+    elif engine == "ray":
+        from emolab.scoring.engine_ray import score_ray
 
-            score_ray(model, input, output, options, address=address, workers=workers, resume=resume,
-                      overwrite=overwrite, say=_say)
-        else:
-            from emolab.errors import unknown_name
+        score_ray(model, input, output, options, address=address, workers=workers, resume=resume,
+                  overwrite=overwrite, say=_say)
+    else:
+        from emolab.errors import unknown_name
 
-            raise unknown_name("--engine", engine, ["local", "ray"])
-    except EmolabError as exc:  # main() prints errors as rich markup: keep "emolab[ray]" and paths with [ ] intact
-        from rich.markup import escape
-
-        raise EmolabError(escape(exc.message), hint=escape(exc.hint) if exc.hint else None) from None
+        raise unknown_name("--engine", engine, ["local", "ray"])
 
 
 def _predict_photos(run_dir: Path, items: list[str], output: Optional[Path], **options) -> None:
@@ -567,8 +563,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         code = app(args=argv, prog_name="emolab", standalone_mode=False)
-    except EmolabError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    except EmolabError as exc:  # the message is text, not markup: "emolab[ray]" and paths with [ ] print as they are
+        err_console.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
         sys.exit(2)
     except (KeyboardInterrupt, click.exceptions.Abort, typer.Abort):
         sys.exit(_interrupted(argv))
