@@ -353,14 +353,12 @@ def test_predictor_gives_what_the_cli_writes(tmp_path, text_run):
 
 
 def test_multi_label_runs_add_every_label_over_its_tuned_threshold(tmp_path, text_run):
-    from emolab.scoring.predictor import tuned_thresholds
+    from emolab.records import LabelSet
 
-    (tmp_path / "metrics.json").write_text(json.dumps({"tuned_thresholds": {"anger": 0.3, "fear": 0.6}}))
-    assert tuned_thresholds(tmp_path, ("anger", "fear", "joy")).tolist() == [0.3, 0.6, 0.5]
     p = Predictor(text_run)
 
     class Fixed:
-        labels = p.model.labels
+        labels = LabelSet(p.model.labels.names, multi_label=True)
 
         def predict_proba(self, texts, batch_size=64):
             return np.array([[0.35, 0.55, 0.9]] * len(texts))

@@ -135,3 +135,32 @@ def test_the_builtin_model_table_matches_the_registered_classes():
         cls = registry.model_class(name)
         assert cls.__module__ == module, name
         assert registry._import(config) is cls.config_class, name
+
+
+def test_labels_decide_one_way_everywhere():
+    import numpy as np
+
+    from emolab.records import LabelSet
+
+    probs = np.array([[0.2, 0.7, 0.1], [0.6, 0.5, 0.55], [np.nan, np.nan, np.nan]])
+    assert LabelSet(("a", "b", "c")).decide(probs) == ["b", "a", ""]
+    multi = LabelSet(("a", "b", "c"), multi_label=True)
+    assert multi.decide(probs, [0.5, 0.5, 0.6]) == ["b", "a;b", ""]
+    assert multi.decide(probs) == ["b", "a;b;c", ""]
+
+
+def test_a_model_folder_decides_at_its_runs_thresholds(tmp_path):
+    import json
+
+    import yaml
+
+    from emolab.rundir import decision_thresholds
+
+    run = tmp_path / "run"
+    (run / "exports" / "onnx").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"eval": {"threshold": 0.3}}))
+    (run / "metrics.json").write_text(json.dumps({"tuned_thresholds": {"a": 0.7}}))
+    assert list(decision_thresholds(run / "exports" / "onnx", ("a", "b"))) == [0.7, 0.3]  # tuned, else eval.threshold
+    (run / "metrics.json").write_text(json.dumps({}))  # eval.tune_thresholds: false
+    assert list(decision_thresholds(run, ("a", "b"))) == [0.3, 0.3]
+    assert list(decision_thresholds(tmp_path / "elsewhere", ("a", "b"))) == [0.5, 0.5]

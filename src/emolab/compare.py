@@ -15,8 +15,8 @@ import numpy as np
 
 from emolab import plots
 from emolab.errors import EmolabError
-from emolab.evaluation import decision_thresholds, metrics_with_intervals
-from emolab.rundir import Run, atomic_write, open_run
+from emolab.evaluation import metrics_with_intervals
+from emolab.rundir import Run, atomic_write, decision_thresholds, open_run
 from emolab.significance import align_ids, decisions, p_phrase, paired_comparison, with_interval
 
 SPLIT = "test"
@@ -75,7 +75,7 @@ def _decided(run: Run):
     preds = run.predictions(SPLIT)
     multi = preds.labels.multi_label
     return preds.ids.astype(str), preds.y_true, \
-        decisions(preds.probs, multi_label=multi, thresholds=decision_thresholds(run)), preds.labels.names, multi
+        decisions(preds.probs, multi_label=multi, thresholds=decision_thresholds(run.path, preds.labels.names)), preds.labels.names, multi
 
 
 def test_against_best(best: Run, other: Run, *, seed: int = 0) -> tuple[dict[str, Any] | None, str | None]:

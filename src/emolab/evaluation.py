@@ -9,6 +9,7 @@ import numpy as np
 
 from emolab.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from emolab.records import Predictions, Split
+from emolab.rundir import decision_thresholds
 from emolab.significance import decisions, intervals, with_interval
 
 
@@ -136,13 +137,7 @@ def metrics_with_intervals(run) -> dict[str, Any]:
         if split in metrics and "intervals" not in metrics[split] and run.has(f"predictions_{split}.npz"):
             preds = run.predictions(split)
             out[split] = {**metrics[split],
-                          "intervals": split_intervals(preds, decision_thresholds(run), resamples, seed)}
+                          "intervals": split_intervals(preds, decision_thresholds(run.path, preds.labels.names),
+                                                       resamples, seed)}
     return out
 
-
-def decision_thresholds(run) -> float | list[float]:
-    """The thresholds a finished run decides at: its tuned multi-label thresholds, else ``eval.threshold``."""
-    metrics = run.metrics
-    if "tuned_thresholds" in metrics:
-        return list(metrics["tuned_thresholds"].values())
-    return run.raw_config.get("eval", {}).get("threshold", 0.5)

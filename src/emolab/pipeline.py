@@ -23,7 +23,8 @@ from emolab.evaluation import evaluate, metrics_markdown, predict, time_inferenc
 from emolab.models import create_model
 from emolab.outputs import check_new_files, check_output, unique_names
 from emolab.records import Dataset, EpochRecord, TrainLogger
-from emolab.rundir import RunDir, atomic_write, environment, git_revision, now_iso, open_run, to_json
+from emolab.rundir import (RunDir, atomic_write, decision_thresholds, environment, git_revision, now_iso,
+                           open_run, to_json)
 from emolab.seeding import seed_everything
 from emolab.tracking import Trackers
 
@@ -361,13 +362,5 @@ def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], l
     probs = np.full((len(items), len(names)), np.nan)
     if filled:
         probs[filled] = model.predict_proba([items[i] for i in filled])
-    if model.labels.multi_label:  # the thresholds tuned on validation when the run has them
-        metrics_file = Path(run_path) / "metrics.json"
-        tuned = json.loads(metrics_file.read_text()).get("tuned_thresholds", {}) if metrics_file.is_file() else {}
-        thresholds = np.array([tuned.get(n, 0.5) for n in names])
-        labels = [";".join(n for n, p, t in zip(names, row, thresholds) if p >= t) for row in probs]
-    else:
-        labels = [names[i] for i in np.nan_to_num(probs, nan=-1.0).argmax(axis=1)]
-    blank = set(range(len(items))) - set(filled)
-    labels = ["" if i in blank else lab for i, lab in enumerate(labels)]
-    return items, labels, probs, names
+    thresholds = decision_thresholds(run_path, names) if model.labels.multi_label else 0.5
+    return items, model.labels.decide(probs, thresholds), probs, names

@@ -34,6 +34,21 @@ class LabelSet:
                 f"unknown label {name!r}", hint=f"valid labels: {', '.join(self.names)}"
             ) from None
 
+    def decide(self, probs: np.ndarray, thresholds: Any = 0.5) -> list[str]:
+        """Probabilities -> the decided label of each row: the arg-max, or for multi-label sets every label at
+        or over its threshold, joined by ``;``. A row of NaN (an input that could not be scored) decides ``""``."""
+        probs = np.asarray(probs, dtype=float)
+        if probs.ndim == 1:
+            probs = probs[None]
+        scored = ~np.isnan(probs).any(axis=1)
+        if self.multi_label:
+            over = np.nan_to_num(probs, nan=-1.0) >= np.broadcast_to(np.asarray(thresholds, dtype=float),
+                                                                    (len(self.names),))
+            return [";".join(n for n, on in zip(self.names, row) if on) if ok else ""
+                    for row, ok in zip(over, scored)]
+        best = np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
+        return [self.names[i] if ok else "" for i, ok in zip(best, scored)]
+
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "multi_label": self.multi_label}
 

@@ -268,6 +268,27 @@ class Run:
         return load_model(self.path / "model")
 
 
+def run_of(folder: str | Path) -> Run | None:
+    """The finished run a model folder belongs to: the folder itself, or the run above a model folder inside
+    it (``model/``, ``compression/models/NAME``, ``exports/NAME``); None for a model folder on its own."""
+    folder = Path(folder)
+    for candidate in (folder, *list(folder.parents)[:3]):
+        if (candidate / "metrics.json").is_file() and (candidate / "config.yaml").is_file():
+            return Run(candidate)
+    return None
+
+
+def decision_thresholds(folder: str | Path, names: tuple[str, ...]) -> np.ndarray:
+    """The thresholds a multi-label model decides at: those tuned on validation (the run's ``metrics.json``),
+    else the run's ``eval.threshold``, else 0.5. ``folder`` is a run or a model folder inside one."""
+    run = run_of(folder)
+    if run is None:
+        return np.full(len(names), 0.5)
+    tuned = run.metrics.get("tuned_thresholds") or {}
+    default = float((run.raw_config.get("eval") or {}).get("threshold", 0.5))
+    return np.array([float(tuned.get(n, default)) for n in names])
+
+
 def open_run(path: str | Path) -> Run:
     return Run(path)
 
@@ -275,10 +296,6 @@ def open_run(path: str | Path) -> Run:
 def load_run_config(run_path: str | Path) -> RunConfig:
     """The resolved config a finished run was trained with."""
     return Run(run_path).config
-
-
-def read_predictions(run_path: str | Path, split: str) -> Predictions:
-    return Run(run_path).predictions(split)
 
 
 def now_iso() -> str:

@@ -252,7 +252,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         title=f"emolab report: {run_name}",
         run=run_name,
         run_path=_as_typed(run.with_name(run_name)),  # a report written inside <name>.partial: the final path
-        task=("Multi-label" if metrics.get("tuned_thresholds") else "Single-label") +
+        task=("Multi-label" if card.labels.multi_label else "Single-label") +
              f" emotion / sentiment classification of {_inputs(card)} "
              f"into {len((stats or {}).get('labels', []))} classes "
              f"({', '.join((stats or {}).get('labels', []))}).",

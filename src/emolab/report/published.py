@@ -65,7 +65,7 @@ def compare_published(cfg: dict, card: ModelCard, metrics: dict, stats: dict | N
     """(table rows, the paragraph, gap to the best published figure the run is behind or None)."""
     key = reference_key(cfg["data"])
     test = metrics.get("test", {})
-    multi = "micro_f1" in test
+    multi = card.labels.multi_label
     rows, gap = [], None
     for model, metric, value, split, source in PUBLISHED.get(key, []):
         ours = test.get(metric)

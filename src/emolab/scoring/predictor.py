@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from emolab.errors import EmolabError
+from emolab.rundir import decision_thresholds
 from emolab.scoring.readers import UNREADABLE
 
 FACE_COLUMNS = ("face", "xmin", "ymin", "xmax", "ymax", "detector_score")
@@ -46,13 +47,6 @@ def _model_folder(path: Path) -> Path:
     from emolab.models.registry import MODEL_FILE
 
     return path / "model" if (path / "model" / MODEL_FILE).is_file() else path
-
-
-def tuned_thresholds(run_path: Path, names: tuple[str, ...]) -> np.ndarray:
-    """Multi-label runs: the thresholds tuned on validation (``metrics.json``), 0.5 where there are none."""
-    metrics_file = Path(run_path) / "metrics.json"
-    tuned = json.loads(metrics_file.read_text()).get("tuned_thresholds", {}) if metrics_file.is_file() else {}
-    return np.array([float(tuned.get(n, 0.5)) for n in names])
 
 
 def model_fingerprint(path: Path) -> str:
@@ -93,13 +87,14 @@ class Predictor:
         self.keep_input = keep_input or self.image  # faces: which photo each row is from
         self.model = load_model(self.path)
         if threads:
-            import torch
+            import sys
 
-            torch.set_num_threads(threads)
+            if "torch" in sys.modules:  # a PyTorch model (ONNX exports never load torch)
+                sys.modules["torch"].set_num_threads(threads)
             self.model.set_threads(threads)
         self.names = tuple(self.model.labels.names)
         self.multi_label = bool(self.model.labels.multi_label)
-        self.thresholds = tuned_thresholds(self.path, self.names) if self.multi_label else None
+        self.thresholds = decision_thresholds(self.path, self.names) if self.multi_label else None
         # A classical model answers a whole chunk in one call fastest; neural models pad each batch.
         self.batch_size = batch_size or (1 << 30 if self.card.family == "classical" else 64)
         self.photo = None
@@ -184,8 +179,7 @@ class Predictor:
             "score": np.where(ok, probs[np.arange(len(probs)), top] if len(probs) else np.zeros(0), np.nan),
         }
         if self.multi_label:
-            cols["labels"] = ["" if not k else ";".join(n for n, p, t in zip(self.names, row, self.thresholds)
-                                                          if p >= t) for k, row in zip(ok, probs)]
+            cols["labels"] = self.model.labels.decide(np.where(ok[:, None], probs, np.nan), self.thresholds)
         cols["reason"] = reasons
         for j, c in enumerate(self.prob_columns):
             cols[c] = probs[:, j]

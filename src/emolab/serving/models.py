@@ -20,6 +20,7 @@ import numpy as np
 from emolab.errors import EmolabError
 from emolab.models.registry import MODEL_FILE, Classifier, load_model, model_card
 from emolab.records import ModelCard
+from emolab.rundir import decision_thresholds, run_of
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls and DEL, but tab, \n and \r
 
@@ -60,15 +61,13 @@ def _model_folder(path: Path) -> Path:
 
 def _run_metrics(path: Path) -> dict[str, Any]:
     """The test (else validation) accuracy and macro-F1 of the run a model folder belongs to, if any."""
-    for folder in (path, *path.parents[:4]):
-        file = folder / "metrics.json"
-        if file.is_file():
-            metrics = json.loads(file.read_text())
-            split = "test" if "test" in metrics else "validation"
-            part = metrics.get(split, {})
-            return {"split": split, **{k: part[k] for k in ("accuracy", "macro_f1", "micro_f1") if k in part},
-                    "tuned_thresholds": metrics.get("tuned_thresholds")}
-    return {}
+    run = run_of(path)
+    if run is None:
+        return {}
+    metrics = run.metrics
+    split = "test" if "test" in metrics else "validation"
+    part = metrics.get(split, {})
+    return {"split": split, **{k: part[k] for k in ("accuracy", "macro_f1", "micro_f1") if k in part}}
 
 
 @dataclass
@@ -78,6 +77,7 @@ class ServedModel:
     model: Classifier
     card: ModelCard
     metrics: dict[str, Any] = field(default_factory=dict)
+    thresholds: Any = 0.5  # where a multi-label model decides (the run's tuned thresholds)
 
     @classmethod
     def load(cls, spec: str) -> ServedModel:
@@ -89,10 +89,12 @@ class ServedModel:
         folder = _model_folder(path)
         if not name:
             name = folder.parent.name if folder.name == "model" else folder.name
-        return cls(name, path, load_model(folder), model_card(folder), _run_metrics(folder))
+        card = model_card(folder)
+        return cls(name, path, load_model(folder), card, _run_metrics(folder),
+                   decision_thresholds(folder, card.labels.names))
 
     def describe(self) -> dict[str, Any]:
-        metrics = {k: v for k, v in self.metrics.items() if k != "tuned_thresholds"}
+        metrics = dict(self.metrics)
         return {"name": self.name, "modality": self.card.modality, "labels": list(self.card.labels.names),
                 "multi_label": self.card.labels.multi_label, "summary": self.card.summary, "input": self.card.input,
                 "model": self.card.model, "metrics": metrics}
@@ -199,12 +201,11 @@ class ServedModel:
         """Each input's labels sorted by score (the Hugging Face text-classification convention); multi-label
         models give every label over its tuned threshold unless ``top_k`` asks for the k best."""
         names = self.card.labels.names
-        tuned = self.metrics.get("tuned_thresholds") or {}
         out = []
         for row in probs:
             order = np.argsort(-row, kind="stable")
             if self.card.labels.multi_label and top_k is None:
-                order = [i for i in order if row[i] >= tuned.get(names[i], 0.5)]
+                order = [i for i in order if row[i] >= self.thresholds[i]]
             out.append([{"label": names[i], "score": float(row[i])} for i in list(order)[:top_k]])
         return out
 
