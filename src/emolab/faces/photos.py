@@ -85,7 +85,10 @@ def open_image(path, *, max_pixels: int = MAX_PIXELS, draft: tuple[str, int] | N
             except Image.DecompressionBombError as exc:
                 raise DataError(f"{path}: too many pixels ({exc})", hint=f"images of at most {max_pixels:,} "
                                 "pixels are read; shrink it first") from None
-            except (UnidentifiedImageError, *_UNREADABLE) as exc:
+            except UnidentifiedImageError:  # its message names the open file handle, not the file
+                raise DataError(f"{path}: not a readable image (no image format recognised)",
+                                hint="remove or replace the file") from None
+            except _UNREADABLE as exc:
                 raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})",
                                 hint="remove or replace the file") from None
         with im:
