@@ -336,8 +336,8 @@ def test_chromium_plays_the_annotated_video(face_model, tmp_path):
     with chromium_page(640, 480) as (page, errors):
         page.goto(page_file.resolve().as_uri())
         page.wait_for_function("(v => v.readyState >= 2 || v.error)(document.getElementById('v'))", timeout=20000)
-        state = page.evaluate("(v => ({ready: v.readyState, width: v.videoWidth, height: v.videoHeight, "
-                              "duration: v.duration, error: v.error && v.error.message}))(document.getElementById('v'))")
+        state = page.evaluate("(v => ({ready: v.readyState, width: v.videoWidth, height: v.videoHeight, duration: "
+                              "v.duration, error: v.error && v.error.message}))(document.getElementById('v'))")
     assert state["error"] is None and state["ready"] >= 2, state
     assert (state["width"], state["height"]) == (480, 360)
     assert state["duration"] == pytest.approx(3.0, abs=0.05)
