@@ -250,11 +250,98 @@ def test_a_video_gives_one_track_with_a_row_per_sampled_frame(face_model, tmp_pa
     assert (table["xmin"].diff().dropna() > 0).all()  # the box follows the face to the right
     assert np.allclose(table[[f"p_{n}" for n in FER2013_LABELS]].sum(axis=1), 1.0, atol=1e-5)
     assert (tmp_path / "rows.timeline.png").is_file()
-    import cv2
+    annotated = tmp_path / "annotated" / "clip.annotated.mp4"
+    assert probe_video(annotated) == ("h264", "yuv420p", 480, 360, 10, pytest.approx(2.0))
+    data = annotated.read_bytes()
+    assert 0 < data.index(b"moov") < data.index(b"mdat")  # +faststart: a browser can play it while it loads
+    assert [p.name for p in annotated.parent.iterdir()] == ["clip.annotated.mp4"]  # no temporary file left
+    bar = res.stderr.replace("\r", "\n").splitlines()
+    assert any("100%" in line and "10/10" in line for line in bar), res.stderr  # sampled frames, to the end
 
-    written = cv2.VideoCapture(str(tmp_path / "annotated" / "clip.annotated.mp4"))
-    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
-    written.release()
+
+def probe_video(path: Path) -> tuple[str, str, int, int, int, float]:
+    """(codec, pixel format, width, height, frames decoded, duration in s) as FFmpeg (PyAV) reads the file."""
+    av = pytest.importorskip("av")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return (stream.codec_context.name, stream.codec_context.pix_fmt, stream.width, stream.height, frames,
+                float(stream.duration * stream.time_base))
+
+
+def test_the_annotated_video_is_h264_with_even_sides_and_its_frame_rate(tmp_path):
+    from emolab.faces.video import AnnotatedVideo
+
+    video = AnnotatedVideo(tmp_path / "odd.mp4", 7.5, 101, 61)  # yuv420p needs even sides
+    for i in range(6):
+        frame = np.zeros((61, 101, 3), np.uint8)
+        frame[:, 10 * i:10 * i + 10] = (0, 0, 255)
+        video.write(frame)
+    assert not (tmp_path / "odd.mp4").exists()  # only the temporary file until it is complete
+    video.finish()
+    assert probe_video(tmp_path / "odd.mp4") == ("h264", "yuv420p", 102, 62, 6, pytest.approx(6 / 7.5))
+    assert [p.name for p in tmp_path.iterdir()] == ["odd.mp4"]
+
+
+def test_without_pyav_the_annotated_video_falls_back_to_mp4v_with_a_warning(tmp_path, monkeypatch):
+    from emolab.faces import video as video_module
+
+    monkeypatch.setattr(video_module, "h264_available", lambda: False)
+    with pytest.warns(UserWarning, match="pip install av"):
+        video = video_module.AnnotatedVideo(tmp_path / "old.mp4", 5, 64, 48)
+    for _ in range(4):
+        video.write(np.full((48, 64, 3), 128, np.uint8))
+    video.finish()
+    assert probe_video(tmp_path / "old.mp4")[:5] == ("mpeg4", "yuv420p", 64, 48, 4)  # MPEG-4 Part 2 (mp4v)
+
+
+def test_an_interrupted_video_leaves_no_annotated_file(face_model, tmp_path):
+    from emolab.faces.video import predict_video
+    from emolab.models import load_model
+
+    class FailsOnThirdFrame:  # the real Haar detector, then an error as a crash or Ctrl-C would arrive
+        def __init__(self):
+            self.inner, self.calls = create_detector("haar"), 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def detect(self, image, min_face=24):
+            self.calls += 1
+            if self.calls == 3:
+                raise RuntimeError("interrupted")
+            return self.inner.detect(image, min_face)
+
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip)
+    out = tmp_path / "annotated"
+    detector = FailsOnThirdFrame()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        predict_video(load_model(face_model), 48, clip, detector, fps=5, annotate=out / "clip.annotated.mp4",
+                      progress=False)
+    assert detector.calls == 3 and list(out.iterdir()) == []  # neither the final name nor a temporary file
+
+
+@pytest.mark.slow
+def test_chromium_plays_the_annotated_video(face_model, tmp_path):
+    """Debian's chromium (no proprietary-codec restriction there) decodes the H.264 file in a <video>."""
+    from tests.test_report_browser import chromium_page
+
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, frames=30)  # 3 s at 10 fps, sampled at 5 fps: 15 frames, 3 s
+    res = emolab("predict", face_model, clip, "--annotate", tmp_path / "annotated", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    page_file = tmp_path / "annotated" / "play.html"
+    page_file.write_text('<video id="v" src="clip.annotated.mp4" muted preload="auto"></video>')
+    with chromium_page(640, 480) as (page, errors):
+        page.goto(page_file.resolve().as_uri())
+        page.wait_for_function("(v => v.readyState >= 2 || v.error)(document.getElementById('v'))", timeout=20000)
+        state = page.evaluate("(v => ({ready: v.readyState, width: v.videoWidth, height: v.videoHeight, duration: "
+                              "v.duration, error: v.error && v.error.message}))(document.getElementById('v'))")
+    assert state["error"] is None and state["ready"] >= 2, state
+    assert (state["width"], state["height"]) == (480, 360)
+    assert state["duration"] == pytest.approx(3.0, abs=0.05)
+    assert errors == []
 
 
 def test_the_tracker_keeps_identities_and_smooths():
