@@ -27,6 +27,7 @@ def _check(path, metrics):
     assert "widgets" not in nb.metadata and all("widgets" not in c.metadata for c in nb.cells)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     printed = _printed(nb)
+    assert "TqdmWarning" not in printed and "site-packages" not in printed  # no warnings naming this machine's paths
     found = re.search(r"test accuracy (\d\.\d{4}), macro-F1 (\d\.\d{4})", printed)
     assert found and float(found.group(1)) == pytest.approx(metrics["test"]["accuracy"], abs=5e-5)
     assert float(found.group(2)) == pytest.approx(metrics["test"]["macro_f1"], abs=5e-5)

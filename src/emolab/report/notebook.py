@@ -21,7 +21,10 @@ import os
 import sys
 
 sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]  # import nothing from the run folder
+import warnings
+
 os.environ["TQDM_DISABLE"] = "1"  # no progress-bar widgets in the saved notebook
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's note (with this machine's paths)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pathlib import Path
 
