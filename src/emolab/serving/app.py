@@ -1,15 +1,16 @@
 """``emolab serve``: the HTTP API (FastAPI) and the demo page over one or more saved models.
 
 Routes: ``POST /v1/models/{name}/predict`` (JSON in the Hugging Face task convention, or a multipart image
-upload), ``GET /v1/models``, ``/health``, ``/ready``, ``/metrics`` (Prometheus), ``/docs`` (OpenAPI) and
-``/`` (the demo page and its assets under ``/static``, all served from the package: no CDN).
+upload), ``GET /v1/models``, ``/health``, ``/ready``, ``/metrics`` (Prometheus), ``/docs`` (Swagger UI) and
+``/openapi.json``, and ``/`` (the demo page and its assets under ``/static``, all served from the package: no CDN).
+A face model's predict route finds the face in each image as ``emolab predict`` does (largest face; 422 if none).
 
 Safety by default: every error is a JSON body ``{"error": {"status", "field", "message"}}`` (never a stack
 trace); request bodies, texts, items, image bytes and pixels are capped; each request has a timeout, and so
 has the reading of its body; images are decoded in a small thread pool, never on the event loop; no route
-reads a path from the request; an API key, when set, is required everywhere but ``/health`` and the page's
-assets, in a header (only the demo page ``/`` also takes it from its URL, to hand it to its scripts); CORS
-is off unless origins are given.
+reads a path from the request; an API key, when set, is required everywhere but ``/health``, the page's
+assets and the API docs (``/docs``, ``/openapi.json``), in a header (only the demo page ``/`` also takes it
+from its URL, to hand it to its scripts); CORS is off unless origins are given.
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ class _Decoder:
 
 
 class _AuthAndCount:
-    """ASGI middleware: the API key (every route but /health) and the request counter and latency by route
+    """ASGI middleware: the API key (every route but the open ones) and the request counter and latency by route
     template and status (plain ASGI: Starlette's BaseHTTPMiddleware costs more than a model call here)."""
 
     def __init__(self, app, api_key: str | None, metrics: ServerMetrics):
