@@ -60,3 +60,47 @@ def test_the_demo_page_classifies_text_and_an_uploaded_face(model_dirs, tmp_path
         finally:
             live.close()
     assert not errors, errors
+
+
+def test_the_docs_page_renders_offline_and_authorises_with_the_api_key(model_dirs, tmp_path):  # noqa: F811
+    """/docs in Chromium with every other host blocked: Swagger UI renders the operations from files the app
+    serves, and 'Authorize' takes the API key, with which 'Try it out' gets a 200."""
+    from urllib.parse import urlsplit
+
+    text_run, faces = model_dirs
+    elsewhere: list[str] = []
+    with chromium_page(1200, 1400) as (page, errors):
+        live = LiveServer(create_app(ServeSettings(models=[str(text_run), f"faces={faces}"], api_key="s3cret")))
+        try:
+            here = urlsplit(live.url).netloc
+
+            def only_here(route):
+                if urlsplit(route.request.url).netloc == here:
+                    return route.continue_()
+                elsewhere.append(route.request.url)
+                return route.abort()
+
+            page.route("**/*", only_here)
+            page.goto(live.url + "/docs")
+            page.wait_for_selector(".opblock-summary-path")
+            paths = page.eval_on_selector_all(".opblock-summary-path", "els => els.map(e => e.dataset.path)")
+            assert {"/v1/models/{name}/predict", "/v1/models/{name}/faces", "/v1/models", "/health"} <= set(paths)
+            page.click("button.authorize")
+            page.wait_for_selector(".modal-ux input")
+            for field in page.query_selector_all(".modal-ux input"):  # X-API-Key and the bearer token
+                field.fill("s3cret")
+            for button in page.query_selector_all(".modal-ux button.authorize"):
+                button.click()
+            page.click(".modal-ux button.btn-done")
+            page.click('.opblock-summary-path[data-path="/v1/models"]')
+            page.click("button.try-out__btn")
+            page.click("button.execute")
+            page.wait_for_selector(".live-responses-table tr.response .response-col_status")
+            status = page.text_content(".live-responses-table tr.response .response-col_status").strip()
+            page.screenshot(path=str(tmp_path / "docs.png"), full_page=True)
+            assert status == "200", (status, str(tmp_path / "docs.png"))
+            assert "moods" in page.text_content(".live-responses-table tr.response .response-col_description")
+        finally:
+            live.close()
+    assert not elsewhere, elsewhere  # nothing asked of another host (no CDN, no validator)
+    assert not errors, errors

@@ -11,6 +11,7 @@ import re
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -123,18 +124,108 @@ def test_text_predictions_follow_the_hf_convention_and_equal_the_model(server, m
     assert one == [[body[0][0]]]
 
 
-def test_image_predictions_from_base64_and_from_an_upload(server, model_dirs):
-    data = png(64)
-    from emolab.serving.models import read_image_bytes
+def test_image_predictions_from_base64_and_from_an_upload(server, model_dirs, tmp_path):
+    from emolab.pipeline import predict_photos
 
-    expected = load_model(model_dirs[1]).predict_proba(read_image_bytes(data, 48, "x", 10**7)[None])[0]
+    data = png(64)  # small and square: taken as a face crop, as `emolab predict` takes it
+    (tmp_path / "face.png").write_bytes(data)
+    rows, _ = predict_photos(model_dirs[1], [str(tmp_path / "face.png")], say=lambda _m: None)
     r = httpx.post(f"{server.url}/v1/models/faces/predict", json={"inputs": base64.b64encode(data).decode()})
     assert r.status_code == 200, r.text
-    assert {x["label"]: x["score"] for x in r.json()[0]} == pytest.approx(dict(zip(FER2013_LABELS, expected)))
+    assert {x["label"]: x["score"] for x in r.json()[0]} == pytest.approx(dict(zip(FER2013_LABELS, rows[0].probs)))
     up = httpx.post(f"{server.url}/v1/models/faces/predict", files={"file": ("face.png", data, "image/png")})
     assert up.status_code == 200 and up.json() == r.json()
     url = "data:image/png;base64," + base64.b64encode(data).decode()  # what the page's webcam sends
     assert httpx.post(f"{server.url}/v1/models/faces/predict", json={"inputs": url}).json() == r.json()
+
+
+def astronaut_png(tmp_path) -> Path:
+    from PIL import Image
+    from skimage.data import astronaut
+
+    path = tmp_path / "astronaut.jpg"  # a JPEG: within the test server's image byte limit
+    Image.fromarray(astronaut()).save(path, quality=90)
+    return path
+
+
+def test_a_face_models_predict_route_labels_the_largest_face_as_emolab_predict_does(server, model_dirs, tmp_path):
+    """One behaviour for one model: the predict route of a face model finds the face in a photo with the code
+    of `emolab predict` and the faces route, and answers with the largest face's labels; no face: 422."""
+    from emolab.pipeline import predict_photos
+
+    photo = astronaut_png(tmp_path)
+    rows, _ = predict_photos(model_dirs[1], [str(photo)], say=lambda _m: None)
+    rows = [r for r in rows if r.face is not None]
+    assert rows and rows[0].box is not None  # her face is found, not the whole photo
+    body = {"inputs": [base64.b64encode(photo.read_bytes()).decode(), base64.b64encode(png(48)).decode()]}
+    predicted = httpx.post(f"{server.url}/v1/models/faces/predict", json=body)
+    faces = httpx.post(f"{server.url}/v1/models/faces/faces", json=body)
+    assert predicted.status_code == 200 and faces.status_code == 200, (predicted.text, faces.text)
+    (astronaut, crop), (astronaut_faces, crop_faces) = predicted.json(), faces.json()
+    largest = max(astronaut_faces, key=lambda f: (f["box"]["xmax"] - f["box"]["xmin"]) * (f["box"]["ymax"] - f["box"]["ymin"]))
+    assert largest is astronaut_faces[0]  # the faces route lists the largest first
+    assert astronaut[0]["label"] == largest["label"] == rows[0].label
+    assert astronaut == largest["labels"] and crop == crop_faces[0]["labels"]
+    assert [x["score"] for x in astronaut] == pytest.approx(sorted(rows[0].probs, reverse=True), abs=1e-6)
+    up = httpx.post(f"{server.url}/v1/models/faces/predict",
+                    files={"file": ("astronaut.jpg", photo.read_bytes(), "image/jpeg")}, data={"top_k": "1"})
+    assert up.status_code == 200 and up.json() == [astronaut[:1]]
+
+    from PIL import Image
+
+    ramp = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (200, 1))).save(ramp, "PNG")
+    none = httpx.post(f"{server.url}/v1/models/faces/predict",
+                      json={"inputs": [body["inputs"][1], base64.b64encode(ramp.getvalue()).decode()]})
+    assert none.status_code == 422 and none.json()["error"]["field"] == "inputs[1]", none.text
+    assert "/v1/models/faces/faces" in none.json()["error"]["message"]
+    up = httpx.post(f"{server.url}/v1/models/faces/predict", files={"file": ("ramp.png", ramp.getvalue(), "image/png")})
+    assert up.status_code == 422 and up.json()["error"]["field"] == "file[0]"
+    assert_healthy(server)
+
+
+def test_the_docs_page_works_offline_and_the_schema_says_how_to_authorise_and_what_errors_look_like(model_dirs):
+    live = start(model_dirs, api_key="s3cret")
+    try:
+        page = httpx.get(f"{live.url}/docs")  # no key: the page and the schema are open, 'Authorize' takes it
+        assert page.status_code == 200 and "swagger-ui" in page.text
+        urls = re.findall(r'(?:src|href)="([^"]+)"|url: \'([^\']+)\'', page.text)
+        urls = [a or b for a, b in urls]
+        assert len(urls) == 4 and not [u for u in urls if "//" in u], urls  # no CDN, no other host
+        for url in urls:
+            r = httpx.get(f"{live.url}{url}")
+            assert r.status_code == 200 and len(r.content) > 500, url
+        assert "Apache License" in httpx.get(f"{live.url}/static/swagger-ui/LICENSE").text
+        assert httpx.get(f"{live.url}/redoc", headers={"X-API-Key": "s3cret"}).status_code == 404  # no ReDoc (a CDN)
+        schema = httpx.get(f"{live.url}/openapi.json").json()
+        assert schema["components"]["securitySchemes"] == {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "bearer": {"type": "http", "scheme": "bearer", "description": "the API key as a bearer token"}}
+        error = schema["components"]["schemas"]["Error"]["properties"]["error"]
+        assert error["required"] == ["status", "field", "message"]
+        predict = schema["paths"]["/v1/models/{name}/predict"]["post"]
+        assert predict["security"] == [{"apiKey": []}, {"bearer": []}]
+        for code in ("400", "401", "404", "408", "413", "415", "422", "504"):
+            assert predict["responses"][code]["content"]["application/json"]["schema"] == \
+                {"$ref": "#/components/schemas/Error"}, code
+        assert "security" not in schema["paths"]["/health"]["get"]
+        assert "HTTPValidationError" not in schema["components"]["schemas"]  # FastAPI's shape is never sent
+        body = predict["requestBody"]["content"]
+        json_body = body["application/json"]["schema"]["properties"]
+        assert set(json_body) == {"inputs", "parameters"} and "top_k" in json_body["parameters"]["properties"]
+        assert set(body["application/json"]["examples"]) == {"texts", "image"}
+        assert body["multipart/form-data"]["schema"]["properties"]["file"]["items"]["format"] == "binary"
+        # what the docs page's example requests send, with the key from 'Authorize', is answered
+        examples = body["application/json"]["examples"]
+        for model, example in (("moods", "texts"), ("faces", "image")):
+            r = httpx.post(f"{live.url}/v1/models/{model}/predict", json=examples[example]["value"],
+                           headers={"X-API-Key": "s3cret"})
+            assert r.status_code == 200, r.text
+        bearer = httpx.post(f"{live.url}/v1/models/moods/predict", json=examples["texts"]["value"],
+                            headers={"Authorization": "Bearer s3cret"})
+        assert bearer.status_code == 200 and len(bearer.json()[0]) == 2
+    finally:
+        live.close()
 
 
 def test_concurrent_requests_are_micro_batched(server):
@@ -215,11 +306,13 @@ def test_a_request_past_its_timeout_is_answered_504(model_dirs):
         live.close()
 
 
-def test_the_api_key_guards_every_route_but_health(model_dirs):
+def test_the_api_key_guards_every_route_but_health_and_the_docs(model_dirs):
     live = start(model_dirs, api_key="s3cret")
     try:
         assert httpx.get(f"{live.url}/health").status_code == 200
-        for path in ("/ready", "/v1/models", "/metrics", "/", "/docs"):
+        for path in ("/docs", "/openapi.json"):  # the docs page and the schema: the same for every server
+            assert httpx.get(f"{live.url}{path}").status_code == 200, path
+        for path in ("/ready", "/v1/models", "/metrics", "/"):
             r = httpx.get(f"{live.url}{path}")
             assert r.status_code == 401 and r.json()["error"]["field"] == "authorization", path
         assert httpx.post(f"{live.url}/v1/models/moods/predict", json={"inputs": "hi"}).status_code == 401

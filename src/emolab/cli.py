@@ -502,7 +502,7 @@ def serve(
     body_timeout_s: float = typer.Option(30.0, help="Time a client has to send a request body (answered 408)"),
     max_connections: int = typer.Option(128, help="Open connections served at once (beyond: 503)"),
     api_key: Optional[str] = typer.Option(None, envvar="EMOLAB_API_KEY", help="Require this key on every route "
-                                          "but /health (header 'Authorization: Bearer KEY' or 'X-API-Key'). "
+                                          "but /health and the API docs (/docs, /openapi.json) (header 'Authorization: Bearer KEY' or 'X-API-Key'). "
                                           "Set it in the environment variable EMOLAB_API_KEY: given as "
                                           "--api-key it shows in the process list (ps) to every local user"),
     cors_origin: Optional[List[str]] = typer.Option(None, help="Allow browser calls from this origin (repeatable)"),

@@ -1,15 +1,16 @@
 """``emolab serve``: the HTTP API (FastAPI) and the demo page over one or more saved models.
 
 Routes: ``POST /v1/models/{name}/predict`` (JSON in the Hugging Face task convention, or a multipart image
-upload), ``GET /v1/models``, ``/health``, ``/ready``, ``/metrics`` (Prometheus), ``/docs`` (OpenAPI) and
-``/`` (the demo page and its assets under ``/static``, all served from the package: no CDN).
+upload), ``GET /v1/models``, ``/health``, ``/ready``, ``/metrics`` (Prometheus), ``/docs`` (Swagger UI) and
+``/openapi.json``, and ``/`` (the demo page and its assets under ``/static``, all served from the package: no CDN).
+A face model's predict route finds the face in each image as ``emolab predict`` does (largest face; 422 if none).
 
 Safety by default: every error is a JSON body ``{"error": {"status", "field", "message"}}`` (never a stack
 trace); request bodies, texts, items, image bytes and pixels are capped; each request has a timeout, and so
 has the reading of its body; images are decoded in a small thread pool, never on the event loop; no route
-reads a path from the request; an API key, when set, is required everywhere but ``/health`` and the page's
-assets, in a header (only the demo page ``/`` also takes it from its URL, to hand it to its scripts); CORS
-is off unless origins are given.
+reads a path from the request; an API key, when set, is required everywhere but ``/health``, the page's
+assets and the API docs (``/docs``, ``/openapi.json``), in a header (only the demo page ``/`` also takes it
+from its URL, to hand it to its scripts); CORS is off unless origins are given.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from emolab.serving.metrics import ServerMetrics
 from emolab.serving.models import Limits, RequestError, ServedModel
 
 STATIC = Path(__file__).parent / "static"
-OPEN_ROUTES = ("/health",)
+OPEN_ROUTES = ("/health", "/docs", "/openapi.json")  # the docs page and the schema: the same for every server
 OPEN_PREFIXES = ("/static/",)  # the demo page's own script and style sheet: files of the package, no data
 PAGE = "/"  # the one route that takes the API key from its URL (?api_key=KEY), to hand it to the page's scripts
 
@@ -73,21 +74,60 @@ class ServeSettings:
         return cls(**{**raw, "limits": Limits(**raw["limits"])})
 
 
+SWAGGER = "/static/swagger-ui"  # Swagger UI's files, shipped in the package (static/swagger-ui, Apache-2.0)
+TINY_PNG = ("iVBORw0KGgoAAAANSUhEUgAAADAAAAAwCAAAAAByaaZbAAAAJElEQVR4nGNsYCANMJGoflTDqIZRDaMaRjWMahjVMKphiGsAAF"
+            "oKAOA6DGKTAAAAAElFTkSuQmCC")  # a grey 48x48 PNG: the image example of the docs page
 INPUTS_BODY = {  # the documented request body of the predict and faces routes (read by hand, not by FastAPI)
     "required": True,
     "content": {
-        "application/json": {"schema": {
-            "type": "object", "required": ["inputs"],
-            "properties": {
-                "inputs": {"description": "a text, or base64 image data (a data: URL too), or a list of them",
-                           "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-                "parameters": {"type": "object", "properties": {"top_k": {"type": "integer", "minimum": 1}},
-                               "additionalProperties": False}}}},
+        "application/json": {
+            "schema": {
+                "type": "object", "required": ["inputs"], "additionalProperties": False,
+                "properties": {
+                    "inputs": {"description": "text models: a text or a list of texts (at most --max-text-chars "
+                                              "each); image models: base64 image data (PNG, JPEG, ...; a "
+                                              "`data:image/...;base64,` URL too) or a list of them; at most "
+                                              "--max-items items",
+                               "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                                               "minItems": 1}]},
+                    "parameters": {"type": "object", "additionalProperties": False,
+                                   "properties": {"top_k": {"type": "integer", "minimum": 1,
+                                                            "description": "only the k best labels"}}}}},
+            "examples": {
+                "texts": {"summary": "text model", "value": {"inputs": ["i feel great", "so scared"],
+                                                             "parameters": {"top_k": 2}}},
+                "image": {"summary": "image model (base64 PNG)", "value": {"inputs": TINY_PNG}},
+            }},
         "multipart/form-data": {"schema": {
             "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary", "description": "an image (repeatable)"},
-                           "top_k": {"type": "string", "pattern": "^[0-9]+$"}}}},
+            "properties": {"file": {"type": "array", "minItems": 1,
+                                    "items": {"type": "string", "format": "binary"},
+                                    "description": "image models: one or more image files, each a form field "
+                                                   "named 'file'"},
+                           "top_k": {"type": "string", "pattern": "^[0-9]+$", "description": "only the k best labels"}}}},
     },
+}
+LABELS = {"type": "array", "items": {"type": "object", "required": ["label", "score"],
+                                     "properties": {"label": {"type": "string"}, "score": {"type": "number"}}}}
+FACE = {"type": "object", "properties": {
+    "box": {"anyOf": [{"type": "object", "properties": {k: {"type": "integer"} for k in ("xmin", "ymin", "xmax", "ymax")}},
+                      {"type": "null"}], "description": "in the photo's pixels; null for an image taken as a face crop"},
+    "score": {"anyOf": [{"type": "number"}, {"type": "null"}], "description": "the detector's"},
+    "label": {"type": "string"}, "labels": LABELS}}
+ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["status", "field", "message"],
+    "properties": {"status": {"type": "integer", "description": "the HTTP status, again"},
+                   "field": {"anyOf": [{"type": "string"}, {"type": "null"}],
+                             "description": "the part of the request at fault, e.g. 'inputs[2]', 'parameters.top_k', "
+                                            "'file[0]', 'body', 'name', 'authorization'"},
+                   "message": {"type": "string", "description": "what is wrong, naming the limit broken"}}}}}
+ERRORS = {  # the 4xx (and 5xx) answers each kind of route gives, all {"error": {...}}
+    "predict": {400: "malformed JSON", 404: "unknown model", 408: "the request body came too slowly",
+                413: "over a limit (body, items, text length, image bytes or pixels)",
+                415: "unsupported content type (text models take JSON)",
+                422: "an invalid request (inputs, parameters, base64, image, text; face models: no face in a photo)",
+                503: "too many connections", 504: "no answer within the request timeout"},
+    "other": {503: "not ready, or too many connections"},
 }
 
 
@@ -189,7 +229,7 @@ class _Decoder:
 
 
 class _AuthAndCount:
-    """ASGI middleware: the API key (every route but /health) and the request counter and latency by route
+    """ASGI middleware: the API key (every route but the open ones) and the request counter and latency by route
     template and status (plain ASGI: Starlette's BaseHTTPMiddleware costs more than a model call here)."""
 
     def __init__(self, app, api_key: str | None, metrics: ServerMetrics):
@@ -254,8 +294,12 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         detection.shutdown(wait=False)
         decoder.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="emolab", version="1", lifespan=lifespan,
-                  description="Emotion and sentiment classifiers served by emolab.")
+    app = FastAPI(title="emolab", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=None,
+                  description="Emotion and sentiment classifiers served by emolab." + (
+                      " Every route but /health, /docs and /openapi.json needs the API key: 'Authorize' "
+                      "takes it (as X-API-Key, or as an HTTP bearer token)." if settings.api_key else ""))
+    app.openapi = lambda: _openapi(app, bool(settings.api_key))
 
     def fail(status: int, field_name: str | None, message: str) -> JSONResponse:
         return JSONResponse(error_body(status, field_name, message), status_code=status)
@@ -302,14 +346,33 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         return {"models": [m.describe() for m in models.values()],
                 "limits": {k: v for k, v in settings.limits.__dict__.items()}}
 
-    @app.post("/v1/models/{name}/predict", summary="Labels and scores for texts or face images",
+    def find_faces(served_model: ServedModel, photos: list) -> list:
+        """Each photo's ``(box, crop)`` faces, largest first: the code of `emolab predict FACE_RUN photo.jpg`
+        (a small square image is taken as a face crop, whole)."""
+        return [face_crops(image, side_of(served_model), detector, 24, settings.align_faces) for image, _ in photos]
+
+    @app.post("/v1/models/{name}/predict", summary="Labels and scores for texts, or for the face in each image",
               openapi_extra={"requestBody": INPUTS_BODY})
     async def predict(name: str, request: Request):
+        """Text models: each text's labels. Image models: each image's face is found as `emolab predict
+        FACE_RUN photo.jpg` finds it (a small square image, up to twice the model's side, is taken as a face
+        crop), and the labels are those of its **largest** face; an image with no face is answered 422 (the
+        faces route lists every face of a photo, or none)."""
         served_model = models.get(name)
         if served_model is None:
             return fail(404, "name", f"unknown model {name!r}; served: {', '.join(models)}")
         try:
+            image = served_model.card.image
             inputs, top_k = await _read_inputs(request, served_model, settings.limits, decoder)
+            if image:
+                found = await asyncio.get_running_loop().run_in_executor(
+                    detection, lambda: find_faces(served_model, inputs))
+                field_name = "file" if "multipart/" in (request.headers.get("content-type") or "") else "inputs"
+                for i, faces_ in enumerate(found):
+                    if not faces_:
+                        raise RequestError(422, f"{field_name}[{i}]", "no face found in this image; "
+                                           f"POST /v1/models/{name}/faces lists the faces of photos (none here)")
+                inputs = [faces_[0][1] for faces_ in found]  # the largest face of each
             probs = await asyncio.wait_for(batchers[name].submit(inputs), timeout=settings.limits.timeout_s)
         except RequestError as exc:
             return fail(exc.status, exc.field, exc.message)
@@ -330,10 +393,8 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
         if not served_model.card.image:
             return fail(422, "name", f"{name} reads text; faces are found in photos for image models")
         try:
-            photos, top_k = await _read_inputs(request, served_model, settings.limits, decoder, photos=True)
-            found = await asyncio.get_running_loop().run_in_executor(
-                detection, lambda: [face_crops(image, side_of(served_model), detector, 24, settings.align_faces)
-                                    for image, _ in photos])
+            photos, top_k = await _read_inputs(request, served_model, settings.limits, decoder)
+            found = await asyncio.get_running_loop().run_in_executor(detection, lambda: find_faces(served_model, photos))
             crops = [crop for faces_ in found for _, crop in faces_]
             probs = await asyncio.wait_for(batchers[name].submit(crops), timeout=settings.limits.timeout_s) \
                 if crops else []
@@ -352,6 +413,17 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
                                 "label": labels[0]["label"], "labels": labels})
         return out
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url, title="emolab API", oauth2_redirect_url=None,
+            swagger_js_url=f"{root}{SWAGGER}/swagger-ui-bundle.js", swagger_css_url=f"{root}{SWAGGER}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{SWAGGER}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None})  # no call to validator.swagger.io
+
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -359,6 +431,47 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.models, app.state.metrics, app.state.settings = models, metrics, settings
     return app
+
+
+def _openapi(app: FastAPI, keyed: bool) -> dict[str, Any]:
+    """FastAPI's schema, plus what it cannot see: the error answers (``{"error": {...}}``, not FastAPI's own
+    validation error), the response bodies of the routes read by hand and, with an API key, the two ways to
+    send it (so /docs shows 'Authorize')."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas.update({"Error": ERROR, "Labels": LABELS, "Face": FACE})
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    bodies = {"/v1/models/{name}/predict": {"type": "array", "items": {"$ref": "#/components/schemas/Labels"},
+                                            "description": "per input, its labels sorted by score"},
+              "/v1/models/{name}/faces": {"type": "array", "description": "per photo, its faces, largest first",
+                                          "items": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}}}}
+    if keyed:
+        components["securitySchemes"] = {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "bearer": {"type": "http", "scheme": "bearer", "description": "the API key as a bearer token"}}
+    for path, item in schema["paths"].items():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            if path in bodies:
+                responses["200"]["content"] = {"application/json": {"schema": bodies[path]}}
+            codes = dict(ERRORS["predict" if path in bodies else "other"])
+            if keyed and path not in OPEN_ROUTES:
+                codes[401] = "missing or wrong API key"
+                operation["security"] = [{"apiKey": []}, {"bearer": []}]
+            if path in bodies:
+                codes[500] = "an internal error (no stack trace: the server keeps serving)"
+            for code, description in sorted(codes.items()):
+                responses[str(code)] = {"description": description, "content": error}
+    app.openapi_schema = schema
+    return schema
 
 
 def side_of(served: ServedModel) -> int:
@@ -406,15 +519,15 @@ def _form_top_k(value: Any) -> int | None:
     return ServedModel.top_k({"top_k": int(value)})
 
 
-async def _read_inputs(request, served: ServedModel, limits: Limits, decoder: _Decoder, *,
-                       photos: bool = False) -> tuple[list, int | None]:
-    """The request's model inputs and ``top_k``; images are checked and decoded in the decoder's threads."""
+async def _read_inputs(request, served: ServedModel, limits: Limits, decoder: _Decoder) -> tuple[list, int | None]:
+    """The request's texts, or whole images (``(rgb, scale)``: faces are found in them next), and ``top_k``;
+    images are checked and decoded in the decoder's threads."""
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/json":
         raw = await request.body()
         if not served.card.image:
             return served.parse_json(_json(raw), limits)
-        return await decoder.run(lambda: served.parse_json(_json(raw), limits, photos=photos), limits.timeout_s)
+        return await decoder.run(lambda: served.parse_json(_json(raw), limits), limits.timeout_s)
     if content_type == "multipart/form-data":
         if not served.card.image:
             raise RequestError(415, "content-type", f"{served.name} reads text: send JSON {{\"inputs\": \"...\"}}")
@@ -424,7 +537,7 @@ async def _read_inputs(request, served: ServedModel, limits: Limits, decoder: _D
             raise RequestError(422, "file", "no file in the upload (form field 'file')")
         top_k = _form_top_k(form.get("top_k"))
         items = [(await upload.read(limits.max_image_bytes + 1), f"file[{i}]") for i, upload in enumerate(files)]
-        return await decoder.run(lambda: served.decode_images(items, limits, photos=photos), limits.timeout_s), top_k
+        return await decoder.run(lambda: served.decode_images(items, limits), limits.timeout_s), top_k
     raise RequestError(415, "content-type", f"unsupported content type {content_type or '(none)'!r}: send "
                                             "application/json, or multipart/form-data for images")
 

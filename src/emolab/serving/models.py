@@ -100,9 +100,9 @@ class ServedModel:
                 "model": self.card.model, "metrics": metrics}
 
     # --- requests -> model inputs ---
-    def parse_json(self, body: Any, limits: Limits, *, photos: bool = False) -> tuple[list, int | None]:
-        """``{"inputs": ..., "parameters": {"top_k": k}}`` -> (model inputs, top_k); with ``photos`` images are
-        kept whole (``(rgb, scale)`` per photo) for face detection instead of resized to the model's side."""
+    def parse_json(self, body: Any, limits: Limits) -> tuple[list, int | None]:
+        """``{"inputs": ..., "parameters": {"top_k": k}}`` -> (texts, or ``(rgb, scale)`` per image: whole, for
+        face detection, as `emolab predict` reads a photo; top_k)."""
         if not isinstance(body, dict) or "inputs" not in body:
             raise RequestError(422, "inputs", 'expected a JSON object {"inputs": ..., "parameters": {...}}')
         raw = body["inputs"]
@@ -117,8 +117,7 @@ class ServedModel:
                 raise RequestError(422, f"inputs[{i}]", f"expected a string ({kind}), got {type(item).__name__}")
         top_k = self.top_k(body.get("parameters"))
         if self.card.image:
-            return self.decode_images([(item, f"inputs[{i}]") for i, item in enumerate(items)], limits,
-                                      photos=photos), top_k
+            return self.decode_images([(item, f"inputs[{i}]") for i, item in enumerate(items)], limits), top_k
         return [self.check_text(t, f"inputs[{i}]", limits) for i, t in enumerate(items)], top_k
 
     @staticmethod
@@ -154,25 +153,20 @@ class ServedModel:
             raise RequestError(422, where, f"control character {bad.group()!a} at character {bad.start()}")
         return text
 
-    def decode_images(self, items: list[tuple[str | bytes, str]], limits: Limits, *, photos: bool = False) -> list:
-        """``(data, field)`` pairs -> model inputs (or whole photos); every size is read from the image headers
+    def decode_images(self, items: list[tuple[str | bytes, str]], limits: Limits) -> list:
+        """``(data, field)`` pairs -> ``(rgb, scale)`` per image; every size is read from the image headers
         and checked, one by one and all together (``max_request_pixels``), before any image is decoded."""
         datas = [(self.image_bytes(data, where, limits), where) for data, where in items]
         total = sum(check_pixels(data, where, limits.max_image_pixels) for data, where in datas)
         if total > limits.max_request_pixels:
             raise RequestError(413, "inputs", f"{total} pixels in all the images of the request; at most "
                                               f"{limits.max_request_pixels}")
-        decode = self.decode_photo if photos else self.decode_image
-        return [decode(data, where, limits) for data, where in datas]
-
-    def decode_image(self, data: str | bytes, where: str, limits: Limits) -> np.ndarray:
-        """Base64 text (optionally a ``data:image/...;base64,`` URL) or raw bytes -> uint8 (side, side)."""
-        data = self.image_bytes(data, where, limits)
-        return read_image_bytes(data, int(self.card.input.get("side", 48)), where, limits.max_image_pixels)
+        return [self.decode_photo(data, where, limits) for data, where in datas]
 
     def decode_photo(self, data: str | bytes, where: str, limits: Limits) -> tuple[np.ndarray, float]:
-        """Like :meth:`decode_image`, but the whole photo, RGB (EXIF-rotated, at most 2048 px a side), and
-        the scale back to its own pixels."""
+        """Base64 text (optionally a ``data:image/...;base64,`` URL) or raw bytes -> the whole photo, RGB
+        (EXIF-rotated, at most 2048 px a side, as `emolab predict` reads it), and the scale back to its own
+        pixels."""
         from emolab.faces.photos import read_photo
 
         data = self.image_bytes(data, where, limits)
@@ -225,21 +219,3 @@ def check_pixels(data: bytes, where: str, max_pixels: int) -> int:
     except (UnidentifiedImageError, OSError) as exc:
         raise RequestError(422, where, f"not a readable image ({type(exc).__name__})") from None
 
-
-def read_image_bytes(data: bytes, side: int, where: str, max_pixels: int) -> np.ndarray:
-    """Image bytes -> grayscale uint8 ``(side, side)``; EXIF orientation respected; the pixel count is checked
-    from the header before the image is decoded."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > max_pixels:
-                raise RequestError(413, where, f"{im.width}x{im.height} pixels; at most {max_pixels}")
-            im = ImageOps.exif_transpose(im).convert("L")
-            if im.size != (side, side):
-                im = im.resize((side, side), Image.BILINEAR)
-            return np.array(im, dtype=np.uint8)
-    except Image.DecompressionBombError:
-        raise RequestError(413, where, f"image over {max_pixels} pixels (a decompression bomb?)") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise RequestError(422, where, f"not a readable image ({type(exc).__name__})") from None
