@@ -238,6 +238,21 @@ def compare(runs: list[Path], out: Path, *, sort_by: str = "macro_f1", say=print
     return flat
 
 
+def terminal_text(rows: list[dict], width: int = 120) -> str:
+    """:func:`terminal_tables` rendered as text (for callers that print through ``say``)."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+    for table, verdicts_ in terminal_tables(rows):
+        console.print(table)
+        for v in verdicts_:
+            console.print(v, highlight=False, soft_wrap=True)
+    return buf.getvalue().rstrip()
+
+
 # what a terminal shows of a leaderboard: the columns that decide, the rest is in leaderboard.md
 TERMINAL_COLUMNS = ("run", "model", "test_accuracy", "macro_f1", "delta_macro_f1", "p_macro_f1", "verdict",
                     "ms_per_example")

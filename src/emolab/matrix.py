@@ -90,5 +90,7 @@ def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = Fals
         else:  # a finished cell is kept, an interrupted one continues with --resume
             done.append(run_unless_finished(cell_cfg, f"[{i}/{len(todo)}] {cell}", overwrite=overwrite,
                                             resume=resume, say=say))
-    compare(done, folder, say=say)
+    from emolab.compare import terminal_text
+
+    say(terminal_text(compare(done, folder, say=say)))
     return folder
