@@ -88,6 +88,8 @@ def _run_suite(run, suite: str | None, what: str) -> str:
                           hint="give a single-label run (emotion, sst2, fer2013, ...)")
     if suite is None:
         return modality
+    if suite not in SUITES:
+        raise unknown_name("suite", suite, list(SUITES))
     if suite != modality:
         raise EmolabError(f"--suite {suite} does not fit {what} {run.path}: it holds a {modality} model "
                           f"({run.card.summary})", hint=f"use --suite {modality}, or leave --suite out")
@@ -169,8 +171,9 @@ def mean_corruption_error(checks: list[CheckResult], base: dict[str, float], cle
         rel_b = b - len(mine) * base_clean_error
         per[name] = {"ce": err / b if b else float("nan"),
                      "relative_ce": (err - len(mine) * clean_error) / rel_b if rel_b > 0 else float("nan")}
+    relative = [v["relative_ce"] for v in per.values() if not np.isnan(v["relative_ce"])]
     return {"per_perturbation": per, "mce": float(np.mean([v["ce"] for v in per.values()])),
-            "relative_mce": float(np.nanmean([v["relative_ce"] for v in per.values()]))}
+            "relative_mce": float(np.mean(relative)) if relative else float("nan")}
 
 
 def robustness_run(run_path: str | Path, *, suite: str | None = None, severities: list[int] | None = None,
