@@ -97,9 +97,12 @@ def text_run(tmp_path_factory):
     pd.DataFrame({"text": texts, "label": ys}).to_csv(tmp / "toy.csv", index=False)
     cfg = config_from_dict({"data": {"name": "csv", "path": str(tmp / "toy.csv"), "test_ratio": 0.4},
                             "model": {"name": "tfidf", "classifier": "logreg", "C": 10.0},
-                            "eval": {"timing": False, "report": False, "bootstrap": 200},
+                            "eval": {"timing": False, "report": False, "bootstrap": 200, "robustness": True},
                             "output": {"dir": str(tmp / "runs"), "name": "toy"}})
-    return run(cfg, say=lambda _m: None)
+    out = run(cfg, say=lambda _m: None)
+    made = json.loads((out / "robustness" / "robustness.json").read_text())  # eval.robustness: the default suite
+    assert made["n"] == 60 and made["severities"] == [3] and len(made["checks"]) == len(PERTURBATIONS)
+    return out
 
 
 def test_command_writes_its_files_and_matches_scikit_learn(text_run, capsys, monkeypatch):
@@ -140,6 +143,16 @@ def test_command_writes_its_files_and_matches_scikit_learn(text_run, capsys, mon
         assert len(c["examples"]) == min(5, int((pred != clean).sum()))
         confidences = [e["confidence"] for e in c["examples"]]
         assert confidences == sorted(confidences, reverse=True)
+
+
+def test_the_report_gets_a_robustness_section(text_run):
+    from emolab.report import write_report
+
+    write_report(text_run, say=lambda _m: None)
+    md = (text_run / "report.md").read_text()
+    section = md.split("## Robustness", 1)[1].split("\n## ", 1)[0]
+    assert "| typos | perturbation |" in section and "flip rate" in section
+    assert ">Robustness</h" in (text_run / "report.html").read_text()
 
 
 @pytest.mark.parametrize("args,expected", [

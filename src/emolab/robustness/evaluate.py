@@ -289,17 +289,25 @@ def _p(d: dict) -> str:
     return f"{d['difference']:+.4f} ({d['p_text']})"
 
 
-def table_rows(report: RobustnessReport) -> list[list[str]]:
-    """One row per check, the clean split first: what the CLI prints and ``robustness.md`` holds."""
-    c = report.clean
+def table_rows(report: RobustnessReport | dict) -> list[list[str]]:
+    """One row per check, the clean split first: what the CLI prints and ``robustness.md`` holds (from a
+    report, or the ``robustness.json`` it wrote)."""
+    d = report.to_dict() if isinstance(report, RobustnessReport) else report
+    c = d["clean"]
     rows = [["clean", "", "", "0", with_interval(c["accuracy"], c["accuracy_interval"]), "",
              with_interval(c["macro_f1"], c["macro_f1_interval"]), "", ""]]
-    for ch in report.checks:
-        rows.append([ch.name, ch.kind, "–" if ch.severity is None else str(ch.severity), f"{ch.changed}/{ch.n}",
-                     with_interval(ch.accuracy, ch.accuracy_interval), _p(ch.vs_clean["accuracy"]),
-                     with_interval(ch.macro_f1, ch.macro_f1_interval), _p(ch.vs_clean["macro_f1"]),
-                     f"{ch.flip_rate:.4f}"])
+    for ch in d["checks"]:
+        rows.append([ch["name"], ch["kind"], "–" if ch["severity"] is None else str(ch["severity"]),
+                     f"{ch['changed']}/{ch['n']}", with_interval(ch["accuracy"], ch["accuracy_interval"]),
+                     _p(ch["vs_clean"]["accuracy"]), with_interval(ch["macro_f1"], ch["macro_f1_interval"]),
+                     _p(ch["vs_clean"]["macro_f1"]), f"{ch['flip_rate']:.4f}"])
     return rows
+
+
+def table_markdown(report: RobustnessReport | dict) -> str:
+    """The table alone, for the run's report."""
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|---" * len(TABLE_HEADER) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table_rows(report)])
 
 
 def robustness_markdown(report: RobustnessReport) -> str:
@@ -309,8 +317,7 @@ def robustness_markdown(report: RobustnessReport) -> str:
              "Δ is perturbed minus clean on the same examples: accuracy's p-value is McNemar's exact test, "
              "macro-F1's a paired bootstrap. The flip rate is the share of predictions that changed. "
              "Invariance checks should flip nothing; a directional check (negate) should flip what it changed.", "",
-             "| " + " | ".join(TABLE_HEADER) + " |", "|---" * len(TABLE_HEADER) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(report)]
+             table_markdown(report)]
     checks = [c for c in report.checks if c.kind in ("invariance", "directional")]
     if checks:
         lines += ["", "## Invariance and directional checks", "",
