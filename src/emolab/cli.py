@@ -300,6 +300,34 @@ def analyze(
 
 
 @app.command()
+def robustness(
+    run_dir: Path = typer.Argument(..., help="A run directory"),
+    suite: Optional[str] = typer.Option(None, "--suite", help="text or image (default: the run's modality)"),
+    severity: Optional[List[int]] = typer.Option(None, "--severity", help="1 (mild) to 5 (harsh), repeatable "
+                                                 "(default: 3 for text, all five for images)"),
+    split: str = typer.Option("test", help="The split to perturb"),
+    max_examples: Optional[int] = typer.Option(None, "--max-examples", help="Score a seeded random subset of this size"),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Run only this perturbation (repeatable)"),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A run to compute the mean corruption error against"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the perturbations and intervals (default: the run's)"),
+):
+    """Score a run under seeded perturbations (typos, casing, emoji, negation; noise, blur, occlusion); writes
+    RUN/robustness/."""
+    from emolab.robustness.evaluate import TABLE_HEADER, robustness_run, table_rows
+
+    r = robustness_run(run_dir, suite=suite, severities=severity, split=split, max_examples=max_examples,
+                       only=only, baseline=baseline, seed=seed, say=_say)
+    table = Table(title=f"{r.run}: {r.suite} suite on {r.split} ({r.n} examples)")
+    for i, name in enumerate(TABLE_HEADER):
+        table.add_column(name, justify="left" if i < 2 else "right")
+    for row in table_rows(r):
+        table.add_row(*row)
+    console.print(table)
+    if r.baseline:
+        _say(f"mCE vs {r.baseline['run']}: {r.baseline['mce']:.3f} (relative {r.baseline['relative_mce']:.3f})")
+
+
+@app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory"),
     others: Optional[List[Path]] = typer.Argument(None, help="More runs for a leaderboard section"),

@@ -68,6 +68,7 @@ class EvalConfig:
     bootstrap: int = 1000  # resamples for the 95% intervals on every metric (seeded by `seed`); 0 turns them off
     notebook: bool = False  # also write report.ipynb (executed, with outputs; `emolab report RUN --notebook`)
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
+    robustness: bool = False  # also score the test split under the perturbations of `emolab robustness` (default severities) and add the table to the report
 
 
 @dataclass

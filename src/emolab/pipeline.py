@@ -188,6 +188,13 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     metrics = _evaluate_and_write(run_dir, model, ds, cfg, say)
     run_dir.timings["evaluate_s"] = time.perf_counter() - t
     run_dir.timings["total_s"] = time.perf_counter() - t0
+    if cfg.eval.robustness and "test" in cfg.eval.splits and not ds.labels.multi_label:
+        from emolab.robustness.evaluate import robustness_run
+
+        t = time.perf_counter()
+        say("scoring the test split under perturbations (eval.robustness)")
+        robustness_run(run_dir.path, say=lambda _m: None)
+        run_dir.timings["robustness_s"] = time.perf_counter() - t
     manifest.update(finished=now_iso(), wall_times=run_dir.timings)
     run_dir.write_json("manifest.json", manifest)
     if cfg.eval.report and "test" in cfg.eval.splits:

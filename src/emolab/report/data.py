@@ -54,6 +54,7 @@ class ReportData:
     baseline: dict[str, Any] | None = None
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     compression: list[dict[str, Any]] = field(default_factory=list)
+    robustness: dict[str, Any] | None = None  # robustness/robustness.json, when `emolab robustness` has run
     modality: str = "text"
     face_figures: list[tuple[str, str]] = field(default_factory=list)  # image runs: instead of highlighted text
 
@@ -282,6 +283,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         baseline=(analysis or {}).get("baseline"),
         leaderboard=leaderboard,
         compression=reader.json("compression/results.json") or [],
+        robustness=reader.json("robustness/robustness.json"),
         modality=modality,
         face_figures=faces,
     )

@@ -10,6 +10,7 @@ import jinja2
 from emolab.compare import leaderboard_markdown
 from emolab.compression.measure import table_markdown
 from emolab.report.published import METRIC_NAMES
+from emolab.robustness.evaluate import table_markdown as robustness_table
 from emolab.significance import p_phrase, with_interval
 
 
@@ -48,4 +49,5 @@ def environment(run: Path) -> jinja2.Environment:
                        ci=lambda v, interval=None: with_interval(v, interval or None))
     env.globals["leaderboard_markdown"] = leaderboard_markdown
     env.globals["compression_table"] = table_markdown
+    env.globals["robustness_table"] = robustness_table
     return env
