@@ -363,3 +363,8 @@ def test_config_bombs_and_mistakes_are_clean_errors_that_leave_nothing(here, cap
     code, text = emolab(capsys, "run", config, *args)
     clean_error(code, text, needle)
     assert snapshot(here) == before  # no .partial run left to block the next one
+
+
+def test_serving_one_model_twice_is_a_clean_error(here, capsys):
+    code, text = emolab(capsys, "serve", "runs/first", "runs/first", "--port", "1")
+    clean_error(code, text, "share the name 'first'", "a=PATH")

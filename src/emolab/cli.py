@@ -542,6 +542,11 @@ def serve(
     from emolab.serving import Limits, ServeSettings
     from emolab.serving import serve as run_server
 
+    names = [m.rpartition("=")[0] or Path(m.rpartition("=")[2]).resolve().name for m in models]
+    if len(set(names)) != len(names):  # before any model loads or worker starts
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise EmolabError(f"two served models would share the name {twice[0]!r}",
+                          hint="serve each model once, or name them: emolab serve a=PATH b=PATH")
     note = alignment_note(detector, align)  # an unknown name: a clear error before any worker starts
     if note:
         _say(note)

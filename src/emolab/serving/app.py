@@ -32,6 +32,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emolab.errors import EmolabError
 from emolab.faces.detectors import DEFAULT_DETECTOR, create_detector
 from emolab.faces.photos import face_crops
 from emolab.serving.batching import MicroBatcher
@@ -260,7 +261,7 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     """The FastAPI app; ``served`` (tests) skips loading ``settings.models`` again."""
     models = {m.name: m for m in (served if served is not None else [ServedModel.load(s) for s in settings.models])}
     if len(models) != len(served if served is not None else settings.models):
-        raise ValueError("two served models share a name; give them names with NAME=PATH")
+        raise EmolabError("two served models share a name", hint="name them: emolab serve a=PATH b=PATH")
     if settings.threads:
         import sys
 
