@@ -112,11 +112,13 @@ def throughput(models: dict, texts: list, sizes: list[int], rounds: int, say=pri
         for i, b in enumerate(sizes):
             for j in range(len(names)):
                 name = names[(i + j + r) % len(names)]
+                if b != sizes[0] and getattr(models[name], "per_example", False):
+                    continue  # runs one text at a time whatever the batch size: timed at the first size only
                 start = time.perf_counter()
                 models[name].predict_proba(texts, batch_size=b)
                 secs[(name, b)].append(time.perf_counter() - start)
         say(f"round {r + 1}/{rounds} done")
-    return {n: {str(b): {"texts_per_s": len(texts) / float(np.median(secs[(n, b)])),
+    return {n: {str(b): {"texts_per_s": len(texts) / float(np.median(secs[(n, b)] or secs[(n, sizes[0])])),
                          "rounds_texts_per_s": [round(len(texts) / s, 1) for s in secs[(n, b)]]} for b in sizes}
             for n in models}
 

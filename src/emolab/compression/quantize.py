@@ -153,9 +153,11 @@ def _quantize_static_text(model, fp32: Path, out: Path, names: list[str], calibr
             return next(self.batches, None)
 
     quantize_static(str(pre), str(out), Texts(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True, op_types_to_quantize=["MatMul"], nodes_to_quantize=linear,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
+                    op_types_to_quantize=["MatMul"], nodes_to_quantize=linear,
                     # float MatMul outputs: ORT runs each as int8 x int8 -> float (MatMulIntegerToFloat), no
-                    # requantization before the bias, LayerNorm or GELU (measured: closer to fp32, and faster)
+                    # requantization before the bias, LayerNorm or GELU (on MiniLM: max probability change
+                    # vs fp32 0.014 instead of 0.034)
                     extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]})
     return (f"onnxruntime static, QInt8 per-channel weights (7-bit range) of the {len(linear)} linear layers, "
             f"QUInt8 activations calibrated on {len(calibration)} training texts; LayerNorm, softmax, GELU and "
