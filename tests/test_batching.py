@@ -96,3 +96,15 @@ def test_the_dynamic_graph_batched_anyway_does_depend_on_its_batch_mates(models)
     texts = _texts()
     alone = np.concatenate([forced.predict_proba([t], batch_size=1) for t in texts])
     assert np.abs(forced.predict_proba(texts, batch_size=32) - alone).max() > 10 * TOLERANCE
+
+
+def test_an_older_dynamic_export_without_the_activations_field_still_runs_one_text_at_a_time(models, tmp_path):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(models["dynamic int8 ONNX"].folder, old)
+    card = json.loads((old / "emolab_model.json").read_text())
+    del card["onnx"]["activations"]  # exports written before the field existed name the kind in "quantization"
+    (old / "emolab_model.json").write_text(json.dumps(card))
+    assert OnnxClassifier.load(old).per_example
