@@ -172,7 +172,7 @@ def render(res: dict) -> list[str]:
         lines.append(f"| {n} | {d['b8']:.2g} | {d['b32']:.2g} |")
     lines += ["", "## Model files", "", "| export | model.onnx MB |", "|---|---|"]
     lines += [f"| {n} | {b / 1e6:.1f} |" for n, b in res["sizes"].items()]
-    lines += ["", f"Static int8 export (optimizer + calibration on 512 training texts + quantization): "
+    lines += ["", f"Static int8 export (calibration on 256 training texts + quantization): "
               f"{res['calibration_s']:.0f} s."]
     return lines
 
