@@ -200,8 +200,8 @@ def face_bodies(run: str, n: int) -> list[dict]:
     return out
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| concurrency | server | requests/s | p50 ms | p95 ms | p99 ms | errors | vs naive |",
+def table(rows: list[dict], baseline: str = "naive") -> str:
+    lines = ["| concurrency | server | requests/s | p50 ms | p95 ms | p99 ms | errors | vs " + baseline + " |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['concurrency']} | {r['server']} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
@@ -213,6 +213,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="the fp32 run (runs/emotion-minilm)")
     ap.add_argument("--int8", required=True, help="its ONNX int8 export (emolab export RUN --format onnx --int8)")
+    ap.add_argument("--int8-before", default=None,
+                    help="another int8 export served beside it (e.g. the dynamic one that ran one text at a time)")
+    ap.add_argument("--no-naive", action="store_true", help="leave the naive server out (ratios then against "
+                                                            "the first server left)")
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", default="1,8,32,64")
@@ -234,14 +238,20 @@ def main() -> None:
     load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
     started = time.time()
     me = [str(Path(__file__).relative_to(ROOT))]
-    servers = {
-        "naive (sync FastAPI, fp32 PyTorch)": Server("naive", [*me, "--naive-server", args.run, "--run", args.run,
-                                                               "--int8", args.int8], "/predict", "/health"),
-        "emolab serve fp32": Server("fp32", ["-m", "emolab.cli", "serve", f"m={args.run}"],
-                                    "/v1/models/m/predict", "/ready"),
-        "emolab serve ONNX int8": Server("int8", ["-m", "emolab.cli", "serve", f"m={args.int8}"],
-                                         "/v1/models/m/predict", "/ready"),
+    specs = {
+        "naive (sync FastAPI, fp32 PyTorch)": ("naive", [*me, "--naive-server", args.run, "--run", args.run,
+                                                         "--int8", args.int8], "/predict", "/health"),
+        "emolab serve fp32": ("fp32", ["-m", "emolab.cli", "serve", f"m={args.run}"], "/v1/models/m/predict",
+                              "/ready"),
+        "emolab serve ONNX int8": ("int8", ["-m", "emolab.cli", "serve", f"m={args.int8}"], "/v1/models/m/predict",
+                                   "/ready"),
     }
+    if args.int8_before:
+        specs["emolab serve ONNX int8 (before)"] = ("int8-before", ["-m", "emolab.cli", "serve", f"m={args.int8_before}"],
+                                                    "/v1/models/m/predict", "/ready")
+    if args.no_naive:
+        specs.pop("naive (sync FastAPI, fp32 PyTorch)")
+    servers = {name: Server(*spec) for name, spec in specs.items()}
     notes = []
     try:
         for s in servers.values():  # warm-up: first calls build caches
@@ -308,7 +318,7 @@ def main() -> None:
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {(time.time() - started) / 60:.1f} min. Servers and "
             f"the load generator share the cores. {args.requests} requests per server, concurrency level and "
             f"round; medians over {args.rounds} rounds, servers taken in rotating order.\n\n"
-            + table(rows) + "\n\n" + "\n".join(notes) + "\n")
+            + table(rows, names[0]) + "\n\n" + "\n".join(notes) + "\n")
     print(text)
     if args.out:
         args.out.write_text(text)

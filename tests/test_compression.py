@@ -22,7 +22,7 @@ from emolab.pipeline import run
 from tests.conftest import TINY_ENCODER, make_texts
 
 TEXT_METHODS = ("fp16", "bf16", "prune-unstructured", "prune-structured", "dynamic-int8", "onnx", "onnx-int8",
-                "distill")
+                "onnx-int8-dynamic", "distill")
 FAST = dict(sparsities=(0.3, 0.6), max_train_steps=3, timing_examples=4, timing_rounds=1, half_eval_examples=20,
             importance_batches=2, distill_epochs=1)
 
@@ -62,11 +62,18 @@ def test_every_method_gives_an_evaluated_row_with_every_table_column(tiny_run, c
     base = compressed[0]
     assert base["delta_accuracy"] == 0 and base["flips"] == 0 and base["speedup_b1"] == pytest.approx(1)
     assert _row(compressed, "fp16")["n_eval"] == 20
+    # batch independence, measured: static int8 and fp32 batch, the dynamic int8 kinds run one text at a time
+    for method in ("fp32", "onnx", "onnx-int8"):
+        row = next(r for r in compressed if r["method"] == method)
+        assert row["batching"] == "batched" and row["batch_drift"] <= 1e-6, row
+    for method in ("dynamic-int8", "onnx-int8-dynamic"):
+        assert next(r for r in compressed if r["method"] == method)["batching"] == "one at a time"
     out = tiny_run / "compression"
     for name in ("results.md", "sweep.json", "pareto.png", "sparsity_fp32.png", "sparsity_fp16.png"):
         assert (out / name).is_file(), name
     md = (out / "results.md").read_text()
     assert "changes neither the dense file size nor the latency" in md
+    assert "| onnx-int8 | int8 |" in md and "one at a time" in md
     sweep = json.loads((out / "sweep.json").read_text())
     assert {(s["scope"], s["precision"]) for s in sweep} == {(a, b) for a in ("global", "layer") for b in ("fp32", "fp16")}
 

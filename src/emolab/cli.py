@@ -412,7 +412,8 @@ def compress(
     run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/emotion-minilm"),
     methods: str = typer.Option("fp16,prune-unstructured,prune-structured,dynamic-int8,onnx-int8,distill",
                                 help="Comma-separated: fp16, bf16, prune-unstructured, prune-structured, "
-                                     "prune-channels, dynamic-int8, onnx, onnx-int8, distill"),
+                                     "prune-channels, dynamic-int8, onnx, onnx-int8 (static, batched), "
+                                     "onnx-int8-dynamic (text, one text at a time), distill"),
     tolerance: float = typer.Option(0.01, help="Accuracy drop allowed when picking the sparsity (0.01 = 1 point)"),
     sparsities: str = typer.Option("0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", help="Unstructured sweep grid"),
     scopes: str = typer.Option("global,layer", help="Unstructured ranking: global and/or layer"),
@@ -450,7 +451,8 @@ def compress(
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory"),
     format: str = typer.Option("onnx", "--format", help="Export format: onnx"),
-    int8: bool = typer.Option(False, "--int8", help="Quantize the weights to int8 (ONNX Runtime dynamic)"),
+    int8: bool = typer.Option(False, "--int8", help="Static int8 (ONNX Runtime: int8 weights, activation scales "
+                                                    "calibrated on training data; batched like fp32)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/exports/<format>[-int8])"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
 ):

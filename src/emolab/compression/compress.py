@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emolab.compression.measure import (CompressionResult, EvalSet, quality, result, table_markdown,
-                                       time_candidates)
+from emolab.compression.measure import (BATCH_TOLERANCE, CompressionResult, EvalSet, batch_drift, quality, result,
+                                       table_markdown, time_candidates)
 from emolab.compression.methods import METHODS, CompressOptions, Context, fp32, list_methods, model_kind
 from emolab.errors import EmolabError
 from emolab.models.registry import MODEL_FILE
@@ -113,7 +113,8 @@ def _compress(run: Path, cfg, model, options: CompressOptions, *, overwrite: boo
     n_half = min(options.timing_examples, options.half_timing_examples)
     timing = time_candidates({c.method: (c.model, n_half if c.precision in ("fp16", "bf16") else options.timing_examples)
                               for c in candidates}, ev.texts, rounds=options.timing_rounds, say=say)
-    rows = [result(c, q, timing[c.method]) for c, q in zip(candidates, scores)]
+    drift_inputs = ev.texts[:16]
+    rows = [result(c, q, timing[c.method], batch_drift(c.model, drift_inputs)) for c, q in zip(candidates, scores)]
     threads = {"torch_threads": torch.get_num_threads(), "onnxruntime_threads": options.threads or "default",
                "included": f"test-time augmentation ({cfg.eval.tta})" if kind == "image" else "tokenisation"}
     _write(work, rows, ctx.sweep, options, split, threads)
@@ -138,8 +139,12 @@ def results_markdown(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], op
            f"{options.timing_rounds} round(s) of {options.timing_examples} examples "
            f"({min(options.timing_examples, options.half_timing_examples)} for fp16/bf16), each example run "
            "through every model in turn; speed-up: median per-example ratio of fp32 time to the model's; "
-           f"{included} included, CPU threads {shown}; ex/s: throughput at batch 32. File sizes: dense weights file "
-           "and its gzip -6.", "",
+           f"{included} included, CPU threads {shown}; ex/s: throughput at batch 32 (models marked 'one at a time' "
+           "run batches example by example). Batching: 'batched' models give an example the same scores alone or "
+           f"inside a batch (max |Δ probability| over the first 16 examples, alone vs in one batch, in brackets; "
+           f"<= {BATCH_TOLERANCE:g} counts as independent); 'one at a time' models (dynamic int8: activations scaled "
+           "per call, so batch-mates would change an example's scores) refuse to batch. File sizes: dense weights "
+           "file and its gzip -6.", "",
            "**Unstructured pruning stores zeros in dense tensors: it changes neither the dense file size nor the "
            "latency; only the compressed (gzip) size shrinks.**", "", table_markdown(rows),
            "## Per-class F1 change (points)", "",
@@ -258,14 +263,14 @@ def _write_export(run: Path, model, folder: Path, *, format: str, int8: bool, sa
         return
     side, calibration = 48, None
     if model_kind(model) == "image":
-        from emolab.compression.methods import calibration_images
+        side = int(model.card().input["side"])
+    if int8:  # static int8: activation scales from training faces or texts
+        from emolab.compression.methods import calibration as calibration_inputs
         from emolab.data import load_dataset
         from emolab.rundir import load_run_config
 
         cfg = load_run_config(run)
-        side = int(model.card().input["side"])
-        if int8:  # static int8: activation scales from training faces
-            say(f"calibrating int8 on training faces of {cfg.data.name}")
-            calibration = calibration_images(load_dataset(cfg.data, cfg.seed), cfg.seed)
+        say(f"calibrating int8 on training {'faces' if model_kind(model) == 'image' else 'texts'} of {cfg.data.name}")
+        calibration = calibration_inputs(load_dataset(cfg.data, cfg.seed), cfg.seed, model_kind(model))
     export_onnx(model, folder, int8=int8, source=str(run), calibration=calibration, side=side)
     _export_card(run, folder, format, int8)

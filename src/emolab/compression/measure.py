@@ -22,7 +22,10 @@ from emolab.significance import p_phrase, paired_comparison
 
 TABLE_COLUMNS = ("method", "precision", "n_eval", "accuracy", "macro_f1", "delta_accuracy", "delta_macro_f1",
                  "significance", "per_class_f1_delta", "flips", "flip_examples", "params_total", "params_nonzero", "file_bytes",
-                 "file_bytes_gzip", "latency_p50_ms", "latency_p95_ms", "throughput_b32", "speedup_b1", "notes")
+                 "file_bytes_gzip", "latency_p50_ms", "latency_p95_ms", "throughput_b32", "speedup_b1", "batching",
+                 "batch_drift", "notes")
+# max |probability change| of an example scored alone vs inside a batch that still counts as batch-independent
+BATCH_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -64,6 +67,8 @@ class CompressionResult:
     latency_p95_ms: float | None
     throughput_b32: float | None  # examples per second at batch 32
     speedup_b1: float | None  # median per-example ratio fp32 time / this time, timed side by side
+    batching: str = "batched"  # "batched", or "one at a time" (scores would depend on batch-mates)
+    batch_drift: float | None = None  # max |probability change|, examples alone vs in one batch (batch_drift())
     notes: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -200,7 +205,24 @@ def time_candidates(models: dict[str, tuple[Any, int]], inputs, *, rounds: int, 
     return out
 
 
-def result(c: Candidate, q: dict[str, Any], timing: dict[str, Any] | None) -> CompressionResult:
+def batch_drift(model, inputs) -> float:
+    """Max |probability change| of each example scored alone and inside one batch of all ``inputs`` (varied
+    lengths, padded to the longest): 0 up to float rounding for a batch-independent model."""
+    alone = np.concatenate([model.predict_proba(inputs[i:i + 1], batch_size=1) for i in range(len(inputs))])
+    return float(np.abs(model.predict_proba(inputs, batch_size=len(inputs)) - alone).max())
+
+
+def batching(model, drift: float | None) -> str:
+    """The compression table's batching cell."""
+    if getattr(model, "per_example", False):
+        return "one at a time"
+    if drift is None or drift <= BATCH_TOLERANCE:
+        return "batched"
+    return "batched, batch-dependent"
+
+
+def result(c: Candidate, q: dict[str, Any], timing: dict[str, Any] | None,
+           drift: float | None = None) -> CompressionResult:
     dense, packed = artifact_sizes(c.artifact)
     t = timing or {}
     details = dict(c.details)
@@ -210,7 +232,8 @@ def result(c: Candidate, q: dict[str, Any], timing: dict[str, Any] | None) -> Co
         method=c.method, precision=c.precision, **q, params_total=c.params_total, params_nonzero=c.params_nonzero,
         file_bytes=dense, file_bytes_gzip=packed, latency_p50_ms=t.get("latency_p50_ms"),
         latency_p95_ms=t.get("latency_p95_ms"), throughput_b32=t.get("throughput_b32"),
-        speedup_b1=t.get("speedup_b1"), notes=c.notes, details=details)
+        speedup_b1=t.get("speedup_b1"), batching=batching(c.model, drift), batch_drift=drift, notes=c.notes,
+        details=details)
 
 
 # --- the table ---------------------------------------------------------------------------------------------
@@ -230,10 +253,16 @@ def _delta(value: float, test: dict | None) -> str:
     return f"{text} [{lo * 100:+.2f}, {hi * 100:+.2f}], {p_phrase(test)}{mark}"
 
 
+def _batching_cell(r: dict[str, Any]) -> str:
+    drift = r.get("batch_drift")
+    return r.get("batching", "batched") + ("" if drift is None else f" ({drift:.1g})")
+
+
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     """The compression table (one row per method) as Markdown."""
     head = ("| method | precision | n | accuracy | Δ acc (pts) [95% CI], McNemar p | macro-F1 | Δ F1 (pts) [95% CI], p | "
-            "flips | params | non-zero | file MB | gzip MB | p50 ms (b1) | p95 ms (b1) | ex/s (b32) | speed-up b1 |")
+            "flips | params | non-zero | file MB | gzip MB | p50 ms (b1) | p95 ms (b1) | ex/s (b32) | speed-up b1 | "
+            "batching (max Δp alone vs batched) |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         sig = r.get("significance") or {}
@@ -245,6 +274,7 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
                  "-" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.2f}",
                  "-" if r["latency_p95_ms"] is None else f"{r['latency_p95_ms']:.2f}",
                  "-" if r["throughput_b32"] is None else f"{r['throughput_b32']:.0f}",
-                 "-" if r["speedup_b1"] is None else f"{r['speedup_b1']:.2f}x"]
+                 "-" if r["speedup_b1"] is None else f"{r['speedup_b1']:.2f}x",
+                 _batching_cell(r)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"

@@ -116,6 +116,18 @@ def calibration_images(dataset: Dataset, seed: int, n: int = 512) -> np.ndarray:
     return train.inputs[np.sort(idx)]
 
 
+def calibration_texts(dataset: Dataset, seed: int, n: int = 256) -> list[str]:
+    """A seeded sample of training texts for static int8 calibration."""
+    train = dataset.split("train")
+    idx = np.random.default_rng(seed).permutation(len(train))[:n]
+    return [train.inputs[i] for i in np.sort(idx)]
+
+
+def calibration(dataset: Dataset, seed: int, kind: str):
+    """Training images or texts (by model kind) for static int8 calibration."""
+    return calibration_images(dataset, seed) if kind == IMAGE else calibration_texts(dataset, seed)
+
+
 def model_kind(model) -> str:
     """``text`` or ``image``: which methods apply."""
     return model.modality
@@ -244,19 +256,22 @@ def dynamic_int8(ctx: Context) -> list[Candidate]:
 
     model = quantize(ctx.model)
     return [_same_size(ctx, model, "dynamic-int8", precision="int8", artifact=state_bytes(model.module),
-                       notes="PyTorch dynamic quantization of nn.Linear weights (int8), activations per batch")]
+                       notes="PyTorch dynamic quantization of nn.Linear weights (int8), activations scaled per call: "
+                             "scores depend on batch-mates, so it runs one example at a time")]
 
 
-def _onnx(int8: bool):
+def _onnx(int8: bool, dynamic: bool = False):
     def method(ctx: Context) -> list[Candidate]:
         from emolab.compression.quantize import export_onnx
 
-        name = "onnx-int8" if int8 else "onnx"
+        name = ("onnx-int8-dynamic" if dynamic else "onnx-int8") if int8 else "onnx"
         image = ctx.kind == IMAGE
-        model = export_onnx(ctx.model, ctx.out / name, int8=int8, threads=ctx.options.threads,
+        model = export_onnx(ctx.model, ctx.out / name, int8=int8, dynamic=dynamic, threads=ctx.options.threads,
                             source=ctx.model.name if image else str(ctx.model.cfg.backbone),
-                            calibration=calibration_images(ctx.dataset, ctx.cfg.seed) if image and int8 else None, side=_side(ctx))
-        how = ("static int8 (calibrated activations, per-channel weights)" if image else "dynamic int8 weights")
+                            calibration=calibration(ctx.dataset, ctx.cfg.seed, ctx.kind) if int8 and not dynamic
+                            else None, side=_side(ctx))
+        how = ("dynamic int8 weights, activations scaled per call: scores depend on batch-mates, so it runs one "
+               "text at a time" if dynamic else "static int8 (calibrated activations, per-channel weights)")
         return [_same_size(ctx, model, name, precision="int8" if int8 else "fp32", artifact=ctx.out / name / "model.onnx",
                            notes=(f"ONNX Runtime, {how}" if int8 else "ONNX Runtime, fp32") +
                                  f"; deployable folder compression/models/{name}")]
@@ -293,6 +308,7 @@ METHODS: dict[str, tuple[Callable[[Context], list[Candidate]], tuple[str, ...]]]
     "dynamic-int8": (dynamic_int8, (TEXT, IMAGE)),
     "onnx": (_onnx(False), (TEXT, IMAGE)),
     "onnx-int8": (_onnx(True), (TEXT, IMAGE)),
+    "onnx-int8-dynamic": (_onnx(True, dynamic=True), (TEXT,)),
     "distill": (distill, (TEXT,)),
 }
 

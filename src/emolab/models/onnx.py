@@ -1,6 +1,7 @@
 """Classifiers served by ONNX Runtime: what ``emolab export --format onnx`` writes.
 
-A text folder holds ``model.onnx`` (fp32, or int8 after dynamic quantization), the tokenizer files and a
+A text folder holds ``model.onnx`` (fp32, or int8 after static quantization: batched like fp32; or, from
+``emolab compress``'s ``onnx-int8-dynamic``, dynamic int8 run one text at a time), the tokenizer files and a
 ``config.json`` at its root (the layout ONNX Runtime and Optimum users expect) and the model card; a face folder holds ``model.onnx`` (fp32, or int8 after static quantization) and the card with the
 image side and test-time augmentation. ``emolab predict`` loads either like any run, with no network.
 """
@@ -105,8 +106,10 @@ class OnnxClassifier(_Deployed):
     def per_example(self) -> bool:
         """Dynamically quantized graphs scale activations per call, so a text's scores would depend on the texts
         batched with it (3 of 800 emotion test texts change label between batch 1 and 32); such graphs run one
-        text at a time, so a text gets the same answer alone, in `emolab predict` or in a served micro-batch."""
-        return "dynamic" in str(self.info.get("quantization") or "")
+        text at a time. Static int8 graphs (fixed activation scales) and fp32 graphs are batched. The kind is read
+        from the export's metadata (``activations``; older exports only name it in ``quantization``)."""
+        kind = self.info.get("activations")
+        return kind == "dynamic" if kind else "dynamic" in str(self.info.get("quantization") or "")
 
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
         texts = list(inputs)

@@ -131,6 +131,10 @@ class Classifier:
     def set_inference(self, eval_cfg: Any) -> None:
         """Apply evaluation options (test-time augmentation for image models); once, after fit or load."""
 
+    # True where an example's scores would depend on the examples batched with it (activations quantized per
+    # call, as in dynamic int8): predict_proba then runs one example at a time, whatever batch_size it is given
+    per_example: bool = False
+
     def predict_proba(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
         raise NotImplementedError
 

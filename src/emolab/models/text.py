@@ -333,6 +333,7 @@ class TransformerClassifier(TorchClassifier):
         order = np.argsort(-lengths, kind="stable")
         collate = make_collate(self.tokenizer.pad_token_id)
         out = np.empty((len(texts), len(self.labels)), dtype=np.float64)
+        batch_size = 1 if self.per_example else batch_size
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
             items = [{**{k: v[i] for k, v in enc.items()}, "labels": np.int64(0), "index": int(i)} for i in idx]

@@ -257,6 +257,7 @@ class ImageClassifier(TorchClassifier):
             images = images[None]
         self.module.to(self.device).eval()
         out = np.empty((len(images), len(self.labels)), dtype=np.float64)
+        batch_size = 1 if self.per_example else batch_size
         for start in range(0, len(images), batch_size):
             x = to_pixels(images[start:start + batch_size]).to(self.device, self.dtype)
             probs = torch.stack([torch.softmax(self.module(pixels=v).float(), -1)
