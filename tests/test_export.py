@@ -81,6 +81,8 @@ def test_the_onnx_export_has_config_and_tokenizer_at_its_root(text_run):
     out = export_run(text_run, format="onnx", say=lambda _m: None)
     assert {"model.onnx", "config.json", "tokenizer.json", "emolab_model.json"} <= {p.name for p in out.iterdir()}
     assert AutoConfig.from_pretrained(out).id2label == {0: "anger", 1: "fear", 2: "joy"}
+    config = json.loads((out / "config.json").read_text())
+    assert not config.get("architectures") and "pooling + linear head" in config["emolab_graph"]  # not "BertModel"
     enc = AutoTokenizer.from_pretrained(out)(TEXTS[:2], padding=True, return_tensors="np")
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     feed = {i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}

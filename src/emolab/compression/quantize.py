@@ -12,6 +12,7 @@ separate method (``onnx-int8-dynamic``)."""
 from __future__ import annotations
 
 import copy
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -174,7 +175,25 @@ def hf_layout(model, folder: Path) -> None:
     names = model.labels.names
     config.id2label, config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
     config.problem_type = "multi_label_classification" if model.labels.multi_label else "single_label_classification"
+    # the graph is not the encoder alone (the encoder config says e.g. BertModel): say what it is
+    config.architectures = None
+    config.emolab_graph = (f"{type(model.module.encoder).__name__} encoder + {model.cfg.pooling} pooling + linear "
+                           "head; inputs input_ids/attention_mask(/token_type_ids), output logits (N, labels)")
     config.save_pretrained(folder)
+
+
+def _quantize(model, fp32: Path, tmp: Path, names, calibration, *, int8: bool, image: bool, dynamic: bool):
+    """Write ``tmp/int8.onnx`` from the fp32 graph as asked; returns how it was quantized (None: not)."""
+    if not int8:
+        return None
+    if image:
+        return _quantize_static(fp32, tmp / "int8.onnx", calibration)
+    if dynamic:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8)
+        return "onnxruntime dynamic, QInt8 weights"
+    return _quantize_static_text(model, fp32, tmp / "int8.onnx", names, calibration)
 
 
 def export_onnx(model, folder: Path, *, int8: bool = False, dynamic: bool = False, source: str = "",
@@ -191,16 +210,13 @@ def export_onnx(model, folder: Path, *, int8: bool = False, dynamic: bool = Fals
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         fp32 = Path(tmp) / ONNX_FILE
         names = _export_graph(model, fp32, side)
-        how = None
-        if int8 and image:
-            how = _quantize_static(fp32, Path(tmp) / "int8.onnx", calibration)
-        elif int8 and dynamic:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantize_dynamic(str(fp32), str(Path(tmp) / "int8.onnx"), weight_type=QuantType.QInt8)
-            how = "onnxruntime dynamic, QInt8 weights"
-        elif int8:
-            how = _quantize_static_text(model, fp32, Path(tmp) / "int8.onnx", names, calibration)
+        quiet = logging.getLogger()  # ONNX Runtime's quantizer prints its hints on the root logger
+        level = quiet.level
+        quiet.setLevel(max(level, logging.ERROR))
+        try:
+            how = _quantize(model, fp32, Path(tmp), names, calibration, int8=int8, image=image, dynamic=dynamic)
+        finally:
+            quiet.setLevel(level)
         (Path(tmp) / ("int8.onnx" if int8 else ONNX_FILE)).replace(folder / ONNX_FILE)
     info = {"int8": int8, "source": source, "source_summary": model.card().summary,
             "parameters": int(sum(p.numel() for p in model.module.parameters())), "opset": 17, "quantization": how,
