@@ -50,9 +50,13 @@ def test_config_reference_covers_every_key_with_help():
     run_titles = [t for t in sections if not t.startswith(("`data", "`model"))]
     assert documented(*run_titles) == run_keys
     for name in list_datasets():
+        if not dataset_config_class(name).__module__.startswith("emolab."):  # registered by another test
+            continue
         expected = _dotted(dataset_config_class(name), "data.")
         assert documented("`data`: every dataset", f"`data.name: {name}`") == expected, name
     for name in list_models():
+        if not model_class(name).__module__.startswith("emolab."):  # registered by another test
+            continue
         expected = _dotted(model_class(name).config_class, "model.")
         assert documented("`model`: every model", f"`model.name: {name}`") == expected, name
     assert _dotted(DataConfig, "data.") <= documented("`data`: every dataset")

@@ -312,8 +312,10 @@ def test_ctrl_c_exits_130_with_a_resume_hint(tmp_path, shared_data):
            "output": {"dir": str(tmp_path / "runs"), "name": "stopped"}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # a test run started in the background inherits SIGINT ignored (as shells do for `cmd &`): restore the default
     proc = subprocess.Popen([sys.executable, "-m", "emolab.cli", "run", str(tmp_path / "c.yaml")], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     line = ""
     while "training" not in line and time.time() < deadline:

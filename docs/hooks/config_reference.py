@@ -171,12 +171,16 @@ def sections() -> list[tuple[str, str, list[Key]]]:
     out.append(("`data`: every dataset", "Keys every dataset's `data` section has.", section_keys(DataConfig, "data.")))
     for name in list_datasets():
         cls = dataset_config_class(name)
+        if not cls.__module__.startswith("emolab."):  # a dataset a test or a user registered
+            continue
         keys = section_keys(cls, "data.", skip=tuple(base_data))
         intro = (f"`data: {{name: {name}}}` also takes these keys." if keys
                  else f"`data: {{name: {name}}}` takes only the keys every dataset has.")
         out.append((f"`data.name: {name}`", intro, keys))
     out.append(("`model`: every model", "Keys every model's `model` section has.", section_keys(ModelConfig, "model.")))
     for name in list_models():
+        if not model_class(name).__module__.startswith("emolab."):  # a model a test or a user registered
+            continue
         cls = model_class(name).config_class
         keys = section_keys(cls, "model.", skip=tuple(f.name for f in dataclasses.fields(ModelConfig)))
         written = "Written by `emolab compress` or `emolab export`, not named in a config"
