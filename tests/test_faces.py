@@ -183,6 +183,7 @@ def test_image_folder_layout(tmp_path):
         load_dataset(cfg.data)
 
 
+@pytest.mark.slow  # long end to end (30 s): make test-slow keeps the default run under 10 minutes
 @pytest.mark.skipif(not (SHARED / "fer2013" / "fer2013.csv.gz").is_file(), reason="shared FER2013 not found")
 def test_shared_fer2013_and_ferplus_sizes():
     fer = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data)

@@ -366,6 +366,7 @@ def test_a_corrupt_video_names_the_file(face_model, tmp_path):
     assert res.returncode == 2 and "broken.mp4" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow  # long end to end (30 s): make test-slow keeps the default run under 10 minutes
 def test_evaluation_in_the_wild_reports_detection_and_accuracy_on_labelled_photos(face_model, photos, tmp_path):
     import json
     import shutil

@@ -129,6 +129,7 @@ def test_two_workers_share_a_postgresql_study(tmp_path, sweep_config):
 
 
 
+@pytest.mark.slow  # long end to end (30 s): make test-slow keeps the default run under 10 minutes
 @pytest.mark.timeout(600)
 def test_a_killed_worker_loses_only_its_running_trial(tmp_path):
     """Kill a worker in the middle of a trial; a second worker finds the trial's heartbeat stale, marks it
