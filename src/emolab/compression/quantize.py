@@ -11,6 +11,7 @@ separate method (``onnx-int8-dynamic``)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import tempfile
@@ -213,8 +214,10 @@ def export_onnx(model, folder: Path, *, int8: bool = False, dynamic: bool = Fals
         quiet = logging.getLogger()  # ONNX Runtime's quantizer prints its hints on the root logger
         level = quiet.level
         quiet.setLevel(max(level, logging.ERROR))
-        try:
-            how = _quantize(model, fp32, Path(tmp), names, calibration, int8=int8, image=image, dynamic=dynamic)
+        try:  # in the temporary folder: ONNX Runtime's tools may leave external-data files in the working folder
+            with contextlib.chdir(tmp):
+                how = _quantize(model, fp32.resolve(), Path(tmp).resolve(), names, calibration, int8=int8,
+                                image=image, dynamic=dynamic)
         finally:
             quiet.setLevel(level)
         (Path(tmp) / ("int8.onnx" if int8 else ONNX_FILE)).replace(folder / ONNX_FILE)
