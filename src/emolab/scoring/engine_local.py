@@ -4,6 +4,7 @@ then assembles ``OUT``. Memory holds one chunk at a time, whatever the size of t
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,6 +75,22 @@ def chunk_counts(source_rows: int, scored) -> dict:
     return counts
 
 
+def open_job(model_path: Path, input_spec, out: Path, options: ScoreOptions, *, resume: bool, overwrite: bool):
+    """(the model's card, the input source) for a scoring into ``out``, the output checked first; an unfinished
+    ``OUT.partial/`` is removed only with ``overwrite`` (and kept for ``resume``)."""
+    from emolab.models import model_card
+
+    if not model_path.exists():
+        raise EmolabError(f"model not found: {model_path}", hint="give a run directory or an `emolab export` folder")
+    card = model_card(model_path)
+    source = open_source(input_spec, image=card.image, column=options.column, id_column=options.id_column,
+                         keep=options.keep)
+    check_output(out, source, resume=resume, overwrite=overwrite)
+    if overwrite and not resume and partial_dir(out).exists():
+        shutil.rmtree(partial_dir(out))
+    return card, source
+
+
 def check_output(out: Path, source: Source, *, resume: bool, overwrite: bool) -> None:
     """Refuse to touch an input, or an existing output without ``--overwrite``."""
     output_format(out)
@@ -93,22 +110,12 @@ def score(model_path: str | Path, input_spec: str | Path, out: str | Path, optio
           resume: bool = False, overwrite: bool = False, progress: bool = True, say: Say = print,
           predictor=None) -> ScoreSummary:
     """Score every row of ``input_spec`` with the model at ``model_path`` into ``out``; returns the counts."""
-    import shutil
-
-    from emolab.models import model_card
     from emolab.scoring.predictor import Predictor, model_fingerprint
 
     options = options or ScoreOptions()
     out = Path(out)
     model_path = Path(model_path)
-    if not model_path.exists():
-        raise EmolabError(f"model not found: {model_path}", hint="give a run directory or an `emolab export` folder")
-    card = model_card(model_path)
-    source = open_source(input_spec, image=card.image, column=options.column, id_column=options.id_column,
-                         keep=options.keep)
-    check_output(out, source, resume=resume, overwrite=overwrite)
-    if overwrite and not resume and partial_dir(out).exists():
-        shutil.rmtree(partial_dir(out))
+    card, source = open_job(model_path, input_spec, out, options, resume=resume, overwrite=overwrite)
     fingerprint = {"model": model_fingerprint(model_path), "input": source.fingerprint(),
                    "options": {k: v for k, v in asdict(options).items() if k not in ("batch_size", "threads")}}
     writer = PartWriter(out, fingerprint)

@@ -13,14 +13,13 @@ model folder and input at the same path, e.g. a shared filesystem); see the READ
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 from emolab.errors import EmolabError
-from emolab.scoring.engine_local import ScoreOptions, ScoreSummary, Say, check_output, chunk_counts
+from emolab.scoring.engine_local import ScoreOptions, ScoreSummary, Say, chunk_counts, open_job
 from emolab.scoring.predictor import FACE_COLUMNS
-from emolab.scoring.readers import Source, open_source
+from emolab.scoring.readers import Source
 from emolab.scoring.writers import PartWriter, partial_dir
 
 INSTALL_HINT = "pip install 'emolab[ray]'  (or: pip install 'ray[data]')"
@@ -91,7 +90,6 @@ def score_ray(model_path: str | Path, input_spec: str | Path, out: str | Path, o
     """``emolab score --engine ray``: the same output as :func:`emolab.scoring.score`, scored by Ray actors."""
     import pyarrow.parquet as pq
 
-    from emolab.models import model_card
     from emolab.scoring.predictor import Predictor, model_fingerprint
 
     options = options or ScoreOptions()
@@ -102,14 +100,7 @@ def score_ray(model_path: str | Path, input_spec: str | Path, out: str | Path, o
         raise EmolabError(f"--workers must be at least 1, got {workers}", hint="e.g. --workers 2")
     ray = _ray()
     out, model_path = Path(out), Path(model_path)
-    if not model_path.exists():
-        raise EmolabError(f"model not found: {model_path}", hint="give a run directory or an `emolab export` folder")
-    card = model_card(model_path)
-    source = open_source(input_spec, image=card.image, column=options.column, id_column=options.id_column,
-                         keep=options.keep)
-    check_output(out, source, resume=False, overwrite=overwrite)
-    if partial_dir(out).exists():
-        shutil.rmtree(partial_dir(out))
+    card, source = open_job(model_path, input_spec, out, options, resume=False, overwrite=overwrite)
     writer = PartWriter(out, {"model": model_fingerprint(model_path), "input": source.fingerprint(), "engine": "ray"})
     writer.start(resume=False)
     staging = writer.dir / "ray"
