@@ -195,6 +195,7 @@ def test_the_docs_page_works_offline_and_the_schema_says_how_to_authorise_and_wh
         for url in urls:
             r = httpx.get(f"{live.url}{url}")
             assert r.status_code == 200 and len(r.content) > 500, url
+        assert "Apache License" in httpx.get(f"{live.url}/static/swagger-ui/LICENSE").text
         assert httpx.get(f"{live.url}/redoc", headers={"X-API-Key": "s3cret"}).status_code == 404  # no ReDoc (a CDN)
         schema = httpx.get(f"{live.url}/openapi.json").json()
         assert schema["components"]["securitySchemes"] == {

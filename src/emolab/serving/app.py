@@ -75,7 +75,7 @@ class ServeSettings:
         return cls(**{**raw, "limits": Limits(**raw["limits"])})
 
 
-SWAGGER = "/static/swagger-ui"  # Swagger UI's files, from the swagger-ui-bundle package (Apache-2.0), no CDN
+SWAGGER = "/static/swagger-ui"  # Swagger UI's files, from the swagger-ui-py package (Swagger UI 5, Apache-2.0), no CDN
 TINY_PNG = ("iVBORw0KGgoAAAANSUhEUgAAADAAAAAwCAAAAAByaaZbAAAAJElEQVR4nGNsYCANMJGoflTDqIZRDaMaRjWMahjVMKphiGsAAF"
             "oKAOA6DGKTAAAAAElFTkSuQmCC")  # a grey 48x48 PNG: the image example of the docs page
 INPUTS_BODY = {  # the documented request body of the predict and faces routes (read by hand, not by FastAPI)
@@ -429,9 +429,10 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    from swagger_ui_bundle import swagger_ui_path
+    import importlib.util
 
-    app.mount(SWAGGER, StaticFiles(directory=swagger_ui_path), name="swagger-ui")  # before /static: longer prefix
+    swagger_ui = Path(importlib.util.find_spec("swagger_ui").origin).parent / "static"  # swagger-ui-py's files
+    app.mount(SWAGGER, StaticFiles(directory=swagger_ui), name="swagger-ui")  # before /static: longer prefix
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.models, app.state.metrics, app.state.settings = models, metrics, settings
     return app
