@@ -328,6 +328,35 @@ def robustness(
 
 
 @app.command()
+def calibrate(
+    run_dir: Path = typer.Argument(..., help="A run directory with validation predictions"),
+    method: str = typer.Option("temperature", "--method", help="temperature (one per label for multi-label runs) "
+                               "or platt (multi-label: slope and offset per label)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Fit again over an earlier calibration"),
+):
+    """Fit a calibration on the validation split, store it in the model card (predict, score, serve and exports
+    apply it) and measure ECE / NLL / Brier before and after on the test split; writes RUN/calibration/."""
+    from emolab.calibration import METHODS
+    from emolab.errors import unknown_name
+    from emolab.pipeline import calibrate_run
+
+    if method not in METHODS:
+        raise unknown_name("calibration method", method, METHODS)
+    r = calibrate_run(run_dir, method=method, overwrite=overwrite, say=_say)
+    split = "test" if "test" in r else "validation"
+    table = Table(title=f"{r['run']}: {r['summary']} ({split} split, {r[split]['n']} examples)")
+    for name in ("metric", "before", "after", "change"):
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    for key, name in (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier")):
+        row = r[split][key]
+        table.add_row(name, f"{row['before']:.4f}", f"{row['after']:.4f}", f"{row['change']:+.4f}")
+    if "accuracy" in r[split]:
+        acc = r[split]["accuracy"]
+        table.add_row("accuracy", f"{acc['before']:.4f}", f"{acc['after']:.4f}", f"{acc['after'] - acc['before']:+.4f}")
+    console.print(table)
+
+
+@app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory"),
     others: Optional[List[Path]] = typer.Argument(None, help="More runs for a leaderboard section"),

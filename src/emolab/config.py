@@ -68,6 +68,7 @@ class EvalConfig:
     bootstrap: int = 1000  # resamples for the 95% intervals on every metric (seeded by `seed`); 0 turns them off
     notebook: bool = False  # also write report.ipynb (executed, with outputs; `emolab report RUN --notebook`)
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
+    calibrate: Literal["none", "temperature", "platt"] = "none"  # fit a temperature (one per label when multi-label; platt: slope and offset per label, multi-label) on the validation split, keep it in the model card and apply it wherever scores leave emolab (`emolab calibrate RUN`)
     robustness: bool = False  # also score the test split under the perturbations of `emolab robustness` (default severities) and add the table to the report
 
 
@@ -327,6 +328,9 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         bad_splits = [s for s in cfg.eval.splits if s not in ("train", "validation", "test")]
         if bad_splits:
             problems.append(f"eval.splits: unknown split(s) {bad_splits}; use train, validation, test")
+        if cfg.eval.calibrate != "none" and "validation" not in cfg.eval.splits:
+            problems.append(f"eval.calibrate: {cfg.eval.calibrate} is fitted on the validation split's predictions; "
+                            "add validation to eval.splits (or set eval.calibrate: none)")
     cfg.data.check(problems)
     cfg.model.check(problems)
     if cfg.model.name in list_models():

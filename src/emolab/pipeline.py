@@ -188,6 +188,9 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     metrics = _evaluate_and_write(run_dir, model, ds, cfg, say)
     run_dir.timings["evaluate_s"] = time.perf_counter() - t
     run_dir.timings["total_s"] = time.perf_counter() - t0
+    if cfg.eval.calibrate != "none":
+        say(f"calibrating on the validation split (eval.calibrate: {cfg.eval.calibrate})")
+        calibrate_run(run_dir.path, method=cfg.eval.calibrate, say=say)
     if cfg.eval.robustness and "test" in cfg.eval.splits and not ds.labels.multi_label:
         from emolab.robustness.evaluate import robustness_run
 
@@ -243,6 +246,60 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
     atomic_write(out, to_json(metrics) + "\n")
     say(f"wrote {out}")
     return metrics
+
+
+def calibrate_run(run_path: str | Path, *, method: str = "temperature", overwrite: bool = False,
+                  say: Say = print) -> dict[str, Any]:
+    """Fit a calibration on the run's validation predictions, measure ECE / NLL / Brier before and after on its
+    test split (intervals, paired change), draw both reliability curves, and record the calibration in the
+    model card so every later ``predict_proba`` (predict, score, serve, exports) applies it. Writes
+    ``calibration/calibration.json``, ``calibration.md`` and ``reliability.png``."""
+    from emolab import calibration as cal
+    from emolab.models.registry import MODEL_FILE, read_model_card
+
+    run = open_run(run_path)
+    card = run.card
+    saved = cal.Calibration.of_card(card.extra)
+    if saved is not None and not overwrite:
+        raise EmolabError(f"{run.path} is calibrated already ({saved.summary()})",
+                          hint="add --overwrite to fit it again (the run's predictions are unchanged: it refits the same)")
+    if not run.has("predictions_validation.npz"):
+        raise EmolabError(f"{run.path} has no validation predictions to fit a calibration on",
+                          hint="calibration is fitted on the validation split: run the config again with validation in "
+                               "eval.splits (and eval.calibrate: temperature to calibrate as part of the run)")
+    multi = card.labels.multi_label
+    val = run.predictions("validation")
+    fitted = cal.fit(val.y_true, val.probs, multi_label=multi, method=method)
+    seed, resamples = run.config.seed, run.config.eval.bootstrap
+    bins = run.config.eval.ece_bins
+    result: dict[str, Any] = {"run": run.name, "fitted_on": "validation", "n_fit": len(val.y_true),
+                              "calibration": fitted.to_dict(), "summary": fitted.summary()}
+    for split in ("validation", "test"):
+        if run.has(f"predictions_{split}.npz"):
+            preds = val if split == "validation" else run.predictions(split)
+            result[split] = cal.calibration_metrics(preds.y_true, preds.probs, fitted.apply(preds.probs),
+                                                    multi_label=multi, n_bins=bins, resamples=resamples, seed=seed)
+    measured = "test" if "test" in result else "validation"
+    folder = run.path / "calibration"
+    atomic_write(folder / "calibration.json", to_json(result) + "\n")
+    if measured == "test":
+        md = (f"# Calibration: {run.name}\n\n{fitted.method} scaling fitted on the validation split "
+              f"({len(val.y_true)} examples) by minimising the NLL: {fitted.summary()}. Measured on the test split "
+              f"({result['test']['n']} examples, {result['test']['ece_kind']} ECE over {bins} bins); in brackets "
+              "95% bootstrap intervals, the change on the same resamples.\n\n" + cal.metrics_markdown(result))
+        atomic_write(folder / "calibration.md", md)
+    rel = result[measured]["reliability"]
+    plots.reliability_comparison({k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in rel.items()},
+                                 folder / "reliability.png", title=f"Reliability ({measured}): before and after")
+    model_folder = run.path / "model"
+    raw = read_model_card(model_folder)
+    raw["calibration"] = fitted.to_dict()
+    atomic_write(model_folder / MODEL_FILE, json.dumps(raw, indent=2))
+    ece = result[measured]["ece"]
+    change = f" ({ece['relative_change']:+.0%})" if ece["relative_change"] is not None else ""
+    say(f"calibrated {run.name}: {fitted.summary()}; {measured} ECE {ece['before']:.4f} -> {ece['after']:.4f}{change}")
+    say(f"wrote {folder} and the calibration into {model_folder / MODEL_FILE}")
+    return result
 
 
 def face_detector(name: str, align: bool, say: Say = print):
@@ -369,5 +426,5 @@ def predict_inputs(run_path: str | Path, items: list[str]) -> tuple[list[str], l
     probs = np.full((len(items), len(names)), np.nan)
     if filled:
         probs[filled] = model.predict_proba([items[i] for i in filled])
-    thresholds = decision_thresholds(run_path, names) if model.labels.multi_label else 0.5
+    thresholds = decision_thresholds(run_path, names, calibrated=True) if model.labels.multi_label else 0.5
     return items, model.labels.decide(probs, thresholds), probs, names

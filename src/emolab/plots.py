@@ -159,6 +159,25 @@ def reliability_diagram(bins: dict[str, np.ndarray], path: Path) -> Path:
     return _save(fig, path)
 
 
+def reliability_comparison(bins: dict[str, dict[str, np.ndarray]], path: Path, *, title: str) -> Path:
+    """Reliability curves of the same examples before and after calibration (``bins`` keyed ``before`` / ``after``)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    for (name, b), style in zip(bins.items(), ("o-", "s-")):
+        n = b["count"].sum()
+        ece = float((b["count"] * np.abs(b["accuracy"] - b["confidence"])).sum() / max(n, 1))
+        used = b["count"] > 0
+        ax.plot(b["confidence"][used], b["accuracy"][used], style, label=f"{name} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
 def leaderboard_bars(rows: list[dict[str, Any]], path: Path) -> Path:
     """Test accuracy and macro-F1 per run."""
     plt = _plt()

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from emolab.calibration import Calibration
 from emolab.config import RunConfig, config_from_saved, read_yaml
 from emolab.errors import EmolabError
 from emolab.outputs import atomic_write, check_name, writable_folder
@@ -278,15 +279,20 @@ def run_of(folder: str | Path) -> Run | None:
     return None
 
 
-def decision_thresholds(folder: str | Path, names: tuple[str, ...]) -> np.ndarray:
+def decision_thresholds(folder: str | Path, names: tuple[str, ...], *, calibrated: bool = False) -> np.ndarray:
     """The thresholds a multi-label model decides at: those tuned on validation (the run's ``metrics.json``),
-    else the run's ``eval.threshold``, else 0.5. ``folder`` is a run or a model folder inside one."""
+    else the run's ``eval.threshold``, else 0.5. ``folder`` is a run or a model folder inside one. These apply to
+    the run's saved (uncalibrated) predictions; ``calibrated`` maps them onto the scale of the folder's model
+    when its card records a calibration (what a loaded model's ``predict_proba`` returns), deciding the same."""
     run = run_of(folder)
     if run is None:
-        return np.full(len(names), 0.5)
-    tuned = run.metrics.get("tuned_thresholds") or {}
-    default = float((run.raw_config.get("eval") or {}).get("threshold", 0.5))
-    return np.array([float(tuned.get(n, default)) for n in names])
+        thresholds = np.full(len(names), 0.5)
+    else:
+        tuned = run.metrics.get("tuned_thresholds") or {}
+        default = float((run.raw_config.get("eval") or {}).get("threshold", 0.5))
+        thresholds = np.array([float(tuned.get(n, default)) for n in names])
+    calibration = Calibration.of_card(model_card(folder).extra) if calibrated else None
+    return thresholds if calibration is None else np.asarray(calibration.thresholds(thresholds))
 
 
 def open_run(path: str | Path) -> Run:

@@ -65,8 +65,13 @@ def export_hf(model, folder: Path) -> None:
                                                      "pt": ["AutoModelForSequenceClassification"], "tf": [],
                                                      "type": "text"}},
     }
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if model.calibration is not None:  # folded into the head: transformers' softmax gives emolab's calibrated scores
+        config["emolab_calibration"] = model.calibration.to_dict()
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    if model.calibration is not None:
+        weight, bias = model.calibration.linear(state["head.weight"], state["head.bias"])
+        state["head.weight"], state["head.bias"] = weight.contiguous(), bias.contiguous()
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     _save_tokenizer(model.tokenizer, folder, max_length=model.cfg.max_length)
     for path in folder.iterdir():  # readable by others, as a plain write would leave them

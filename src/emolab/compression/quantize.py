@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import tempfile
 import warnings
@@ -39,8 +40,19 @@ def dynamic_int8(model):
     return q
 
 
+def calibration_in_graph(model):
+    """The model's calibration as its ONNX graph will apply it (on the logits: exact where one forward pass gives
+    the scores), or None: no calibration, or test-time augmentation, whose views are averaged before emolab
+    calibrates (the deployed classifier then applies it after averaging, as the run does)."""
+    cal = model.calibration
+    if cal is None or getattr(model, "tta", "none") != "none":
+        return None
+    return dataclasses.replace(cal, in_graph=True)
+
+
 def _export_graph(model, path: Path, side: int = 48) -> list[str]:
-    """Write the fp32 graph of a text or face classifier to ``path``; returns its input names."""
+    """Write the fp32 graph of a text or face classifier to ``path`` (calibrated logits where
+    :func:`calibration_in_graph` says so); returns its input names."""
     if not isinstance(model, TorchClassifier):
         raise EmolabError(f"ONNX export supports PyTorch text and face classifiers; got {model.card().summary}",
                           hint="use dynamic-int8 for this model")
@@ -48,6 +60,9 @@ def _export_graph(model, path: Path, side: int = 48) -> list[str]:
     if model.modality == "image":
         module.channels_last = False
         module.to(memory_format=torch.contiguous_format)
+    if calibration_in_graph(model) is not None:
+        module = model.calibration.torch_head(module)
+    if model.modality == "image":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -231,5 +246,6 @@ def export_onnx(model, folder: Path, *, int8: bool = False, dynamic: bool = Fals
         hf_layout(model, folder)
         deployed = OnnxClassifier(folder, model.labels, model.tokenizer, max_length=model.cfg.max_length, inputs=names,
                                   info=info, threads=threads)
+    deployed.calibration = calibration_in_graph(model) or model.calibration
     deployed.save(folder)  # the model card
     return deployed

@@ -75,10 +75,10 @@ class _Deployed(Classifier):
     def card(self) -> ModelCard:
         source = self.info.get("source_summary") or self.info.get("source") or "a model"
         how = "int8" if self.info.get("int8") else "fp32"
-        return ModelCard(model=self.name, labels=self.labels, modality=self.modality, input=self.input(),
-                         summary=f"{source} (ONNX Runtime, {how})", family=self.family, training=self.training,
-                         hyperparameters={"int8": bool(self.info.get("int8")), "opset": self.info.get("opset")},
-                         extra=self.extra())
+        return self.with_calibration(ModelCard(
+            model=self.name, labels=self.labels, modality=self.modality, input=self.input(),
+            summary=f"{source} (ONNX Runtime, {how})", family=self.family, training=self.training,
+            hyperparameters={"int8": bool(self.info.get("int8")), "opset": self.info.get("opset")}, extra=self.extra()))
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)

@@ -8,7 +8,8 @@ reports and serving never ask for its name:
   (input kind, a one-line summary, the hyperparameters worth reporting);
 - ``from_config(cfg, labels, dataset=None)`` builds an untrained model; ``fit(dataset, run_cfg, logger)``
   trains it and returns the per-epoch history; ``set_inference(eval_cfg)`` applies evaluation options;
-- ``predict_proba(inputs, batch_size)`` returns ``(N, K)`` probabilities;
+- ``predict_proba(inputs, batch_size)`` returns ``(N, K)`` probabilities (calibrated, when the model carries a
+  :class:`~emolab.calibration.Calibration`: the base class applies it to what every subclass returns);
 - ``save(folder)`` / ``load(folder)`` write and read everything needed to predict offline.
 
 This module is a leaf. The built-in models are listed in :data:`BUILTIN` and imported on first lookup, so
@@ -18,6 +19,7 @@ importing the registry (or :mod:`emolab.models`) imports no model and no deep-le
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from emolab.calibration import Calibration
 from emolab.errors import EmolabError, unknown_name
 from emolab.records import LabelSet, ModelCard
 
@@ -90,6 +93,25 @@ class Classifier:
     supports_resume: ClassVar[bool] = False
     cfg: ModelConfig
     labels: LabelSet
+    # set by `emolab calibrate` / eval.calibrate and by load_model from the card; None: probabilities as trained
+    calibration: Calibration | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass's ``predict_proba`` returns calibrated probabilities when the model carries a
+        calibration (applied once, by the most derived definition, if one calls another through super())."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("predict_proba")
+        if own is None:
+            return
+
+        @functools.wraps(own)
+        def predict_proba(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
+            probs = own(self, inputs, batch_size)
+            if self.calibration is None or self.calibration.in_graph or type(self).predict_proba is not predict_proba:
+                return probs
+            return self.calibration.apply(probs)
+
+        cls.predict_proba = predict_proba
 
     # --- what the model says about itself ---
     @classmethod
@@ -117,7 +139,13 @@ class Classifier:
                          hyperparameters=cls.hyperparameters(cfg), citation=cls.citation(cfg), extra=extra)
 
     def card(self) -> ModelCard:
-        return self.describe(self.cfg, self.labels, config=dataclasses.asdict(self.cfg))
+        return self.with_calibration(self.describe(self.cfg, self.labels, config=dataclasses.asdict(self.cfg)))
+
+    def with_calibration(self, card: ModelCard) -> ModelCard:
+        """``card`` recording the model's calibration (what every ``card()`` returns)."""
+        if self.calibration is None:
+            return card
+        return dataclasses.replace(card, extra={**card.extra, "calibration": self.calibration.to_dict()})
 
     # --- behaviour ---
     @classmethod
@@ -242,10 +270,12 @@ def load_model(folder: str | Path) -> Classifier:
     card = read_model_card(folder)
     cls = model_class(card["model"])
     try:
-        return cls.load(folder)
+        model = cls.load(folder)
     except EmolabError:
         raise
     except Exception as exc:  # a truncated or damaged weights file: say which folder, not a traceback
         raise EmolabError(f"cannot read the model in {folder}: {type(exc).__name__}: {exc}",
                           hint="a file there is damaged or incomplete (an interrupted copy?): write the run or "
                                "the export again") from exc
+    model.calibration = Calibration.of_card(card)
+    return model

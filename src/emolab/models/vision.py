@@ -208,7 +208,7 @@ class ImageClassifier(TorchClassifier):
 
     def card(self):
         card = self.describe(self.cfg, self.labels, config=dataclasses.asdict(self.cfg), tta=self.tta)
-        return dataclasses.replace(card, input=self.input_spec(self.cfg, self.side))
+        return self.with_calibration(dataclasses.replace(card, input=self.input_spec(self.cfg, self.side)))
 
     @classmethod
     def build(cls, cfg: ImageModelConfig, labels: LabelSet, side: int = SIDE) -> ImageClassifierModule:

@@ -55,6 +55,7 @@ class ReportData:
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     compression: list[dict[str, Any]] = field(default_factory=list)
     robustness: dict[str, Any] | None = None  # robustness/robustness.json, when `emolab robustness` has run
+    calibration: dict[str, Any] | None = None  # calibration/calibration.json, when the run is calibrated
     modality: str = "text"
     face_figures: list[tuple[str, str]] = field(default_factory=list)  # image runs: instead of highlighted text
 
@@ -105,7 +106,7 @@ def _rare_class_idea(worst: str, shares: dict, train_cfg: dict, model_cfg: dict)
 
 def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | None, history: list[dict],
                           card: ModelCard, gap: float | None, gpu: str | None = None,
-                          cfg: dict | None = None) -> tuple[list[str], list[str]]:
+                          cfg: dict | None = None, calibrated: dict | None = None) -> tuple[list[str], list[str]]:
     """What the run's numbers suggest, and ideas worded from its own config (never a key it already sets or one
     its model does not take)."""
     hyp, ideas = [], []
@@ -167,9 +168,14 @@ def _hypotheses_and_ideas(analysis: dict | None, metrics: dict, stats: dict | No
                            f"which points at ambiguous {inputs} or noisy labels more than at indecision.")
     ece = test.get("ece")
     if ece is not None and ece > 0.05:
-        hyp.append(f"The model is miscalibrated (ECE {ece:.3f}).")
-        ideas.append("Calibrate the probabilities (temperature scaling on the validation split) before using them "
-                     "as confidences.")
+        if calibrated and "test" in calibrated:
+            after = calibrated["test"]["ece"]["after"]
+            hyp.append(f"As trained, the model is miscalibrated (ECE {ece:.3f}); its calibration "
+                       f"({calibrated['summary']}) brings the test ECE to {after:.3f} (see Calibration).")
+        else:
+            hyp.append(f"The model is miscalibrated (ECE {ece:.3f}).")
+            ideas.append("Calibrate the probabilities before using them as confidences: `emolab calibrate RUN` fits a "
+                         "temperature on the validation split (or set eval.calibrate: temperature).")
     flag = overfitting(history)
     if flag:
         hyp.append(flag.capitalize() + ".")
@@ -213,7 +219,8 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
     analysis = reader.json("analysis/analysis.json")
     gpu = manifest.get("hardware", {}).get("gpu")
     published, note, gap = compare_published(cfg, card, metrics, stats, gpu)
-    hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu, cfg)
+    hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu, cfg,
+                                       reader.json("calibration/calibration.json"))
     data_name = cfg["data"]["name"]
     modality = card.modality
     faces = [(caption, rel) for caption, rel in [
@@ -229,6 +236,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         ("Per-class precision, recall and F1 (test)", "analysis/per_class_f1.png"),
         ("Confidence of right vs wrong predictions (test)", "analysis/confidence.png"),
         ("Reliability diagram (test)", "analysis/reliability.png"),
+        ("Reliability before and after calibration", "calibration/reliability.png"),
         ("Compression: accuracy vs batch-1 latency", "compression/pareto.png"),
         ("Unstructured pruning: accuracy vs sparsity (fp32)", "compression/sparsity_fp32.png"),
         ("Unstructured pruning: accuracy vs sparsity (fp16)", "compression/sparsity_fp16.png"),
@@ -284,6 +292,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         leaderboard=leaderboard,
         compression=reader.json("compression/results.json") or [],
         robustness=reader.json("robustness/robustness.json"),
+        calibration=reader.json("calibration/calibration.json"),
         modality=modality,
         face_figures=faces,
     )

@@ -10,6 +10,7 @@ import jinja2
 from emolab.compare import leaderboard_markdown
 from emolab.compression.measure import table_markdown
 from emolab.report.published import METRIC_NAMES
+from emolab.calibration import metrics_markdown as calibration_table
 from emolab.robustness.evaluate import table_markdown as robustness_table
 from emolab.significance import p_phrase, with_interval
 
@@ -50,4 +51,5 @@ def environment(run: Path) -> jinja2.Environment:
     env.globals["leaderboard_markdown"] = leaderboard_markdown
     env.globals["compression_table"] = table_markdown
     env.globals["robustness_table"] = robustness_table
+    env.globals["calibration_table"] = calibration_table
     return env

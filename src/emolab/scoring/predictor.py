@@ -94,7 +94,7 @@ class Predictor:
             self.model.set_threads(threads)
         self.names = tuple(self.model.labels.names)
         self.multi_label = bool(self.model.labels.multi_label)
-        self.thresholds = decision_thresholds(self.path, self.names) if self.multi_label else None
+        self.thresholds = decision_thresholds(self.path, self.names, calibrated=True) if self.multi_label else None
         # A classical model answers a whole chunk in one call fastest; neural models pad each batch.
         self.batch_size = batch_size or (1 << 30 if self.card.family == "classical" else 64)
         self.photo = None

@@ -91,7 +91,7 @@ class ServedModel:
             name = folder.parent.name if folder.name == "model" else folder.name
         card = model_card(folder)
         return cls(name, path, load_model(folder), card, _run_metrics(folder),
-                   decision_thresholds(folder, card.labels.names))
+                   decision_thresholds(folder, card.labels.names, calibrated=True))
 
     def describe(self) -> dict[str, Any]:
         metrics = dict(self.metrics)
