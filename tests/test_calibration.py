@@ -206,3 +206,26 @@ def test_a_multi_label_run_decides_the_same_after_calibration(tmp_path, shared_d
 
     predictor = Predictor(done)
     assert np.allclose(predictor.thresholds, decision_thresholds(done, model.labels.names, calibrated=True))
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_a_calibrated_face_run_exports_to_onnx_with_the_same_scores(tmp_path, tta):
+    from emolab.compression import export_run
+    from tests.test_compression import _fer_csv
+
+    _fer_csv(tmp_path / "fer", 140)
+    cfg = {"data": {"name": "fer2013", "path": str(tmp_path / "fer")},
+           "model": {"name": "cnn-small", "width": 8, "hidden_size": 32},
+           "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3},
+           "eval": {"timing": False, "report": False, "tta": tta, "calibrate": "temperature"},
+           "output": {"dir": str(tmp_path / "runs"), "name": "faces"}, "seed": 3}
+    done = run(config_from_dict(cfg), say=lambda _m: None)
+    faces = np.random.default_rng(0).integers(0, 255, size=(6, 48, 48), dtype=np.uint8)
+    model = load_model(done)
+    ours = model.predict_proba(faces)
+    model.calibration = None
+    assert not np.allclose(model.predict_proba(faces), ours, atol=1e-4)
+    exported = load_model(export_run(done, format="onnx", out=tmp_path / "onnx", say=lambda _m: None))
+    # one view: the graph divides the logits; averaged views: emolab calibrates after averaging, as the run does
+    assert exported.calibration.in_graph == (tta == "none")
+    assert np.allclose(exported.predict_proba(faces), ours, atol=1e-4)
