@@ -5,7 +5,8 @@ by minimising the negative log-likelihood:
 
 - ``temperature`` (Guo et al. 2017): one temperature ``T`` for a single-label model (softmax over ``log p / T``:
   the arg-max never changes), or one per label for a multi-label model (sigmoid of ``logit(p) / T_k``);
-- ``platt`` (Platt 1999), multi-label only: a slope and an offset per label (``a_k z + b_k``, ``a_k > 0``).
+- ``platt`` (Platt 1999), multi-label only: a slope and an offset per label (``a_k z + b_k``, ``a_k > 0``);
+- ``auto``: temperature for single-label models, Platt for multi-label ones (it calibrated better there).
 
 Both are monotone per label, so a multi-label run's tuned thresholds map through the same function and every
 decision stays the same (:meth:`Calibration.thresholds`). The map applies to the probabilities the model
@@ -28,7 +29,9 @@ import numpy as np
 from emolab.errors import EmolabError
 from emolab.significance import CONFIDENCE, percentile_interval, resample_counts
 
-METHODS = ("temperature", "platt")
+METHODS = ("auto", "temperature", "platt")
+# auto: temperature for single-label runs, Platt for multi-label ones (measured on GoEmotions Ekman, TF-IDF:
+# test ECE 0.032 -> 0.0064 with Platt vs 0.011 with per-label temperatures; benchmarks/results/calibration.md)
 _EPS = 1e-12
 _LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))  # temperatures searched between 0.05 and 20
 
@@ -180,6 +183,8 @@ def fit(y_true: np.ndarray, probs: np.ndarray, *, multi_label: bool, method: str
     """Fit the calibration on (validation) labels and probabilities by minimising the NLL."""
     if method not in METHODS:
         raise EmolabError(f"unknown calibration method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+    if method == "auto":
+        method = "platt" if multi_label else "temperature"
     if method == "platt" and not multi_label:
         raise EmolabError("platt scaling applies to multi-label runs (one sigmoid per label)",
                           hint="use temperature for a single-label run: it never changes the arg-max")

@@ -330,8 +330,8 @@ def robustness(
 @app.command()
 def calibrate(
     run_dir: Path = typer.Argument(..., help="A run directory with validation predictions"),
-    method: str = typer.Option("temperature", "--method", help="temperature (one per label for multi-label runs) "
-                               "or platt (multi-label: slope and offset per label)"),
+    method: str = typer.Option("auto", "--method", help="auto (temperature; platt for multi-label runs), temperature "
+                               "(one per label for multi-label runs) or platt (multi-label: slope and offset per label)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Fit again over an earlier calibration"),
 ):
     """Fit a calibration on the validation split, store it in the model card (predict, score, serve and exports

@@ -68,7 +68,7 @@ class EvalConfig:
     bootstrap: int = 1000  # resamples for the 95% intervals on every metric (seeded by `seed`); 0 turns them off
     notebook: bool = False  # also write report.ipynb (executed, with outputs; `emolab report RUN --notebook`)
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
-    calibrate: Literal["none", "temperature", "platt"] = "none"  # fit a temperature (one per label when multi-label; platt: slope and offset per label, multi-label) on the validation split, keep it in the model card and apply it wherever scores leave emolab (`emolab calibrate RUN`)
+    calibrate: Literal["none", "auto", "temperature", "platt"] = "none"  # fit on the validation split: temperature (one per label when multi-label), platt (multi-label: slope and offset per label) or auto (temperature; platt for multi-label runs); kept in the model card and applied wherever scores leave emolab (`emolab calibrate RUN`)
     robustness: bool = False  # also score the test split under the perturbations of `emolab robustness` (default severities) and add the table to the report
 
 

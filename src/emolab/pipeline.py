@@ -248,7 +248,7 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
     return metrics
 
 
-def calibrate_run(run_path: str | Path, *, method: str = "temperature", overwrite: bool = False,
+def calibrate_run(run_path: str | Path, *, method: str = "auto", overwrite: bool = False,
                   say: Say = print) -> dict[str, Any]:
     """Fit a calibration on the run's validation predictions, measure ECE / NLL / Brier before and after on its
     test split (intervals, paired change), draw both reliability curves, and record the calibration in the

@@ -2,7 +2,7 @@
 
 A model that cannot reach 100% training accuracy on 20 examples with regularisation switched off has a
 bug (labels misaligned, learning rate far off, frozen weights, a broken head) that a full run would
-only reveal hours later. Seed 004 does this check by hand; here it runs for every model and modality.
+only reveal hours later. A practitioner report does this check by hand; here it runs for every model and modality.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def classifier_head(features: int, hidden: int, classes: int, dropout: float) ->
 
 
 def mlp(cfg: MlpConfig, classes: int, side: int) -> nn.Module:
-    """The first baseline of seed 004: flatten -> hidden -> classes."""
+    """The first face baseline of a practitioner report: flatten -> hidden -> classes."""
     return nn.Sequential(nn.Flatten(), nn.Linear(side * side, cfg.hidden_size), nn.ReLU(inplace=True),
                          nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden_size, classes))
 
@@ -285,7 +285,7 @@ class ImageClassifier(TorchClassifier):
 
 @register_model("mlp")
 class MlpClassifier(ImageClassifier):
-    """Flatten -> hidden -> classes: seed 004's first baseline."""
+    """Flatten -> hidden -> classes: the first face baseline of a practitioner report."""
 
     config_class = MlpConfig
     family = "dense"  # a dense network on pixels, not a CNN

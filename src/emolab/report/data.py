@@ -61,7 +61,7 @@ class ReportData:
 
 
 def overfitting(history: list[dict]) -> str | None:
-    """Flag the epochs where validation loss rose while training loss fell (seed 003 spotted it by hand)."""
+    """Flag the epochs where validation loss rose while training loss fell (a practitioner report spotted it by hand)."""
     bad = [h["epoch"] for prev, h in zip(history, history[1:])
            if h.get("val_loss", 0) > prev.get("val_loss", 0) and h.get("train_loss", 0) < prev.get("train_loss", 0)]
     if not bad:
