@@ -14,8 +14,9 @@ import torch
 
 from emolab.config import config_from_dict
 from emolab.data import load_dataset
-from emolab.data.images import FER2013_LABELS, FERPLUS_COLUMNS, FERPLUS_LABELS, ferplus_targets
+from emolab.data.images import FERPLUS_COLUMNS, FERPLUS_LABELS, ferplus_targets
 from emolab.errors import DataError, EmolabError
+from emolab.labels import FER2013_LABELS
 from emolab.models import create_model, list_models, load_model, model_class, model_config
 from emolab.models.augment import AugmentConfig, batch_augmenter, tta_views
 from emolab.pipeline import evaluate_run, run

@@ -276,7 +276,7 @@ def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: s
 
 
 def _image_files(items: list[str]) -> list[Path]:
-    from emolab.data.images import image_files
+    from emolab.faces.photos import image_files
 
     files = []
     for item in map(Path, items):

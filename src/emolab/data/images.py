@@ -23,14 +23,14 @@ from emolab.data.registry import DataConfig, register_dataset
 from emolab.data.sources import cache_dir, checksums
 from emolab.errors import DataError
 from emolab.faces.detectors import DEFAULT_DETECTOR, detector_class, list_detectors
+from emolab.faces.photos import image_files
+from emolab.labels import FER2013_LABELS
 from emolab.records import Dataset, LabelSet, Split
 
-FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FERPLUS_LABELS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 FERPLUS_COLUMNS = FERPLUS_LABELS + ("unknown", "NF")
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
 SIDE = 48
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def _open_text(path: Path):
@@ -274,15 +274,6 @@ def read_image(path: Path, size: int) -> np.ndarray:
         if im.size != (size, size):
             im = im.resize((size, size), Image.BILINEAR)
         return np.asarray(im, dtype=np.uint8)
-
-
-def image_files(folder: Path, *, recursive: bool = False) -> list[Path]:
-    """The image files in ``folder`` (and below it, with ``recursive``), sorted: regular files with an image
-    suffix only, so a FIFO or device named ``x.png`` is never opened (its read would block)."""
-    from emolab.faces.photos import is_regular_file
-
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and is_regular_file(p))
 
 
 def read_face_crop(path: Path, size: int, detector, min_face: int, align: bool = False) -> np.ndarray | None:

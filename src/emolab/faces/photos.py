@@ -30,6 +30,7 @@ from emolab.faces.detectors import Detector, Face, to_gray
 
 MAX_SIDE = 2048  # photos are read at most this large (faces of 24+ pixels stay findable in 12 MP photos)
 MAX_PIXELS = 25_000_000  # most pixels decoded from one image (the server's default max_image_pixels)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def is_regular_file(path: Path) -> bool:
@@ -38,6 +39,13 @@ def is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def image_files(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """The image files in ``folder`` (and below it, with ``recursive``), sorted: regular files with an image
+    suffix only, so a FIFO or device named ``x.png`` is never opened (its read would block)."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and is_regular_file(p))
 
 
 def open_regular(path) -> object:

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from emolab.data.images import image_files
 from emolab.errors import DataError
 from emolab.faces.detectors import Detector
-from emolab.faces.photos import face_crops, read_photo
+from emolab.faces.photos import face_crops, image_files, read_photo
 
 
 def labelled_photos(folder: Path, names: tuple[str, ...]) -> list[tuple[Path, int]]:

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emolab.data.images import FER2013_LABELS
 from emolab.errors import EmolabError
+from emolab.labels import FER2013_LABELS
 from emolab.models.registry import register_model
 from emolab.models.vision import ImageClassifier, ImageModelConfig
 from emolab.records import LabelSet
