@@ -472,7 +472,7 @@ def data_stats(
 ):
     """Split sizes, class counts and shares, text lengths, duplicates, leakage and a class plot."""
     from emolab.config import config_from_dict
-    from emolab.data.report import show_stats
+    from emolab.dataset_report import show_stats
 
     overrides = list(set_ or []) + [f"data.name={name}"] + ([f"data.path={path}"] if path else [])
     cfg = config_from_dict({}, source="command line", overrides=overrides)
