@@ -457,7 +457,7 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
 ):
     """Write a deployable model folder that `emolab predict` loads like a run."""
-    from emolab.compression import export_run
+    from emolab.export import export_run
 
     export_run(run_dir, format=format, int8=int8, out=out, overwrite=overwrite, say=_say)
 
