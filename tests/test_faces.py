@@ -21,6 +21,7 @@ from emolab.models import create_model, list_models, load_model, model_class, mo
 from emolab.models.augment import AugmentConfig, batch_augmenter, tta_views
 from emolab.pipeline import evaluate_run, run
 from emolab.records import LabelSet
+from emolab.training import train
 from tests.conftest import SHARED, crash_after_first_epoch
 from tests.test_cli import emolab
 
@@ -239,7 +240,7 @@ def test_pretrained_reference_loads_the_package_weights_and_reads_real_faces(tmp
     model = create_model(model_config("what-the-face"), LabelSet(FER2013_LABELS))
     write_fer(tmp_path / "fer")
     cfg = config_from_dict(fer_config(tmp_path, tmp_path / "fer", model="what-the-face"))
-    history = model.fit(load_dataset(cfg.data), cfg)  # loads the weights, trains nothing
+    history = train(model, load_dataset(cfg.data), cfg)  # loads the weights, trains nothing
     assert len(history) == 1 and 0 <= history[0].validation["accuracy"] <= 1
     test = fer.split("test")
     probs = model.predict_proba(test.inputs[:1000])
@@ -385,7 +386,7 @@ def test_soft_vote_targets_train(tmp_path):
     ds = Dataset("toy", LabelSet(FERPLUS_LABELS), {"train": split, "validation": split}, "image")
     cfg = config_from_dict(fer_config(tmp_path, tmp_path, epochs=2))
     model = create_model(cfg.model, ds.labels)
-    history = model.fit(ds, cfg)
+    history = train(model, ds, cfg)
     assert len(history) == 2 and np.isfinite(history[-1].train["loss"])
 
 

@@ -131,6 +131,8 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     the main process writes; the others return the run path once training ends. ``on_epoch`` sees every
     epoch record as it is written (sweeps use it to prune).
     """
+    from emolab.training import train
+
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     run_dir, main = _create_run_dir(cfg, resume=resume, overwrite=overwrite)
@@ -168,7 +170,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         raise EmolabError(f"model {cfg.model.name!r} keeps no checkpoints, so its interrupted run cannot continue",
                           hint="start it again with --overwrite (this replaces the interrupted folder "
                                f"{run_dir.path.name}, nothing else)")
-    history = model.fit(ds, cfg, logger, workdir=run_dir.path, resume=resume)
+    history = train(model, ds, cfg, logger, workdir=run_dir.path, resume=resume)
     if not main:
         return run_dir.final
     model.set_inference(cfg.eval)

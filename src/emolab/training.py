@@ -21,7 +21,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,31 +30,10 @@ from torch import nn
 from emolab.config import SCHEDULERS, RunConfig
 from emolab.errors import EmolabError, unknown_name
 from emolab.metrics import classification_metrics, multilabel_metrics
+from emolab.models.torch_base import TrainTask
 from emolab.records import EpochRecord, TrainLogger
 
 LOWER_IS_BETTER = ("loss", "cross_entropy", "kl_divergence", "ece", "bce")
-
-
-@dataclass
-class TrainTask:
-    """What the loop needs from a modality: the module, indexable datasets of dict examples (each with
-    ``labels`` and ``index``), a collate function and, for text, lengths for length-grouped batches.
-
-    A batch may also carry ``targets``: a target distribution per example (FER+ vote shares, a teacher's
-    logits). The default loss then is cross-entropy against it; ``loss(logits, labels, targets)`` replaces
-    the default loss for training (distillation); validation loss always uses the hard labels."""
-
-    module: nn.Module
-    train_set: Any
-    val_set: Any
-    collate: Callable[[list[dict]], dict[str, torch.Tensor]]
-    label_names: tuple[str, ...]
-    multi_label: bool = False
-    train_lengths: list[int] | None = None
-    val_lengths: list[int] | None = None
-    train_labels: np.ndarray | None = None  # for class weights
-    augment: Callable[[dict], dict] | None = None  # applied to each training batch on device
-    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
 
 
 class GroupedBatchSampler(torch.utils.data.Sampler):
@@ -559,4 +538,18 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
         loop.resume()
     history = loop.run()
     task.module = loop.finish()
+    return history
+
+
+def train(model, dataset, cfg: RunConfig, logger: TrainLogger | None = None, *, workdir: Path | None = None,
+          resume: bool = False) -> list[EpochRecord]:
+    """Fit ``model`` on ``dataset``: a PyTorch model that the loop trains (``model.trains_in_loop``) through
+    :func:`fit` on the task it describes (``model.task``), any other (tf-idf, the pretrained reference) by its own
+    ``fit``."""
+    if not model.trains_in_loop:
+        return model.fit(dataset, cfg, logger, workdir=workdir, resume=resume)
+    model.prepare_training(cfg)
+    task = model.task(dataset, cfg)
+    history = fit(task, cfg, workdir=workdir, resume=resume, logger=logger)
+    model.module = task.module.to(model.device)
     return history

@@ -61,6 +61,7 @@ class ReferenceFaceClassifier(ImageClassifier):
     """Pretrained, not trained: ``fit`` loads the package's weights and scores them on train and validation."""
 
     supports_resume = False
+    trains_in_loop = False
     training = "pretrained"
     family = "cnn"
     architecture = staticmethod(reference_net)

@@ -23,7 +23,7 @@ from emolab.models.augment import TTA_MODES, batch_augmenter, tta_views
 from emolab.models.registry import ModelConfig, read_model_card, register_model, write_model_card
 from emolab.models.vision_config import (AugmentConfig, CnnConfig, ImageModelConfig, MlpConfig,  # noqa: F401
                                         ResNetConfig, VggConfig)
-from emolab.models.torch_base import TorchClassifier, fit_shapes
+from emolab.models.torch_base import TorchClassifier, TrainTask, fit_shapes
 from emolab.records import LabelSet
 
 SIDE = 48  # FER2013's face side; image folders may choose another (data.image_size)
@@ -222,9 +222,7 @@ class ImageClassifier(TorchClassifier):
         side = SIDE if dataset is None else int(dataset.split("train").inputs.shape[-1])
         return cls(cfg, labels, cls.build(cfg, labels, side), side=side)
 
-    def task(self, dataset, run_cfg):
-        from emolab.training import TrainTask
-
+    def task(self, dataset, run_cfg) -> TrainTask:
         train, val = dataset.split("train"), dataset.split("validation")
         pixels = train.inputs.astype(np.float32) / 255.0
         self.module.normalise.mean.fill_(float(pixels.mean()))
@@ -234,16 +232,10 @@ class ImageClassifier(TorchClassifier):
                          ImageSet(val.inputs, val.labels), collate_images, self.labels.names,
                          train_labels=train.labels, augment=augment)
 
-    def fit(self, dataset, run_cfg, logger=None, *, workdir=None, resume=False):
-        from emolab.training import fit
-
+    def prepare_training(self, run_cfg) -> None:
         if run_cfg.train.channels_last and self.channels_last_ok:  # CPU too: 1.15x (vgg-fer), 1.34x (cnn-small)
             self.module.channels_last = True
             self.module.to(memory_format=torch.channels_last)
-        task = self.task(dataset, run_cfg)
-        history = fit(task, run_cfg, workdir=workdir, resume=resume, logger=logger)
-        self.module = task.module.to(self.device)
-        return history
 
     def set_inference(self, eval_cfg) -> None:
         if eval_cfg.tta not in TTA_MODES:
