@@ -94,9 +94,7 @@ def _write_export(run: Path, model, folder: Path, *, format: str, int8: bool, sa
         export_hf(model, folder)
         _export_card(run, folder, format, int8)
         return
-    side, calibration = 48, None
-    if model_kind(model) == "image":
-        side = int(model.card().input["side"])
+    side, calibration = model.card().side, None  # text models: unused
     if int8:  # static int8: activation scales from training faces or texts
         from emolab.compression.methods import calibration as calibration_inputs
         from emolab.data import load_dataset

@@ -18,7 +18,7 @@ from emolab.config import RunConfig, dump_config
 from emolab.data import load_dataset
 from emolab.data.stats import dataset_stats, sample_faces
 from emolab.errors import EmolabError
-from emolab.faces.detectors import DEFAULT_DETECTOR
+from emolab.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE
 from emolab.evaluation import evaluate, metrics_markdown, predict, time_inference
 from emolab.models import create_model
 from emolab.outputs import check_new_files, check_output, unique_names
@@ -258,7 +258,7 @@ def face_detector(name: str, align: bool, say: Say = print):
 
 
 def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: str = DEFAULT_DETECTOR,
-                        min_face: int = 24, align: bool = False, say: Say = print) -> dict:
+                        min_face: int = DEFAULT_MIN_FACE, align: bool = False, say: Say = print) -> dict:
     """``emolab evaluate FACE_RUN --photos FOLDER``: the face model on labelled real photos through the face
     detector; writes ``evaluations/photos-<folder>.json`` and its contact sheet."""
     from emolab.faces.wild import evaluate_photos
@@ -269,7 +269,7 @@ def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: s
                           hint="leave --photos out for text runs")
     folder = Path(folder)
     out = run.path / "evaluations" / f"photos-{folder.resolve().name}"
-    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder,
+    result = evaluate_photos(run.model(), run.card.side, folder,
                              face_detector(detector, align, say), min_face=min_face, align=align,
                              sheet=out.with_suffix(".png"))
     atomic_write(out.with_suffix(".json"), to_json(result) + "\n")
@@ -297,7 +297,7 @@ def _image_files(items: list[str]) -> list[Path]:
 
 
 def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = True, detector: str = DEFAULT_DETECTOR,
-                   min_face: int = 24, align: bool = False, annotate_dir: str | Path | None = None,
+                   min_face: int = DEFAULT_MIN_FACE, align: bool = False, annotate_dir: str | Path | None = None,
                    overwrite: bool = False, say: Say = print):
     """Every face in image files or folders, from a saved face model (``emolab predict FACE_RUN photo.jpg``):
     returns ``(rows, label names)``, one :class:`~emolab.faces.photos.FaceRow` per face or faceless photo; with
@@ -313,7 +313,7 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
     names = unique_names(files, ".annotated.png")
     if annotate_dir is not None:  # before any work: nothing of the user's is replaced unless asked
         check_new_files(Path(annotate_dir), names.values(), overwrite=overwrite, inputs=files)
-    predictor = PhotoPredictor(load_model(run_path), int(card.input.get("side", 48)),
+    predictor = PhotoPredictor(load_model(run_path), card.side,
                                face_detector(detector, align, say) if detect else None, min_face, align)
     rows = predictor.rows(files, keep_photos=annotate_dir is not None)
     if annotate_dir is not None:
@@ -324,7 +324,7 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
 
 
 def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, output: str | Path | None = None,
-                  annotate_dir: str | Path | None = None, detector: str = DEFAULT_DETECTOR, min_face: int = 24,
+                  annotate_dir: str | Path | None = None, detector: str = DEFAULT_DETECTOR, min_face: int = DEFAULT_MIN_FACE,
                   align: bool = False, overwrite: bool = False, say: Say = print):
     """Faces through a video (``emolab predict FACE_RUN clip.mp4 --fps 5``): writes the per-frame, per-track
     CSV (``output``; default ``<video>.emotions.csv`` in ``annotate_dir`` if given, else beside the video), its
@@ -349,7 +349,7 @@ def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, 
     for target, flag in ((out, "--output"), (plot_file, "the timeline plot"), (annotated, "--annotate")):
         if target is not None:
             check_output(target, inputs=[video], overwrite=overwrite, flag=flag)
-    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, face_detector(detector, align, say),
+    rows = run_video(load_model(run_path), card.side, video, face_detector(detector, align, say),
                      fps=fps, min_face=min_face, align=align, annotate=annotated)
     atomic_write(out, video_csv(rows, card.labels.names))
     plot = timeline_plot(rows, card.labels.names, plot_file)

@@ -29,11 +29,9 @@ from torch import nn
 
 from emolab.config import SCHEDULERS, RunConfig
 from emolab.errors import EmolabError, unknown_name
-from emolab.metrics import classification_metrics, multilabel_metrics
+from emolab.metrics import classification_metrics, lower_is_better, multilabel_metrics
 from emolab.models.torch_base import TrainTask
 from emolab.records import EpochRecord, TrainLogger
-
-LOWER_IS_BETTER = ("loss", "cross_entropy", "kl_divergence", "ece", "bce")
 
 
 class GroupedBatchSampler(torch.utils.data.Sampler):
@@ -75,10 +73,6 @@ def resolve_precision(choice: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
-
-
-def lower_is_better(metric: str) -> bool:
-    return any(metric.endswith(k) for k in LOWER_IS_BETTER)
 
 
 def _optimizer(module: nn.Module, lr: float, weight_decay: float, kind: str = "adamw",

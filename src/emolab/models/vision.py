@@ -24,9 +24,8 @@ from emolab.models.registry import ModelConfig, read_model_card, register_model,
 from emolab.models.vision_config import (AugmentConfig, CnnConfig, ImageModelConfig, MlpConfig,  # noqa: F401
                                         ResNetConfig, VggConfig)
 from emolab.models.torch_base import TorchClassifier, TrainTask, fit_shapes
-from emolab.records import LabelSet
+from emolab.records import FACE_SIDE, LabelSet
 
-SIDE = 48  # FER2013's face side; image folders may choose another (data.image_size)
 
 
 # --- config sections ---------------------------------------------------------------------------------
@@ -117,7 +116,7 @@ Architecture = Callable[[ImageModelConfig, int, int], nn.Module]
 class ImageClassifierModule(nn.Module):
     """Crop -> normalise -> ``architecture(cfg, classes, side)``."""
 
-    def __init__(self, architecture: Architecture, cfg: ImageModelConfig, classes: int, side: int = SIDE):
+    def __init__(self, architecture: Architecture, cfg: ImageModelConfig, classes: int, side: int = FACE_SIDE):
         super().__init__()
         crop = cfg.crop_size
         if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or not 8 <= crop <= side):
@@ -189,13 +188,13 @@ class ImageClassifier(TorchClassifier):
         raise NotImplementedError
 
     def __init__(self, cfg: ImageModelConfig, labels: LabelSet, module: ImageClassifierModule, tta: str = "none",
-                 side: int = SIDE):
+                 side: int = FACE_SIDE):
         self.cfg, self.labels, self.module, self.tta, self.side = cfg, labels, module, tta, side
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.float32
 
     @classmethod
-    def input_spec(cls, cfg: ImageModelConfig, side: int = SIDE) -> dict[str, Any]:
+    def input_spec(cls, cfg: ImageModelConfig, side: int = FACE_SIDE) -> dict[str, Any]:
         return {"kind": "image", "side": side, "channels": 1, "crop": cfg.crop_size}
 
     @classmethod
@@ -211,7 +210,7 @@ class ImageClassifier(TorchClassifier):
         return dataclasses.replace(card, input=self.input_spec(self.cfg, self.side))
 
     @classmethod
-    def build(cls, cfg: ImageModelConfig, labels: LabelSet, side: int = SIDE) -> ImageClassifierModule:
+    def build(cls, cfg: ImageModelConfig, labels: LabelSet, side: int = FACE_SIDE) -> ImageClassifierModule:
         if cfg.crop_size is not None and cfg.crop_size > side:
             raise ConfigError("model", [f"model.crop_size: expected a whole number of pixels from 8 to the image "
                                         f"side ({side}), got {cfg.crop_size!r}"])
@@ -219,7 +218,7 @@ class ImageClassifier(TorchClassifier):
 
     @classmethod
     def from_config(cls, cfg: ImageModelConfig, labels: LabelSet, dataset=None) -> ImageClassifier:
-        side = SIDE if dataset is None else int(dataset.split("train").inputs.shape[-1])
+        side = FACE_SIDE if dataset is None else int(dataset.split("train").inputs.shape[-1])
         return cls(cfg, labels, cls.build(cfg, labels, side), side=side)
 
     def task(self, dataset, run_cfg) -> TrainTask:
@@ -266,7 +265,7 @@ class ImageClassifier(TorchClassifier):
 
         card = read_model_card(folder)
         cfg, labels = cls.config_class.from_saved(card["config"]), LabelSet.from_dict(card["labels"])
-        side = int(card.get("input", {}).get("side", SIDE))
+        side = int(card.get("input", {}).get("side", FACE_SIDE))
         module = cls.build(cfg, labels, side)
         state = load_file(str(Path(folder) / "model.safetensors"))
         fit_shapes(module, state)  # channel-pruned CNNs (emolab compress) are narrower than their config
