@@ -78,7 +78,7 @@ def run(
         run_matrix(cfg, load_raw(config, set_ or []), str(config), overwrite=overwrite, resume=resume, say=_say)
         return
     if cfg.seeds:
-        from emolab.seeds import run_seeds
+        from emolab.seed_spread import run_seeds
 
         run_seeds(cfg, overwrite=overwrite, resume=resume, say=_say)
         return
