@@ -18,7 +18,7 @@ from emolab.data.images import FERPLUS_COLUMNS, FERPLUS_LABELS, ferplus_targets
 from emolab.errors import DataError, EmolabError
 from emolab.labels import FER2013_LABELS
 from emolab.models import create_model, list_models, load_model, model_class, model_config
-from emolab.models.augment import AugmentConfig, batch_augmenter, tta_views
+from emolab.models.image_augment import AugmentConfig, batch_augmenter, tta_views
 from emolab.pipeline import evaluate_run, run
 from emolab.records import LabelSet
 from emolab.training import train

@@ -228,7 +228,7 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
         raise EmolabError(f"--tta applies to image runs; {run.path} holds a {run.card.model!r} text model "
                           f"({run.card.summary})", hint="leave --tta out for text runs")
     if tta is not None:
-        from emolab.models.augment import TTA_MODES
+        from emolab.models.image_augment import TTA_MODES
 
         if tta not in TTA_MODES:
             raise EmolabError(f"unknown --tta {tta!r}", hint=f"choose one of {', '.join(TTA_MODES)}")

@@ -3,7 +3,7 @@
 
 A module takes ``pixels``: float ``(N, 1, H, W)`` in [0, 1] and normalises it with the training set's
 mean and std, held as buffers so a saved or exported model needs nothing else. Augmentation runs on
-whole batches (on the GPU when there is one) in :mod:`emolab.models.augment`; its settings are the image
+whole batches (on the GPU when there is one) in :mod:`emolab.models.image_augment`; its settings are the image
 models' ``model.augment`` section.
 """
 
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from emolab.errors import ConfigError, EmolabError
-from emolab.models.augment import TTA_MODES, batch_augmenter, tta_views
+from emolab.models.image_augment import TTA_MODES, batch_augmenter, tta_views
 from emolab.models.registry import ModelConfig, read_model_card, register_model, write_model_card
 from emolab.models.vision_config import (AugmentConfig, CnnConfig, ImageModelConfig, MlpConfig,  # noqa: F401
                                         ResNetConfig, VggConfig)
