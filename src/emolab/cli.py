@@ -450,9 +450,11 @@ def compress(
 @app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory"),
-    format: str = typer.Option("onnx", "--format", help="Export format: onnx"),
-    int8: bool = typer.Option(False, "--int8", help="Static int8 (ONNX Runtime: int8 weights, activation scales "
-                                                    "calibrated on training data; batched like fp32)"),
+    format: str = typer.Option("onnx", "--format", help="Export format: onnx (emolab predict and serve load it) or hf "
+                                                       "(a transformers model folder, text runs)"),
+    int8: bool = typer.Option(False, "--int8", help="--format onnx only: static int8 (ONNX Runtime: int8 "
+                                                    "weights, activation scales calibrated on training data; "
+                                                    "batched like fp32)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/exports/<format>[-int8])"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
 ):

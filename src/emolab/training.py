@@ -1,9 +1,12 @@
 """The training loop for neural models (text encoders and face CNNs), on Hugging Face Accelerate.
+:func:`train` fits any model: a PyTorch one in the loop (:func:`fit`, on the task the model describes), any
+other by its own ``fit``.
 
 Accelerate owns devices, mixed precision, gradient accumulation and data parallelism (``accelerate
-launch`` / ``torchrun``); this module owns the recipe: AdamW, warmup + schedule, clipping with the
-pre-clip gradient norm logged every step, early stopping on any validation metric, the best
-checkpoint, per-epoch metrics and epoch-level checkpoints that ``--resume`` continues from exactly.
+launch`` / ``torchrun``); this module owns the recipe: AdamW or SGD with Nesterov momentum
+(``train.optimizer``), warmup + schedule, clipping with the pre-clip gradient norm logged every step, early
+stopping on any validation metric, the best checkpoint, per-epoch metrics and epoch-level checkpoints that
+``--resume`` continues from exactly.
 
 A checkpoint (``checkpoints/last``) holds nothing that can run code when it is read: the weights as
 safetensors, the optimizer, schedule, EMA, augmentation and gradient-scaler states and each process's random
