@@ -29,7 +29,7 @@ import torch
 from emolab.config import config_from_dict
 from emolab.data import load_dataset
 from emolab.models import ModelConfig, create_model, model_config
-from emolab.models.augment import AugmentConfig, batch_augmenter
+from emolab.models.image_augment import AugmentConfig, batch_augmenter
 from emolab.models.vision import to_pixels
 from record import finish
 

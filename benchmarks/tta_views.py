@@ -26,7 +26,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from emolab.data import load_dataset
 from emolab.models import load_model
-from emolab.models.augment import crop_offsets, tta_views
+from emolab.models.image_augment import crop_offsets, tta_views
 from emolab.models.vision import to_pixels
 from emolab.rundir import load_run_config
 

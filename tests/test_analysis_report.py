@@ -269,7 +269,7 @@ def test_compare_refuses_a_paired_test_on_different_test_examples(noisy_run, tmp
 
 def test_seeds_run_into_seed_folders_with_a_summary_that_compare_finds(tmp_path):
     from emolab.compare import find_runs
-    from emolab.seeds import run_seeds
+    from emolab.seed_spread import run_seeds
 
     texts, ys = make_texts(150, seed=2)
     csv = tmp_path / "s.csv"

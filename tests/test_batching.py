@@ -10,7 +10,7 @@ import onnx
 import pandas as pd
 import pytest
 
-from emolab.compression import export_run
+from emolab.export import export_run
 from emolab.compression.quantize import dynamic_int8, export_onnx
 from emolab.config import config_from_dict
 from emolab.models import load_model

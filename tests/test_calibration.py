@@ -137,7 +137,7 @@ def test_the_exports_give_the_calibrated_scores(text_run, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from emolab.compression import export_run
+    from emolab.export import export_run
 
     ours = load_model(text_run).predict_proba(TEXTS)
     hf = export_run(text_run, format="hf", out=tmp_path / "hf", say=lambda _m: None)
@@ -210,7 +210,7 @@ def test_a_multi_label_run_decides_the_same_after_calibration(tmp_path, shared_d
 
 @pytest.mark.parametrize("tta", ["none", "flip"])
 def test_a_calibrated_face_run_exports_to_onnx_with_the_same_scores(tmp_path, tta):
-    from emolab.compression import export_run
+    from emolab.export import export_run
     from tests.test_compression import _fer_csv
 
     _fer_csv(tmp_path / "fer", 140)

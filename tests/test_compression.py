@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from emolab.compression import CompressOptions, compress, export_run
+from emolab.compression import CompressOptions, compress
 from emolab.compression.measure import TABLE_COLUMNS
 from emolab.compression.pruning import (make_permanent, mask_unstructured, prunable_weights, prune_channels,
                                         prune_heads_and_neurons)
 from emolab.config import config_from_dict
 from emolab.errors import EmolabError
+from emolab.export import export_run
 from emolab.models import load_model
 from emolab.pipeline import run
 from tests.conftest import TINY_ENCODER, make_texts

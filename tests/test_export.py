@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emolab.compression import export_run
+from emolab.export import export_run
 from emolab.config import config_from_dict
 from emolab.errors import EmolabError
 from emolab.models import load_model

@@ -14,12 +14,14 @@ import torch
 
 from emolab.config import config_from_dict
 from emolab.data import load_dataset
-from emolab.data.images import FER2013_LABELS, FERPLUS_COLUMNS, FERPLUS_LABELS, ferplus_targets
+from emolab.data.images import FERPLUS_COLUMNS, FERPLUS_LABELS, ferplus_targets
 from emolab.errors import DataError, EmolabError
+from emolab.labels import FER2013_LABELS
 from emolab.models import create_model, list_models, load_model, model_class, model_config
-from emolab.models.augment import AugmentConfig, batch_augmenter, tta_views
+from emolab.models.image_augment import AugmentConfig, batch_augmenter, tta_views
 from emolab.pipeline import evaluate_run, run
 from emolab.records import LabelSet
+from emolab.training import train
 from tests.conftest import SHARED, crash_after_first_epoch
 from tests.test_cli import emolab
 
@@ -238,7 +240,7 @@ def test_pretrained_reference_loads_the_package_weights_and_reads_real_faces(tmp
     model = create_model(model_config("what-the-face"), LabelSet(FER2013_LABELS))
     write_fer(tmp_path / "fer")
     cfg = config_from_dict(fer_config(tmp_path, tmp_path / "fer", model="what-the-face"))
-    history = model.fit(load_dataset(cfg.data), cfg)  # loads the weights, trains nothing
+    history = train(model, load_dataset(cfg.data), cfg)  # loads the weights, trains nothing
     assert len(history) == 1 and 0 <= history[0].validation["accuracy"] <= 1
     test = fer.split("test")
     probs = model.predict_proba(test.inputs[:1000])
@@ -384,7 +386,7 @@ def test_soft_vote_targets_train(tmp_path):
     ds = Dataset("toy", LabelSet(FERPLUS_LABELS), {"train": split, "validation": split}, "image")
     cfg = config_from_dict(fer_config(tmp_path, tmp_path, epochs=2))
     model = create_model(cfg.model, ds.labels)
-    history = model.fit(ds, cfg)
+    history = train(model, ds, cfg)
     assert len(history) == 2 and np.isfinite(history[-1].train["loss"])
 
 

@@ -57,7 +57,7 @@ def world(tmp_path_factory):
     from emolab.config import config_from_dict
     from emolab.pipeline import run
 
-    from emolab.data.images import FER2013_LABELS
+    from emolab.labels import FER2013_LABELS
     from emolab.models import create_model
     from emolab.models.registry import model_config
     from emolab.records import LabelSet

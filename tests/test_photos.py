@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from emolab.data.images import FER2013_LABELS
 from emolab.errors import DataError
 from emolab.faces.detectors import Face, create_detector, list_detectors
 from emolab.faces.photos import fer_crop, looks_cropped, read_photo
+from emolab.labels import FER2013_LABELS
 from emolab.models import create_model, model_config
 from emolab.pipeline import predict_photos
 from emolab.records import LabelSet

@@ -382,7 +382,7 @@ def test_predict_input_keeps_blank_lines(tmp_path, text_run):
 
 @pytest.fixture(scope="module")
 def face_model(tmp_path_factory) -> Path:
-    from emolab.data.images import FER2013_LABELS
+    from emolab.labels import FER2013_LABELS
     from emolab.models import create_model, model_config
     from emolab.records import LabelSet
 

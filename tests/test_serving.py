@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from emolab.config import config_from_dict
-from emolab.data.images import FER2013_LABELS
+from emolab.labels import FER2013_LABELS
 from emolab.models import create_model, load_model, model_config
 from emolab.pipeline import run
 from emolab.records import LabelSet

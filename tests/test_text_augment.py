@@ -15,6 +15,7 @@ from emolab.models.text_augment import (TextAugmentConfig, TextAugmenter, carrie
                                         oversampled_positions, random_deletion, random_insertion, random_swap,
                                         substitution)
 from emolab.pipeline import run
+from emolab.training import train
 from tests.conftest import TINY_ENCODER, crash_after_first_epoch
 
 TEXT = "i walked the dog to the old house near the river today and felt calm".split()
@@ -179,5 +180,5 @@ def test_augmentation_changes_training_and_multi_label_runs_keep_their_sets(tmp_
         src = task.train_set.positions[i]
         assert (task.train_set[i]["labels"] == y[src]).all()
     assert type(task.val_set).__name__ == "EncodedTexts"
-    history = model.fit(ds, cfg)
+    history = train(model, ds, cfg)
     assert "micro_f1" in history[-1].validation

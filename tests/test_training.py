@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from emolab.config import config_from_dict
 from emolab.models.text import POOLINGS, create_pooling
 from emolab.pipeline import evaluate_run, run
+from emolab.training import train
 from tests.conftest import TINY_ENCODER, crash_after_first_epoch
 
 
@@ -160,7 +161,7 @@ def test_multi_label_head(tmp_path):
     texts, y = ds.split("train").inputs, ds.split("train").labels
     cfg = config_from_dict(tiny_config(tmp_path, Path("unused"), epochs=2))
     model = create_model(cfg.model, ds.labels)
-    history = model.fit(ds, cfg)
+    history = train(model, ds, cfg)
     assert "micro_f1" in history[-1].validation and "bce" in history[-1].validation
     probs = model.predict_proba(texts[:4])
     assert probs.shape == (4, 3) and not np.allclose(probs.sum(1), 1)  # sigmoid, not softmax

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from emolab.errors import EmolabError
-from emolab.faces.detectors import DEFAULT_DETECTOR, list_detectors
+from emolab.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE, list_detectors
 from emolab.outputs import check_output
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -78,7 +78,7 @@ def run(
         run_matrix(cfg, load_raw(config, set_ or []), str(config), overwrite=overwrite, resume=resume, say=_say)
         return
     if cfg.seeds:
-        from emolab.seeds import run_seeds
+        from emolab.seed_spread import run_seeds
 
         run_seeds(cfg, overwrite=overwrite, resume=resume, say=_say)
         return
@@ -94,7 +94,7 @@ def evaluate(
     photos: Optional[Path] = typer.Option(None, "--photos", help="Face runs: a folder of labelled real photos "
                                           "(<class>/*.jpg) to score through the face detector"),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
-    min_face: int = typer.Option(24, "--min-face", min=1, help="Photos: the smallest face side to look for, in pixels"),
+    min_face: int = typer.Option(DEFAULT_MIN_FACE, "--min-face", min=1, help="Photos: the smallest face side to look for, in pixels"),
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
 ):
     """Re-evaluate a saved run on one split (or, with --photos, a face run on labelled photos)."""
@@ -130,7 +130,7 @@ def predict(
     input: Optional[Path] = typer.Option(None, "--input", help="A file with one text per line"),
     output: Optional[Path] = typer.Option(None, "--output", help="Write a CSV of labels and probabilities here"),
     no_detect: bool = typer.Option(False, "--no-detect", help="Images: classify each image whole, no face detection"),
-    min_face: int = typer.Option(24, "--min-face", min=1, help="Images: the smallest face side to look for, in pixels"),
+    min_face: int = typer.Option(DEFAULT_MIN_FACE, "--min-face", min=1, help="Images: the smallest face side to look for, in pixels"),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="Images: write each photo with its boxes and "
@@ -232,7 +232,7 @@ def score(
                                           "a local Ray started for this command"),
     workers: int = typer.Option(2, "--workers", help="Ray: model actors (each loads the model once)"),
     no_detect: bool = typer.Option(False, "--no-detect", help="Images: classify each image whole"),
-    min_face: int = typer.Option(24, "--min-face", min=1, help="Images: the smallest face side to look for, in pixels"),
+    min_face: int = typer.Option(DEFAULT_MIN_FACE, "--min-face", min=1, help="Images: the smallest face side to look for, in pixels"),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
@@ -479,14 +479,16 @@ def compress(
 @app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory"),
-    format: str = typer.Option("onnx", "--format", help="Export format: onnx"),
-    int8: bool = typer.Option(False, "--int8", help="Static int8 (ONNX Runtime: int8 weights, activation scales "
-                                                    "calibrated on training data; batched like fp32)"),
+    format: str = typer.Option("onnx", "--format", help="Export format: onnx (emolab predict and serve load it) or hf "
+                                                       "(a transformers model folder, text runs)"),
+    int8: bool = typer.Option(False, "--int8", help="--format onnx only: static int8 (ONNX Runtime: int8 "
+                                                    "weights, activation scales calibrated on training data; "
+                                                    "batched like fp32)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/exports/<format>[-int8])"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
 ):
     """Write a deployable model folder that `emolab predict` loads like a run."""
-    from emolab.compression import export_run
+    from emolab.export import export_run
 
     export_run(run_dir, format=format, int8=int8, out=out, overwrite=overwrite, say=_say)
 
@@ -501,7 +503,7 @@ def data_stats(
 ):
     """Split sizes, class counts and shares, text lengths, duplicates, leakage and a class plot."""
     from emolab.config import config_from_dict
-    from emolab.data.report import show_stats
+    from emolab.dataset_report import show_stats
 
     overrides = list(set_ or []) + [f"data.name={name}"] + ([f"data.path={path}"] if path else [])
     cfg = config_from_dict({}, source="command line", overrides=overrides)

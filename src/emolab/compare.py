@@ -16,6 +16,7 @@ import numpy as np
 from emolab import plots
 from emolab.errors import EmolabError
 from emolab.evaluation import metrics_with_intervals
+from emolab.metrics import lower_is_better
 from emolab.rundir import Run, atomic_write, decision_thresholds, open_run
 from emolab.significance import align_ids, decisions, p_phrase, paired_comparison, with_interval
 
@@ -26,7 +27,6 @@ COLUMNS = [("run", "run"), ("dataset", "dataset"), ("split", "split"), ("model",
            ("macro_f1", "test macro-F1 [95% CI]"), ("delta_macro_f1", "Δ macro-F1 vs best [95% CI]"),
            ("p_macro_f1", "p"), ("delta_accuracy", "Δ acc vs best"), ("p_accuracy", "McNemar p"),
            ("verdict", "vs best"), ("train_s", "train s"), ("ms_per_example", "ms/example")]
-LOWER_IS_BETTER = ("val_loss", "train_loss", "train_s", "ms_per_example", "parameters")
 CSV_EXTRA = ["test_accuracy_lo", "test_accuracy_hi", "macro_f1_lo", "macro_f1_hi", "delta_macro_f1_lo",
              "delta_macro_f1_hi"]
 
@@ -203,7 +203,7 @@ def leaderboards(runs: list[Path], *, sort_by: str = "macro_f1", say=print) -> l
         row["run"] = getattr(r, "display_name", r.name)
         groups.setdefault((row["dataset"], row["split"]), []).append(row)
     out = []
-    ascending = sort_by in LOWER_IS_BETTER
+    ascending = lower_is_better(sort_by)
     for rows in groups.values():
         rows.sort(key=lambda r: (r.get(sort_by) is None, (r.get(sort_by) or 0) * (1 if ascending else -1)))
         _add_significance(rows, by_path, say)

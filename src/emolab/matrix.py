@@ -77,7 +77,7 @@ def run_matrix(cfg: RunConfig, raw: dict, source: str, *, overwrite: bool = Fals
     """Every cell into ``runs/<name>/<cell>/`` (with seeds: ``runs/<name>/<cell>/seed-<s>/`` and a summary
     per cell), then one leaderboard over all of them."""
     from emolab.compare import compare
-    from emolab.seeds import run_seeds, run_unless_finished
+    from emolab.seed_spread import run_seeds, run_unless_finished
 
     todo = cells(cfg, raw, source)
     folder = Path(cfg.output.dir) / (cfg.output.name or Path(source).stem)

@@ -14,6 +14,15 @@ from sklearn import metrics as skm
 
 _EPS = 1e-12
 
+# name endings of the metrics and leaderboard columns where smaller is better: losses, calibration error,
+# times and sizes (val_loss, cross_entropy, ece, train_s, ms_per_example, parameters)
+LOWER_IS_BETTER = ("loss", "cross_entropy", "kl_divergence", "ece", "bce", "_s", "ms_per_example", "parameters")
+
+
+def lower_is_better(name: str) -> bool:
+    """True for a metric or leaderboard column that is minimised (early stopping, leaderboard order)."""
+    return name.endswith(LOWER_IS_BETTER)
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts ``(K, K)``: row = true class, column = predicted class."""

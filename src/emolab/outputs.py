@@ -9,6 +9,7 @@ created it. A leaf module: it imports nothing of emolab but its errors.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -149,3 +150,16 @@ def new_temp_folder(final: Path) -> Path:
     folder = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-"))
     os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the mode a plain mkdir would
     return folder
+
+
+def replace_folder(partial: Path, final: Path) -> Path:
+    """``partial`` (a finished temporary folder) renamed to ``final``; an earlier ``final`` is swapped out first
+    and removed only once the new one is in place."""
+    if final.exists():
+        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, trash)
+        os.replace(partial, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(partial, final)
+    return final

@@ -18,7 +18,7 @@ from emolab.config import RunConfig, dump_config
 from emolab.data import load_dataset
 from emolab.data.stats import dataset_stats, sample_faces
 from emolab.errors import EmolabError
-from emolab.faces.detectors import DEFAULT_DETECTOR
+from emolab.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE
 from emolab.evaluation import evaluate, metrics_markdown, predict, time_inference
 from emolab.models import create_model
 from emolab.outputs import check_new_files, check_output, unique_names
@@ -131,6 +131,8 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     the main process writes; the others return the run path once training ends. ``on_epoch`` sees every
     epoch record as it is written (sweeps use it to prune).
     """
+    from emolab.training import train
+
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     run_dir, main = _create_run_dir(cfg, resume=resume, overwrite=overwrite)
@@ -168,7 +170,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         raise EmolabError(f"model {cfg.model.name!r} keeps no checkpoints, so its interrupted run cannot continue",
                           hint="start it again with --overwrite (this replaces the interrupted folder "
                                f"{run_dir.path.name}, nothing else)")
-    history = model.fit(ds, cfg, logger, workdir=run_dir.path, resume=resume)
+    history = train(model, ds, cfg, logger, workdir=run_dir.path, resume=resume)
     if not main:
         return run_dir.final
     model.set_inference(cfg.eval)
@@ -229,7 +231,7 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
         raise EmolabError(f"--tta applies to image runs; {run.path} holds a {run.card.model!r} text model "
                           f"({run.card.summary})", hint="leave --tta out for text runs")
     if tta is not None:
-        from emolab.models.augment import TTA_MODES
+        from emolab.models.image_augment import TTA_MODES
 
         if tta not in TTA_MODES:
             raise EmolabError(f"unknown --tta {tta!r}", hint=f"choose one of {', '.join(TTA_MODES)}")
@@ -313,7 +315,7 @@ def face_detector(name: str, align: bool, say: Say = print):
 
 
 def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: str = DEFAULT_DETECTOR,
-                        min_face: int = 24, align: bool = False, say: Say = print) -> dict:
+                        min_face: int = DEFAULT_MIN_FACE, align: bool = False, say: Say = print) -> dict:
     """``emolab evaluate FACE_RUN --photos FOLDER``: the face model on labelled real photos through the face
     detector; writes ``evaluations/photos-<folder>.json`` and its contact sheet."""
     from emolab.faces.wild import evaluate_photos
@@ -324,7 +326,7 @@ def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: s
                           hint="leave --photos out for text runs")
     folder = Path(folder)
     out = run.path / "evaluations" / f"photos-{folder.resolve().name}"
-    result = evaluate_photos(run.model(), int(run.card.input.get("side", 48)), folder,
+    result = evaluate_photos(run.model(), run.card.side, folder,
                              face_detector(detector, align, say), min_face=min_face, align=align,
                              sheet=out.with_suffix(".png"))
     atomic_write(out.with_suffix(".json"), to_json(result) + "\n")
@@ -333,7 +335,7 @@ def evaluate_photos_run(run_path: str | Path, folder: str | Path, *, detector: s
 
 
 def _image_files(items: list[str]) -> list[Path]:
-    from emolab.data.images import image_files
+    from emolab.faces.photos import image_files
 
     files = []
     for item in map(Path, items):
@@ -352,7 +354,7 @@ def _image_files(items: list[str]) -> list[Path]:
 
 
 def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = True, detector: str = DEFAULT_DETECTOR,
-                   min_face: int = 24, align: bool = False, annotate_dir: str | Path | None = None,
+                   min_face: int = DEFAULT_MIN_FACE, align: bool = False, annotate_dir: str | Path | None = None,
                    overwrite: bool = False, say: Say = print):
     """Every face in image files or folders, from a saved face model (``emolab predict FACE_RUN photo.jpg``):
     returns ``(rows, label names)``, one :class:`~emolab.faces.photos.FaceRow` per face or faceless photo; with
@@ -368,7 +370,7 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
     names = unique_names(files, ".annotated.png")
     if annotate_dir is not None:  # before any work: nothing of the user's is replaced unless asked
         check_new_files(Path(annotate_dir), names.values(), overwrite=overwrite, inputs=files)
-    predictor = PhotoPredictor(load_model(run_path), int(card.input.get("side", 48)),
+    predictor = PhotoPredictor(load_model(run_path), card.side,
                                face_detector(detector, align, say) if detect else None, min_face, align)
     rows = predictor.rows(files, keep_photos=annotate_dir is not None)
     if annotate_dir is not None:
@@ -379,7 +381,7 @@ def predict_photos(run_path: str | Path, items: list[str], *, detect: bool = Tru
 
 
 def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, output: str | Path | None = None,
-                  annotate_dir: str | Path | None = None, detector: str = DEFAULT_DETECTOR, min_face: int = 24,
+                  annotate_dir: str | Path | None = None, detector: str = DEFAULT_DETECTOR, min_face: int = DEFAULT_MIN_FACE,
                   align: bool = False, overwrite: bool = False, say: Say = print):
     """Faces through a video (``emolab predict FACE_RUN clip.mp4 --fps 5``): writes the per-frame, per-track
     CSV (``output``; default ``<video>.emotions.csv`` in ``annotate_dir`` if given, else beside the video), its
@@ -404,7 +406,7 @@ def predict_video(run_path: str | Path, video: str | Path, *, fps: float = 5.0, 
     for target, flag in ((out, "--output"), (plot_file, "the timeline plot"), (annotated, "--annotate")):
         if target is not None:
             check_output(target, inputs=[video], overwrite=overwrite, flag=flag)
-    rows = run_video(load_model(run_path), int(card.input.get("side", 48)), video, face_detector(detector, align, say),
+    rows = run_video(load_model(run_path), card.side, video, face_detector(detector, align, say),
                      fps=fps, min_face=min_face, align=align, annotate=annotated)
     atomic_write(out, video_csv(rows, card.labels.names))
     plot = timeline_plot(rows, card.labels.names, plot_file)

@@ -145,6 +145,9 @@ class EpochRecord:
         }
 
 
+
+FACE_SIDE = 48  # pixels: FER2013's face side, and the side of any face model whose card gives none
+
 @dataclass(frozen=True)
 class ModelCard:
     """What a saved model says about itself (``model/emolab_model.json``): enough for reports, ``compare``,
@@ -171,6 +174,11 @@ class ModelCard:
     @property
     def image(self) -> bool:
         return self.modality == "image"
+
+    @property
+    def side(self) -> int:
+        """The face side in pixels an image model takes (``FACE_SIDE`` for a card that gives none)."""
+        return int(self.input.get("side", FACE_SIDE))
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "labels": self.labels.to_dict(), "modality": self.modality, "input": self.input,

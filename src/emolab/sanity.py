@@ -31,6 +31,8 @@ def overfit_config(cfg: RunConfig, n: int, epochs: int) -> RunConfig:
 
 def sanity_check(cfg: RunConfig, *, n: int = 20, epochs: int = 40, say=print) -> dict[str, Any]:
     """Train on ``n`` training examples and score the same examples; passes at 100% accuracy."""
+    from emolab.training import train
+
     seed_everything(cfg.seed)
     full = load_dataset(cfg.data, cfg.seed)
     few = subsample(full.split("train"), n, cfg.seed)
@@ -38,7 +40,7 @@ def sanity_check(cfg: RunConfig, *, n: int = 20, epochs: int = 40, say=print) ->
     run_cfg = overfit_config(cfg, n, epochs)
     model = create_model(run_cfg.model, ds.labels, ds)
     start = time.perf_counter()
-    history = model.fit(ds, run_cfg, None)
+    history = train(model, ds, run_cfg)
     probs = model.predict_proba(few.inputs)
     if ds.labels.multi_label:
         accuracy = float(((probs >= 0.5) == few.labels.astype(bool)).all(axis=1).mean())

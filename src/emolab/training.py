@@ -1,9 +1,12 @@
 """The training loop for neural models (text encoders and face CNNs), on Hugging Face Accelerate.
+:func:`train` fits any model: a PyTorch one in the loop (:func:`fit`, on the task the model describes), any
+other by its own ``fit``.
 
 Accelerate owns devices, mixed precision, gradient accumulation and data parallelism (``accelerate
-launch`` / ``torchrun``); this module owns the recipe: AdamW, warmup + schedule, clipping with the
-pre-clip gradient norm logged every step, early stopping on any validation metric, the best
-checkpoint, per-epoch metrics and epoch-level checkpoints that ``--resume`` continues from exactly.
+launch`` / ``torchrun``); this module owns the recipe: AdamW or SGD with Nesterov momentum
+(``train.optimizer``), warmup + schedule, clipping with the pre-clip gradient norm logged every step, early
+stopping on any validation metric, the best checkpoint, per-epoch metrics and epoch-level checkpoints that
+``--resume`` continues from exactly.
 
 A checkpoint (``checkpoints/last``) holds nothing that can run code when it is read: the weights as
 safetensors, the optimizer, schedule, EMA, augmentation and gradient-scaler states and each process's random
@@ -21,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,32 +32,9 @@ from torch import nn
 
 from emolab.config import SCHEDULERS, RunConfig
 from emolab.errors import EmolabError, unknown_name
-from emolab.metrics import classification_metrics, multilabel_metrics
+from emolab.metrics import classification_metrics, lower_is_better, multilabel_metrics
+from emolab.models.torch_base import TrainTask
 from emolab.records import EpochRecord, TrainLogger
-
-LOWER_IS_BETTER = ("loss", "cross_entropy", "kl_divergence", "ece", "bce")
-
-
-@dataclass
-class TrainTask:
-    """What the loop needs from a modality: the module, indexable datasets of dict examples (each with
-    ``labels`` and ``index``), a collate function and, for text, lengths for length-grouped batches.
-
-    A batch may also carry ``targets``: a target distribution per example (FER+ vote shares, a teacher's
-    logits). The default loss then is cross-entropy against it; ``loss(logits, labels, targets)`` replaces
-    the default loss for training (distillation); validation loss always uses the hard labels."""
-
-    module: nn.Module
-    train_set: Any
-    val_set: Any
-    collate: Callable[[list[dict]], dict[str, torch.Tensor]]
-    label_names: tuple[str, ...]
-    multi_label: bool = False
-    train_lengths: list[int] | None = None
-    val_lengths: list[int] | None = None
-    train_labels: np.ndarray | None = None  # for class weights
-    augment: Callable[[dict], dict] | None = None  # applied to each training batch on device
-    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
 
 
 class GroupedBatchSampler(torch.utils.data.Sampler):
@@ -96,10 +76,6 @@ def resolve_precision(choice: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
-
-
-def lower_is_better(metric: str) -> bool:
-    return any(metric.endswith(k) for k in LOWER_IS_BETTER)
 
 
 def _optimizer(module: nn.Module, lr: float, weight_decay: float, kind: str = "adamw",
@@ -559,4 +535,18 @@ def fit(task: TrainTask, cfg: RunConfig, *, workdir: Path | None = None, resume:
         loop.resume()
     history = loop.run()
     task.module = loop.finish()
+    return history
+
+
+def train(model, dataset, cfg: RunConfig, logger: TrainLogger | None = None, *, workdir: Path | None = None,
+          resume: bool = False) -> list[EpochRecord]:
+    """Fit ``model`` on ``dataset``: a PyTorch model that the loop trains (``model.trains_in_loop``) through
+    :func:`fit` on the task it describes (``model.task``), any other (tf-idf, the pretrained reference) by its own
+    ``fit``."""
+    if not model.trains_in_loop:
+        return model.fit(dataset, cfg, logger, workdir=workdir, resume=resume)
+    model.prepare_training(cfg)
+    task = model.task(dataset, cfg)
+    history = fit(task, cfg, workdir=workdir, resume=resume, logger=logger)
+    model.module = task.module.to(model.device)
     return history

@@ -1,6 +1,7 @@
-"""Compression: precision, pruning, quantization, distillation and ONNX export, measured alike."""
+"""Compression: precision, pruning, quantization and distillation, measured alike; the ONNX and Hugging Face
+writers that ``emolab export`` (:mod:`emolab.export`) uses."""
 
-from emolab.compression.compress import compress, export_run
+from emolab.compression.compress import compress
 from emolab.compression.methods import METHODS, CompressOptions, list_methods
 
-__all__ = ["METHODS", "CompressOptions", "compress", "export_run", "list_methods"]
+__all__ = ["METHODS", "CompressOptions", "compress", "list_methods"]

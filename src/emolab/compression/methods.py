@@ -106,7 +106,7 @@ class Context:
 
 
 def _side(ctx: Context) -> int:
-    return int(ctx.model.card().input.get("side", 48))  # text models: unused
+    return ctx.model.card().side  # text models: unused
 
 
 def calibration_images(dataset: Dataset, seed: int, n: int = 512) -> np.ndarray:

@@ -26,6 +26,7 @@ from torch import nn
 from emolab.errors import EmolabError
 from emolab.models.onnx import ONNX_FILE, OnnxClassifier, OnnxImageClassifier
 from emolab.models.torch_base import TorchClassifier
+from emolab.records import FACE_SIDE
 
 
 def dynamic_int8(model):
@@ -50,7 +51,7 @@ def calibration_in_graph(model):
     return dataclasses.replace(cal, in_graph=True)
 
 
-def _export_graph(model, path: Path, side: int = 48) -> list[str]:
+def _export_graph(model, path: Path, side: int = FACE_SIDE) -> list[str]:
     """Write the fp32 graph of a text or face classifier to ``path`` (calibrated logits where
     :func:`calibration_in_graph` says so); returns its input names."""
     if not isinstance(model, TorchClassifier):
@@ -213,7 +214,7 @@ def _quantize(model, fp32: Path, tmp: Path, names, calibration, *, int8: bool, i
 
 
 def export_onnx(model, folder: Path, *, int8: bool = False, dynamic: bool = False, source: str = "",
-                threads: int | None = None, calibration=None, side: int = 48):
+                threads: int | None = None, calibration=None, side: int = FACE_SIDE):
     """Write a deployable ONNX model folder (graph, tokenizer or image side, model card); returns its classifier.
     ``int8``: static int8, activation scales calibrated on ``calibration`` (training images or texts), so a
     batch's examples do not change each other's scores; with ``dynamic`` (text models) activations are scaled

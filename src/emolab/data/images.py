@@ -22,15 +22,14 @@ import numpy as np
 from emolab.data.registry import DataConfig, register_dataset
 from emolab.data.sources import cache_dir, checksums
 from emolab.errors import DataError
-from emolab.faces.detectors import DEFAULT_DETECTOR, detector_class, list_detectors
-from emolab.records import Dataset, LabelSet, Split
+from emolab.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE, detector_class, list_detectors
+from emolab.faces.photos import image_files
+from emolab.labels import FER2013_LABELS
+from emolab.records import FACE_SIDE, Dataset, LabelSet, Split
 
-FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FERPLUS_LABELS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 FERPLUS_COLUMNS = FERPLUS_LABELS + ("unknown", "NF")
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
-SIDE = 48
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def _open_text(path: Path):
@@ -61,7 +60,7 @@ def find_file(cfg_path: str | None, folder_name: str, stems: tuple[str, ...]) ->
     )
 
 
-def parse_pixels(text: str, path: Path, line: int, side: int = SIDE) -> np.ndarray:
+def parse_pixels(text: str, path: Path, line: int, side: int = FACE_SIDE) -> np.ndarray:
     """A space-separated string of ``side * side`` values in 0..255 -> uint8 ``(side, side)``."""
     try:
         with warnings.catch_warnings():
@@ -109,11 +108,11 @@ def read_fer_csv(path: Path, *, skip_bad_rows: bool = False) -> tuple[np.ndarray
                 if not skip_bad_rows:
                     raise
                 skipped.append(line)
-                images.append(np.zeros((SIDE, SIDE), np.uint8))
+                images.append(np.zeros((FACE_SIDE, FACE_SIDE), np.uint8))
                 labels.append(-1)
                 usage.append("")
     info = {"rows": len(labels), "skipped_rows": len(skipped), "skipped_lines": skipped[:20]}
-    empty = np.zeros((0, SIDE, SIDE), np.uint8)
+    empty = np.zeros((0, FACE_SIDE, FACE_SIDE), np.uint8)
     return (np.stack(images) if images else empty), np.array(labels, np.int64), np.array(usage), info
 
 
@@ -170,7 +169,7 @@ class ImageFolderConfig(DataConfig):
     image_size: int = 48  # images are converted to grayscale and resized to this square
     validation_ratio: float = 0.1  # without a validation/ folder
     detect_faces: bool = False  # real photos: find the largest face and crop it like FER2013 frames faces
-    min_face: int = 24  # with detect_faces: smallest face side in pixels
+    min_face: int = DEFAULT_MIN_FACE  # with detect_faces: smallest face side in pixels
     detector: str = DEFAULT_DETECTOR  # with detect_faces: a face detector (emolab.faces.detectors: mtcnn, haar)
     align_faces: bool = False  # with detect_faces: turn each crop so the eyes are level (detectors with landmarks)
 
@@ -276,15 +275,6 @@ def read_image(path: Path, size: int) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
-def image_files(folder: Path, *, recursive: bool = False) -> list[Path]:
-    """The image files in ``folder`` (and below it, with ``recursive``), sorted: regular files with an image
-    suffix only, so a FIFO or device named ``x.png`` is never opened (its read would block)."""
-    from emolab.faces.photos import is_regular_file
-
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and is_regular_file(p))
-
-
 def read_face_crop(path: Path, size: int, detector, min_face: int, align: bool = False) -> np.ndarray | None:
     """The largest face of a photo, cropped the way FER2013 frames faces (``emolab predict``'s crop), or None
     when the detector finds none; a photo already cropped like a FER face is taken whole."""
@@ -294,7 +284,7 @@ def read_face_crop(path: Path, size: int, detector, min_face: int, align: bool =
     return crops[0][1] if crops else None
 
 
-def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, detector=None, min_face: int = 24,
+def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, detector=None, min_face: int = DEFAULT_MIN_FACE,
                       align: bool = False, missed: dict | None = None) -> Split:
     """``folder/<class>/*`` as grayscale ``size`` squares; with a face ``detector``, each photo's largest face
     (photos without a face are left out and listed in ``missed``)."""

@@ -20,6 +20,8 @@ import numpy as np
 
 from emolab.errors import EmolabError, unknown_name
 
+DEFAULT_MIN_FACE = 24  # pixels: the smallest face side looked for, unless --min-face says otherwise
+
 
 def to_gray(image: np.ndarray) -> np.ndarray:
     """A grayscale copy of an RGB image (ITU-R 601 luma, as PIL's ``L``); a grayscale image as it is."""
@@ -72,7 +74,7 @@ class Detector:
     work_side: int = 480  # larger images are searched on a copy this large (speed) ...
     window: int = 12  # ... unless that would shrink a min_face face below the detector's smallest window
 
-    def detect(self, image: np.ndarray, min_face: int = 24) -> list[Face]:
+    def detect(self, image: np.ndarray, min_face: int = DEFAULT_MIN_FACE) -> list[Face]:
         raise NotImplementedError
 
     def working_copy(self, image: np.ndarray, min_face: int) -> tuple[np.ndarray, float]:
@@ -161,7 +163,7 @@ class HaarDetector(Detector):
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
         self.work_side = work_side or self.work_side
 
-    def detect(self, image: np.ndarray, min_face: int = 24) -> list[Face]:
+    def detect(self, image: np.ndarray, min_face: int = DEFAULT_MIN_FACE) -> list[Face]:
         small, scale = self.working_copy(to_gray(image), min_face)
         side = max(8, int(min_face * scale))
         boxes, _levels, weights = self.cascade.detectMultiScale3(
@@ -188,7 +190,7 @@ class MtcnnDetector(Detector):
         self.net = MTCNN(thresholds)
         self.work_side = work_side or self.work_side
 
-    def detect(self, image: np.ndarray, min_face: int = 24) -> list[Face]:
+    def detect(self, image: np.ndarray, min_face: int = DEFAULT_MIN_FACE) -> list[Face]:
         small, scale = self.working_copy(image, min_face)
         rgb = np.repeat(small[..., None], 3, 2) if small.ndim == 2 else small
         boxes, marks = self.net.detect(rgb, max(12, int(min_face * scale)))

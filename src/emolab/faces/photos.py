@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from emolab.errors import DataError
-from emolab.faces.detectors import Detector, Face, to_gray
+from emolab.faces.detectors import DEFAULT_MIN_FACE, Detector, Face, to_gray
 
 MAX_SIDE = 2048  # photos are read at most this large (faces of 24+ pixels stay findable in 12 MP photos)
 MAX_PIXELS = 25_000_000  # most pixels decoded from one image (the server's default max_image_pixels)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def is_regular_file(path: Path) -> bool:
@@ -38,6 +39,13 @@ def is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def image_files(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """The image files in ``folder`` (and below it, with ``recursive``), sorted: regular files with an image
+    suffix only, so a FIFO or device named ``x.png`` is never opened (its read would block)."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and is_regular_file(p))
 
 
 def open_regular(path) -> object:
@@ -178,7 +186,7 @@ def fer_crop(gray: np.ndarray, face: Face, margin: float, side: int, *, align: b
     return cv2.resize(gray[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA)
 
 
-def face_crops(image: np.ndarray, side: int, detector: Detector | None, min_face: int = 24,
+def face_crops(image: np.ndarray, side: int, detector: Detector | None, min_face: int = DEFAULT_MIN_FACE,
                align: bool = False) -> list[tuple[Face | None, np.ndarray]]:
     """``(box, grayscale crop)`` for each face in a photo (RGB or grayscale), largest first; ``[(None, whole
     image)]`` for an image already cropped like a FER face or when there is no detector; ``[]`` when no face is
@@ -199,7 +207,7 @@ class PhotoPredictor:
     model: object
     side: int
     detector: Detector | None = None  # None: never detect (--no-detect)
-    min_face: int = 24
+    min_face: int = DEFAULT_MIN_FACE
     align: bool = False
     photos: dict = field(default_factory=dict)  # path -> RGB image, kept for annotation
 

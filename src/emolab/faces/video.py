@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from emolab.errors import DataError
-from emolab.faces.detectors import Detector, Face
+from emolab.faces.detectors import DEFAULT_MIN_FACE, Detector, Face
 from emolab.faces.photos import face_crops, is_regular_file, table_csv
 from emolab.outputs import _umask
 
@@ -221,7 +221,7 @@ class AnnotatedVideo:
         self.tmp.unlink(missing_ok=True)
 
 
-def predict_video(model, side: int, path: Path, detector: Detector, *, fps: float = 5.0, min_face: int = 24,
+def predict_video(model, side: int, path: Path, detector: Detector, *, fps: float = 5.0, min_face: int = DEFAULT_MIN_FACE,
                   align: bool = False, annotate: Path | None = None, progress: bool = True) -> list[VideoRow]:
     """Rows of every sampled frame's tracked faces; with ``annotate``, the annotated video written there
     (see :class:`AnnotatedVideo`). The progress bar counts sampled frames and ends at 100 % however far the

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from emolab.data.images import image_files
 from emolab.errors import DataError
-from emolab.faces.detectors import Detector
-from emolab.faces.photos import face_crops, read_photo
+from emolab.faces.detectors import DEFAULT_MIN_FACE, Detector
+from emolab.faces.photos import face_crops, image_files, read_photo
 
 
 def labelled_photos(folder: Path, names: tuple[str, ...]) -> list[tuple[Path, int]]:
@@ -34,7 +33,7 @@ def labelled_photos(folder: Path, names: tuple[str, ...]) -> list[tuple[Path, in
     return out
 
 
-def evaluate_photos(model, side: int, folder: Path, detector: Detector, *, min_face: int = 24, align: bool = False,
+def evaluate_photos(model, side: int, folder: Path, detector: Detector, *, min_face: int = DEFAULT_MIN_FACE, align: bool = False,
                     sheet: Path | None = None) -> dict[str, Any]:
     from emolab import plots
     from emolab.metrics import classification_metrics

@@ -185,7 +185,7 @@ class OnnxImageClassifier(_Deployed):
         self.session = _session(self.folder / ONNX_FILE, threads)
 
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
-        from emolab.models.augment import tta_views
+        from emolab.models.image_augment import tta_views
         from emolab.models.vision import to_pixels
 
         images = np.asarray(inputs, dtype=np.uint8)

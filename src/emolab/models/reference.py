@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emolab.data.images import FER2013_LABELS
 from emolab.errors import EmolabError
+from emolab.labels import FER2013_LABELS
 from emolab.models.registry import register_model
 from emolab.models.vision import ImageClassifier, ImageModelConfig
-from emolab.records import LabelSet
+from emolab.records import FACE_SIDE, LabelSet
 
 PACKAGE = "what_the_face_classification"
 NAME = "what-the-face"
@@ -33,7 +33,7 @@ def reference_net(cfg: ImageModelConfig, classes: int, side: int) -> nn.Module:
     """The package's ``SimpleConvolutionalNetwork`` as built by its ``Image_classifier``: three unpadded
     3x3 convs (28, 56, 112 channels) with tanh and 2x2 max-pool, then 1792 -> 2000 -> 304 -> 7; the layer
     names match its state dict."""
-    if side != 48 or classes != len(FER2013_LABELS):
+    if side != FACE_SIDE or classes != len(FER2013_LABELS):
         raise EmolabError(f"the {NAME} reference takes 48x48 faces and predicts FER2013's 7 labels; got "
                           f"{side}x{side} and {classes} labels", hint="use it with data.name: fer2013")
     layers: list[tuple[str, nn.Module]] = []
@@ -61,6 +61,7 @@ class ReferenceFaceClassifier(ImageClassifier):
     """Pretrained, not trained: ``fit`` loads the package's weights and scores them on train and validation."""
 
     supports_resume = False
+    trains_in_loop = False
     training = "pretrained"
     family = "cnn"
     architecture = staticmethod(reference_net)

@@ -91,6 +91,7 @@ class Classifier:
     family: ClassVar[str] = ""  # classical | transformer | cnn | onnx: what kind of model, for reports
     training: ClassVar[str] = "loop"  # loop | one-pass | pretrained | none (see records.ModelCard)
     supports_resume: ClassVar[bool] = False
+    trains_in_loop: ClassVar[bool] = False  # True: emolab.training.train fits it in the loop, else by its own fit
     cfg: ModelConfig
     labels: LabelSet
     # set by `emolab calibrate` / eval.calibrate and by load_model from the card; None: probabilities as trained

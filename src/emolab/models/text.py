@@ -24,7 +24,7 @@ from emolab.errors import EmolabError, unknown_name, unknown_name_message
 from emolab.models.registry import read_model_card, register_model, write_model_card
 from emolab.models.text_config import POOLING_NAMES, TransformerConfig  # noqa: F401  (re-exported)
 from emolab.models.text_augment import TextAugmentConfig, TextAugmenter, oversampled_positions
-from emolab.models.torch_base import TorchClassifier
+from emolab.models.torch_base import TorchClassifier, TrainTask
 from emolab.records import LabelSet
 
 # --- offline backbones ---------------------------------------------------------------------------------
@@ -294,9 +294,7 @@ class TransformerClassifier(TorchClassifier):
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.cfg.max_length)
         return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
-    def task(self, dataset, run_cfg=None):
-        from emolab.training import TrainTask
-
+    def task(self, dataset, run_cfg=None) -> TrainTask:
         train, val = dataset.split("train"), dataset.split("validation")
         train_set = self.training_texts(train, run_cfg.seed if run_cfg is not None else 0)
         val_set = EncodedTexts(self.encode(val.inputs), val.labels)  # validation and test: never augmented
@@ -313,14 +311,6 @@ class TransformerClassifier(TorchClassifier):
         augmenter = TextAugmenter(aug, seed, list(train.inputs), self.labels.names)
         positions = oversampled_positions(train.labels, aug.oversample_rare, seed)
         return AugmentedTexts(list(train.inputs), train.labels, positions, augmenter, self.encode)
-
-    def fit(self, dataset, run_cfg, logger=None, *, workdir=None, resume=False):
-        from emolab.training import fit
-
-        task = self.task(dataset, run_cfg)
-        history = fit(task, run_cfg, workdir=workdir, resume=resume, logger=logger)
-        self.module = task.module.to(self.device)
-        return history
 
     @torch.inference_mode()
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:

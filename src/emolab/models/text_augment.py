@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from emolab.lexicon import NEGATORS, nrc_lexicon
+
 OPERATIONS = ("delete", "swap", "insert", "substitute")
 POOL = 50_000  # neighbours are drawn from GloVe's 50,000 most frequent words
 WORD = re.compile(r"^[a-z]+$")
@@ -98,8 +100,6 @@ def glove() -> tuple[list[str], np.ndarray]:
 
 @lru_cache(maxsize=1)
 def _lexicon() -> frozenset[str]:
-    from emolab.analysis.tags import nrc_lexicon
-
     return frozenset(w for w, tags in (nrc_lexicon() or {}).items() if tags) | _seed_neighbourhood()
 
 
@@ -133,8 +133,6 @@ def carries_emotion(word: str) -> bool:
     """True for a word of the NRC Emotion Lexicon, or an inflection of one (``scared`` of ``scare``,
     ``terrified`` of ``terrify``): the lexicon lists lemmas, the texts use every form. Negators count too
     (swapping ``didnt`` for a neighbour flips the meaning)."""
-    from emolab.analysis.tags import NEGATORS
-
     lex = _lexicon()
     if re.fullmatch(NEGATORS, word):
         return True

@@ -1,10 +1,13 @@
-"""What every PyTorch-backed classifier shares: precision switching, parameter count, weight files, and
-resizing layers to a saved (pruned) state at load time."""
+"""What every PyTorch-backed classifier shares: the task it hands the training loop, precision switching,
+parameter count, weight files, and resizing layers to a saved (pruned) state at load time."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,10 +17,41 @@ from emolab.models.registry import Classifier
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+@dataclass
+class TrainTask:
+    """What the loop needs from a modality: the module, indexable datasets of dict examples (each with
+    ``labels`` and ``index``), a collate function and, for text, lengths for length-grouped batches.
+
+    A batch may also carry ``targets``: a target distribution per example (FER+ vote shares, a teacher's
+    logits). The default loss then is cross-entropy against it; ``loss(logits, labels, targets)`` replaces
+    the default loss for training (distillation); validation loss always uses the hard labels."""
+
+    module: nn.Module
+    train_set: Any
+    val_set: Any
+    collate: Callable[[list[dict]], dict[str, torch.Tensor]]
+    label_names: tuple[str, ...]
+    multi_label: bool = False
+    train_lengths: list[int] | None = None
+    val_lengths: list[int] | None = None
+    train_labels: np.ndarray | None = None  # for class weights
+    augment: Callable[[dict], dict] | None = None  # applied to each training batch on device
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+
+
 class TorchClassifier(Classifier):
-    """Base of the classifiers that hold an ``nn.Module`` in ``self.module``."""
+    """Base of the classifiers that hold an ``nn.Module`` in ``self.module``. Those that the training loop
+    trains (:func:`emolab.training.train`) describe what it needs with :meth:`task`."""
 
     module: torch.nn.Module
+    trains_in_loop = True
+
+    def task(self, dataset: Any, run_cfg: Any) -> TrainTask:
+        """The module and the training and validation sets as the loop consumes them."""
+        raise NotImplementedError
+
+    def prepare_training(self, run_cfg: Any) -> None:
+        """Set up the module for the run's training options before the loop starts (default: nothing)."""
 
     def to_precision(self, precision: str) -> None:
         if precision not in DTYPES:

@@ -3,7 +3,7 @@
 
 A module takes ``pixels``: float ``(N, 1, H, W)`` in [0, 1] and normalises it with the training set's
 mean and std, held as buffers so a saved or exported model needs nothing else. Augmentation runs on
-whole batches (on the GPU when there is one) in :mod:`emolab.models.augment`; its settings are the image
+whole batches (on the GPU when there is one) in :mod:`emolab.models.image_augment`; its settings are the image
 models' ``model.augment`` section.
 """
 
@@ -19,14 +19,13 @@ import torch
 from torch import nn
 
 from emolab.errors import ConfigError, EmolabError
-from emolab.models.augment import TTA_MODES, batch_augmenter, tta_views
+from emolab.models.image_augment import TTA_MODES, batch_augmenter, tta_views
 from emolab.models.registry import ModelConfig, read_model_card, register_model, write_model_card
 from emolab.models.vision_config import (AugmentConfig, CnnConfig, ImageModelConfig, MlpConfig,  # noqa: F401
                                         ResNetConfig, VggConfig)
-from emolab.models.torch_base import TorchClassifier, fit_shapes
-from emolab.records import LabelSet
+from emolab.models.torch_base import TorchClassifier, TrainTask, fit_shapes
+from emolab.records import FACE_SIDE, LabelSet
 
-SIDE = 48  # FER2013's face side; image folders may choose another (data.image_size)
 
 
 # --- config sections ---------------------------------------------------------------------------------
@@ -117,7 +116,7 @@ Architecture = Callable[[ImageModelConfig, int, int], nn.Module]
 class ImageClassifierModule(nn.Module):
     """Crop -> normalise -> ``architecture(cfg, classes, side)``."""
 
-    def __init__(self, architecture: Architecture, cfg: ImageModelConfig, classes: int, side: int = SIDE):
+    def __init__(self, architecture: Architecture, cfg: ImageModelConfig, classes: int, side: int = FACE_SIDE):
         super().__init__()
         crop = cfg.crop_size
         if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or not 8 <= crop <= side):
@@ -189,13 +188,13 @@ class ImageClassifier(TorchClassifier):
         raise NotImplementedError
 
     def __init__(self, cfg: ImageModelConfig, labels: LabelSet, module: ImageClassifierModule, tta: str = "none",
-                 side: int = SIDE):
+                 side: int = FACE_SIDE):
         self.cfg, self.labels, self.module, self.tta, self.side = cfg, labels, module, tta, side
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.float32
 
     @classmethod
-    def input_spec(cls, cfg: ImageModelConfig, side: int = SIDE) -> dict[str, Any]:
+    def input_spec(cls, cfg: ImageModelConfig, side: int = FACE_SIDE) -> dict[str, Any]:
         return {"kind": "image", "side": side, "channels": 1, "crop": cfg.crop_size}
 
     @classmethod
@@ -211,7 +210,7 @@ class ImageClassifier(TorchClassifier):
         return self.with_calibration(dataclasses.replace(card, input=self.input_spec(self.cfg, self.side)))
 
     @classmethod
-    def build(cls, cfg: ImageModelConfig, labels: LabelSet, side: int = SIDE) -> ImageClassifierModule:
+    def build(cls, cfg: ImageModelConfig, labels: LabelSet, side: int = FACE_SIDE) -> ImageClassifierModule:
         if cfg.crop_size is not None and cfg.crop_size > side:
             raise ConfigError("model", [f"model.crop_size: expected a whole number of pixels from 8 to the image "
                                         f"side ({side}), got {cfg.crop_size!r}"])
@@ -219,12 +218,10 @@ class ImageClassifier(TorchClassifier):
 
     @classmethod
     def from_config(cls, cfg: ImageModelConfig, labels: LabelSet, dataset=None) -> ImageClassifier:
-        side = SIDE if dataset is None else int(dataset.split("train").inputs.shape[-1])
+        side = FACE_SIDE if dataset is None else int(dataset.split("train").inputs.shape[-1])
         return cls(cfg, labels, cls.build(cfg, labels, side), side=side)
 
-    def task(self, dataset, run_cfg):
-        from emolab.training import TrainTask
-
+    def task(self, dataset, run_cfg) -> TrainTask:
         train, val = dataset.split("train"), dataset.split("validation")
         pixels = train.inputs.astype(np.float32) / 255.0
         self.module.normalise.mean.fill_(float(pixels.mean()))
@@ -234,16 +231,10 @@ class ImageClassifier(TorchClassifier):
                          ImageSet(val.inputs, val.labels), collate_images, self.labels.names,
                          train_labels=train.labels, augment=augment)
 
-    def fit(self, dataset, run_cfg, logger=None, *, workdir=None, resume=False):
-        from emolab.training import fit
-
+    def prepare_training(self, run_cfg) -> None:
         if run_cfg.train.channels_last and self.channels_last_ok:  # CPU too: 1.15x (vgg-fer), 1.34x (cnn-small)
             self.module.channels_last = True
             self.module.to(memory_format=torch.channels_last)
-        task = self.task(dataset, run_cfg)
-        history = fit(task, run_cfg, workdir=workdir, resume=resume, logger=logger)
-        self.module = task.module.to(self.device)
-        return history
 
     def set_inference(self, eval_cfg) -> None:
         if eval_cfg.tta not in TTA_MODES:
@@ -274,7 +265,7 @@ class ImageClassifier(TorchClassifier):
 
         card = read_model_card(folder)
         cfg, labels = cls.config_class.from_saved(card["config"]), LabelSet.from_dict(card["labels"])
-        side = int(card.get("input", {}).get("side", SIDE))
+        side = int(card.get("input", {}).get("side", FACE_SIDE))
         module = cls.build(cfg, labels, side)
         state = load_file(str(Path(folder) / "model.safetensors"))
         fit_shapes(module, state)  # channel-pruned CNNs (emolab compress) are narrower than their config

@@ -308,6 +308,5 @@ def _as_typed(path: Path) -> str:
 
 def _inputs(card: ModelCard) -> str:
     if card.image:
-        side = card.input.get("side", 48)
-        return f"{side}x{side} face images"
+        return f"{card.side}x{card.side} face images"
     return "text"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from emolab.errors import EmolabError
+from emolab.faces.detectors import DEFAULT_MIN_FACE
 from emolab.scoring.readers import Source, open_source
 from emolab.scoring.writers import PartWriter, output_format, partial_dir
 
@@ -29,7 +30,7 @@ class ScoreOptions:
     threads: int | None = None
     detect: bool = True
     detector: str | None = None
-    min_face: int = 24
+    min_face: int = DEFAULT_MIN_FACE
     align: bool = False
 
     def __post_init__(self):

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from emolab.errors import EmolabError
+from emolab.faces.detectors import DEFAULT_MIN_FACE
 from emolab.rundir import decision_thresholds
 from emolab.scoring.readers import UNREADABLE
 
@@ -74,7 +75,7 @@ class Predictor:
 
     def __init__(self, path: str | Path, *, column: str | None = None, keep_input: bool = False,
                  batch_size: int | None = None, threads: int | None = None, detect: bool = True,
-                 detector: str | None = None, min_face: int = 24, align: bool = False):
+                 detector: str | None = None, min_face: int = DEFAULT_MIN_FACE, align: bool = False):
         from emolab.models import load_model, model_card
 
         self.path = Path(path)
@@ -104,7 +105,7 @@ class Predictor:
             from emolab.pipeline import face_detector
 
             det = face_detector(detector or DEFAULT_DETECTOR, align, lambda _m: None) if detect else None
-            self.photo = PhotoPredictor(self.model, int(self.card.input.get("side", 48)), det, min_face, align)
+            self.photo = PhotoPredictor(self.model, self.card.side, det, min_face, align)
 
     @property
     def prob_columns(self) -> list[str]:

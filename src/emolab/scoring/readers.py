@@ -175,7 +175,7 @@ def _kind(path: Path, image: bool) -> str:
 
 
 def _image_list(spec: str) -> tuple[Path, list[Path]]:
-    from emolab.data.images import IMAGE_SUFFIXES
+    from emolab.faces.photos import IMAGE_SUFFIXES
 
     path = Path(spec)
     if any(ch in spec for ch in "*?[") and not path.exists():

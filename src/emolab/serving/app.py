@@ -33,7 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emolab.errors import EmolabError
-from emolab.faces.detectors import DEFAULT_DETECTOR, create_detector
+from emolab.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE, create_detector
 from emolab.faces.photos import face_crops
 from emolab.serving.batching import MicroBatcher
 from emolab.serving.metrics import ServerMetrics
@@ -350,7 +350,7 @@ def create_app(settings: ServeSettings, *, served: list[ServedModel] | None = No
     def find_faces(served_model: ServedModel, photos: list) -> list:
         """Each photo's ``(box, crop)`` faces, largest first: the code of `emolab predict FACE_RUN photo.jpg`
         (a small square image is taken as a face crop, whole)."""
-        return [face_crops(image, side_of(served_model), detector, 24, settings.align_faces) for image, _ in photos]
+        return [face_crops(image, side_of(served_model), detector, DEFAULT_MIN_FACE, settings.align_faces) for image, _ in photos]
 
     @app.post("/v1/models/{name}/predict", summary="Labels and scores for texts, or for the face in each image",
               openapi_extra={"requestBody": INPUTS_BODY})
@@ -480,7 +480,7 @@ def _openapi(app: FastAPI, keyed: bool) -> dict[str, Any]:
 
 
 def side_of(served: ServedModel) -> int:
-    return int(served.card.input.get("side", 48))
+    return served.card.side
 
 
 def _open(path: str) -> bool:

@@ -1,4 +1,5 @@
-"""Rendering ``data stats`` for the terminal (Rich) and to files (JSON + class-distribution PNG)."""
+"""The ``emolab data stats`` report: a dataset's statistics (:mod:`emolab.data.stats`) rendered for the terminal
+(Rich) and to files (JSON + class-distribution PNG). It sits beside the CLI, above the data layer it reads."""
 
 from __future__ import annotations
 
