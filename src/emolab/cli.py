@@ -472,11 +472,12 @@ def data_stats(
 ):
     """Split sizes, class counts and shares, text lengths, duplicates, leakage and a class plot."""
     from emolab.config import config_from_dict
+    from emolab.data import dataset_spec
     from emolab.data.report import show_stats
 
     overrides = list(set_ or []) + [f"data.name={name}"] + ([f"data.path={path}"] if path else [])
     cfg = config_from_dict({}, source="command line", overrides=overrides)
-    taxonomies = [taxonomy] if taxonomy else (["original", "ekman", "sentiment"] if name == "goemotions" else [None])
+    taxonomies = [taxonomy] if taxonomy else (list(dataset_spec(name).taxonomies) or [None])
     show_stats(cfg, taxonomies, out, console)
 
 

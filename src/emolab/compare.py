@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from emolab import plots
+from emolab.data import dataset_spec
 from emolab.errors import EmolabError
 from emolab.evaluation import metrics_with_intervals
 from emolab.rundir import Run, atomic_write, decision_thresholds, open_run
@@ -39,10 +40,7 @@ def dataset_label(run: Run) -> str:
     """The dataset a run was scored on, as its leaderboard groups it (taxonomy and CSV file included)."""
     data = run.raw_config.get("data", {})
     name = run.manifest.get("dataset", {}).get("name") or data.get("name", "?")
-    for key in ("taxonomy", "path", "train_file", "root"):
-        if data.get(key) and str(data[key]) not in name:
-            name += f" ({Path(str(data[key])).name if key != 'taxonomy' else data[key]})"
-    return name
+    return dataset_spec(str(data.get("name", ""))).leaderboard_name(name, data)
 
 
 def leaderboard_row(run: Path | Run) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import numpy as np
 from emolab import plots
 from emolab.analysis.errors import confusion_pairs, errors_by_class, margins, misclassified, near_ties
 from emolab.analysis.tags import TAGS, label_issues, tag_examples
+from emolab.data import dataset_spec
 from emolab.errors import EmolabError
 from emolab.metrics import reliability_bins
 from emolab.records import Predictions
@@ -196,7 +197,7 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
             say("scoring the pixel logistic-regression baseline on the same test set")
             result["baseline"] = pixel_baseline_scores(cfg.data, cfg.seed)
             result["baseline"]["paired"] = against_baseline(preds, result["baseline"], cfg.seed)
-    opinion = cfg.data.second_opinion(preds.ids) if "likely_label_error" in tags else None
+    opinion = dataset_spec(cfg.data.name).second_opinion(cfg.data, preds.ids) if "likely_label_error" in tags else None
     if opinion is not None:
         from emolab.analysis.label_check import check_flags
 

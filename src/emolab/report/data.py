@@ -8,11 +8,12 @@ from typing import Any
 
 from emolab.analysis.attributions import highlight_html, highlight_markdown
 from emolab.compare import leaderboards
+from emolab.data import dataset_spec
 from emolab.evaluation import metrics_with_intervals
 from emolab.records import ModelCard
 from emolab.rundir import open_run
 from emolab.report.published import compare_published
-from emolab.report.references import DATASET_CITATIONS, LIBRARY_CITATIONS, MODEL_CITATIONS
+from emolab.report.references import LIBRARY_CITATIONS, MODEL_CITATIONS
 
 METRIC_DEFINITIONS = [
     ("accuracy", "share of examples whose top-probability label equals the true label"),
@@ -215,6 +216,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
     published, note, gap = compare_published(cfg, card, metrics, stats, gpu)
     hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu, cfg)
     data_name = cfg["data"]["name"]
+    citation = dataset_spec(data_name).citation
     modality = card.modality
     faces = [(caption, rel) for caption, rel in [
         ("Most confidently misclassified test faces (true → predicted, confidence)", "analysis/misclassified_faces.png"),
@@ -257,11 +259,11 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
              f" emotion / sentiment classification of {_inputs(card)} "
              f"into {len((stats or {}).get('labels', []))} classes "
              f"({', '.join((stats or {}).get('labels', []))}).",
-        dataset={"name": data_name, "config": cfg["data"], "stats": stats, "citation": DATASET_CITATIONS.get(data_name)},
+        dataset={"name": data_name, "config": cfg["data"], "stats": stats, "citation": citation},
         model={"name": card.model, "summary": card.summary, "family": card.family,
                "parameters": metrics.get("parameters"), "config": cfg["model"]},
         hardware={**manifest.get("hardware", {}), "platform": manifest.get("platform"), "python": manifest.get("python")},
-        references=list(dict.fromkeys(c for c in [DATASET_CITATIONS.get(data_name),
+        references=list(dict.fromkeys(c for c in [citation,
                                                   MODEL_CITATIONS.get(card.citation or ""), *LIBRARY_CITATIONS] if c)),
         training=training,
         metric_definitions=METRIC_DEFINITIONS,
