@@ -214,3 +214,21 @@ def test_a_model_folder_decides_at_its_runs_thresholds(tmp_path):
     (run / "metrics.json").write_text(json.dumps({}))  # eval.tune_thresholds: false
     assert list(decision_thresholds(run, ("a", "b"))) == [0.3, 0.3]
     assert list(decision_thresholds(tmp_path / "elsewhere", ("a", "b"))) == [0.5, 0.5]
+
+
+def test_run_files_are_named_in_one_place():
+    """Writers and readers of a run name its files through ``emolab.runfiles``, never by a literal of their own
+    (scoring's ``manifest.json`` is the manifest of a scoring output, not of a run)."""
+    from emolab import runfiles
+
+    names = {v for k, v in vars(runfiles).items() if k.isupper() and isinstance(v, str) and "." in v}
+    assert {"metrics.json", "data_stats.json", "analysis/analysis.json"} <= names
+    allowed = {("emolab.scoring.writers", "manifest.json")}
+    offenders = []
+    for name, path in MODULES.items():
+        if name == "emolab.runfiles":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in names and (name, node.value) not in allowed:
+                offenders.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} spells {node.value!r}")
+    assert not offenders, "\n".join(offenders)

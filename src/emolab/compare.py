@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from emolab import plots
+from emolab import plots, runfiles
 from emolab.data import dataset_spec
 from emolab.errors import EmolabError
 from emolab.evaluation import metrics_with_intervals
@@ -168,10 +168,10 @@ def find_runs(runs: list[str], pattern: str | None) -> list[Path]:
                               hint="finish it with `emolab run CONFIG --resume`, or leave it out of the comparison")
     matched = [Path(p) for p in glob.glob(pattern or "") if not Path(p).name.endswith(".partial")]
     for p in [Path(r) for r in runs] + sorted(matched):
-        if (p / "metrics.json").is_file() or not p.is_dir():
+        if (p / runfiles.METRICS).is_file() or not p.is_dir():
             paths.append(p)
         else:
-            paths += sorted(m.parent for m in p.rglob("metrics.json") if not m.parent.name.endswith(".partial"))
+            paths += sorted(m.parent for m in p.rglob(runfiles.METRICS) if not m.parent.name.endswith(".partial"))
     if not paths:
         raise EmolabError("no runs to compare", hint="name run directories, or --glob 'runs/*'")
     return list(dict.fromkeys(paths))

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emolab import plots
+from emolab import plots, runfiles
 from emolab.config import RunConfig, dump_config
 from emolab.data import load_dataset
 from emolab.data.stats import dataset_stats, sample_faces
@@ -45,13 +45,13 @@ def _evaluate_and_write(run: RunDir, model, ds: Dataset, cfg: RunConfig, say: Sa
         metrics["timing"] = time_inference(model, sample, n=cfg.eval.timing_examples)
     if model.num_parameters() is not None:
         metrics["parameters"] = model.num_parameters()
-    run.write_json("metrics.json", metrics)
+    run.write_json(runfiles.METRICS, metrics)
     title = f"# Metrics: {run.name}\n\nmodel `{cfg.model.name}` ({model.card().summary}), dataset `{cfg.data.name}`\n\n"
-    run.write_text("metrics.md", title + metrics_markdown(metrics, ds.labels.names))
+    run.write_text(runfiles.METRICS_MD, title + metrics_markdown(metrics, ds.labels.names))
     for s in cfg.eval.splits:
         if "confusion_matrix" in metrics[s]:
             plots.confusion_heatmap(metrics[s]["confusion_matrix"], ds.labels.names,
-                                    run.file(f"plots/confusion_{s}.png"), title=f"Confusion matrix ({s})")
+                                    run.file(runfiles.confusion_plot(s)), title=f"Confusion matrix ({s})")
     return metrics
 
 
@@ -138,7 +138,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         say = lambda _msg: None  # noqa: E731
     say(f"run directory: {run_dir.path}")
     if main:
-        run_dir.write_text("config.yaml", dump_config(cfg))
+        run_dir.write_text(runfiles.CONFIG, dump_config(cfg))
     manifest: dict[str, Any] = {"name": run_dir.name, "started": now_iso(), "seed": cfg.seed,
                                 "git_revision": git_revision(), **environment()}
 
@@ -150,12 +150,12 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
                            "sizes": {k: len(v) for k, v in ds.splits.items()}}
     if main:
         stats = dataset_stats(ds)
-        run_dir.write_json("data_stats.json", stats)
+        run_dir.write_json(runfiles.DATA_STATS, stats)
         plots.class_distribution({s: v["class_counts"] for s, v in stats["splits"].items()},
-                                 run_dir.file("plots/class_distribution.png"),
+                                 run_dir.file(runfiles.CLASS_DISTRIBUTION_PLOT),
                                  title=f"{ds.name}: class distribution")
         if ds.modality == "image":
-            plots.face_grid(sample_faces(ds.split("train"), ds.labels.names), run_dir.file("plots/sample_faces.png"),
+            plots.face_grid(sample_faces(ds.split("train"), ds.labels.names), run_dir.file(runfiles.SAMPLE_FACES_PLOT),
                             title=f"{ds.name}: sample training faces per class")
 
     model = create_model(cfg.model, ds.labels, ds)
@@ -174,14 +174,14 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     model.set_inference(cfg.eval)
     run_dir.write_history(history)
     run_dir.timings["train_s"] = time.perf_counter() - t
-    model.save(run_dir.path / "model")
+    model.save(run_dir.path / runfiles.MODEL)
     if not cfg.train.keep_checkpoints:
-        shutil.rmtree(run_dir.path / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run_dir.path / runfiles.CHECKPOINTS, ignore_errors=True)
     if len(history) > 1:
-        plots.learning_curves([h.to_dict() for h in history], run_dir.file("plots/learning_curves.png"))
-    steps = open_run(run_dir.path).jsonl("steps.jsonl")
+        plots.learning_curves([h.to_dict() for h in history], run_dir.file(runfiles.LEARNING_CURVES_PLOT))
+    steps = open_run(run_dir.path).jsonl(runfiles.STEPS)
     if steps:
-        plots.step_curves(steps, run_dir.file("plots/steps.png"))
+        plots.step_curves(steps, run_dir.file(runfiles.STEPS_PLOT))
 
     say("evaluating " + ", ".join(cfg.eval.splits))
     t = time.perf_counter()
@@ -196,7 +196,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         robustness_run(run_dir.path, say=lambda _m: None)
         run_dir.timings["robustness_s"] = time.perf_counter() - t
     manifest.update(finished=now_iso(), wall_times=run_dir.timings)
-    run_dir.write_json("manifest.json", manifest)
+    run_dir.write_json(runfiles.MANIFEST, manifest)
     if cfg.eval.report and "test" in cfg.eval.splits:
         _analyse_and_report(run_dir.path, ds, say, notebook=cfg.eval.notebook)
     else:
