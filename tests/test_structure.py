@@ -1,9 +1,11 @@
-"""The package's shape: no import cycles between emolab modules, and no module outside ``emolab/models``
-that branches on a model's registered name (the model or its card says what it is)."""
+"""The package's shape: no import cycles between emolab modules, no module outside ``emolab/models`` that
+branches on a model's registered name (the model or its card says what it is), and none outside ``emolab/data``
+that branches on a dataset's name (its descriptor, ``emolab.data.dataset_spec``, says what it is)."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import emolab
@@ -114,15 +116,19 @@ def test_no_import_cycles_between_emolab_packages():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
-def test_no_module_outside_models_branches_on_a_model_name():
-    from emolab.models import list_models
-
-    names = set(list_models())
+def _comparisons_with(names: set[str], skip: str) -> list[str]:
+    """``== / != / in / not in`` against one of ``names`` (a literal, or a literal in a tuple, list or set), and
+    dict literals keyed by them, in every module not under ``skip``."""
     offenders = []
     for name, path in MODULES.items():
-        if name.startswith("emolab.models"):
+        if name.startswith(skip):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Dict):
+                hits = [k.value for k in node.keys if isinstance(k, ast.Constant) and k.value in names]
+                if hits:
+                    offenders.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} keys a dict by {hits}")
+                continue
             if not isinstance(node, ast.Compare) or not any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
                                                             for op in node.ops):
                 continue
@@ -132,7 +138,51 @@ def test_no_module_outside_models_branches_on_a_model_name():
                 hits = [c.value for c in consts if isinstance(c, ast.Constant) and c.value in names]
                 if hits:
                     offenders.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} compares with {hits}")
+    return offenders
+
+
+def test_no_module_outside_models_branches_on_a_model_name():
+    from emolab.models import list_models
+
+    offenders = [o for o in _comparisons_with(set(list_models()), "emolab.models") if "keys a dict" not in o]
     assert not offenders, "\n".join(offenders)
+
+
+def test_no_module_outside_data_branches_on_a_dataset_name():
+    from emolab.data import list_datasets
+
+    # "csv" names a file format too (scoring reads and writes CSV files), so it is left to the other names
+    names = set(list_datasets()) - {"csv"}
+    assert {"emotion", "goemotions", "sst2", "fer2013", "ferplus", "imagefolder"} <= names
+    offenders = _comparisons_with(names, "emolab.data")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_finder_sees_a_comparison_and_a_dict_key(tmp_path, monkeypatch):
+    source = tmp_path / "switch.py"
+    source.write_text('def f(name):\n    if name in ("sst2", "x"):\n        return {"fer2013": 1}\n')
+    monkeypatch.setitem(MODULES, "elsewhere.switch", source)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path / "pkg")  # paths are shown relative to ROOT.parent
+    found = [o for o in _comparisons_with({"sst2", "fer2013"}, "emolab") if "switch.py" in o]
+    assert len(found) == 2, found
+
+
+def test_every_dataset_describes_itself():
+    """Reading a descriptor loads no data; its facts agree with the dataset's config and published scores."""
+    from emolab.data import dataset_spec, list_datasets
+    from emolab.data.registry import dataset_config_class
+
+    for name in list_datasets():
+        spec = dataset_spec(name)
+        assert spec.name == name and spec.modality in ("text", "image"), name
+        assert spec.test_split in spec.splits, name
+        fields = {f for f in dataset_config_class(name).__dataclass_fields__}
+        assert bool(spec.taxonomies) == ("taxonomy" in fields), name
+        assert bool(spec.multi_label_policies) == ("multi_label_policy" in fields), name
+        for score in spec.published:
+            assert (score.variant is None) == (not spec.taxonomies), (name, score)
+            assert score.split.split(",")[0] == spec.published_test_split, (name, score)
+    assert dataset_spec("not-registered-here").citation is None  # a run of an unknown dataset still reports
 
 
 def test_readers_of_runs_import_no_deep_learning_framework(tmp_path):
@@ -195,3 +245,21 @@ def test_a_model_folder_decides_at_its_runs_thresholds(tmp_path):
     (run / "metrics.json").write_text(json.dumps({}))  # eval.tune_thresholds: false
     assert list(decision_thresholds(run, ("a", "b"))) == [0.3, 0.3]
     assert list(decision_thresholds(tmp_path / "elsewhere", ("a", "b"))) == [0.5, 0.5]
+
+
+def test_run_files_are_named_in_one_place():
+    """Writers and readers of a run name its files through ``emolab.runfiles``, never by a literal of their own
+    (scoring's ``manifest.json`` is the manifest of a scoring output, not of a run)."""
+    from emolab import runfiles
+
+    names = {v for k, v in vars(runfiles).items() if k.isupper() and isinstance(v, str) and "." in v}
+    assert {"metrics.json", "data_stats.json", "analysis/analysis.json"} <= names
+    allowed = {("emolab.scoring.writers", "manifest.json")}
+    offenders = []
+    for name, path in MODULES.items():
+        if name == "emolab.runfiles":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in names and (name, node.value) not in allowed:
+                offenders.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} spells {node.value!r}")
+    assert not offenders, "\n".join(offenders)

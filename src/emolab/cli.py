@@ -398,13 +398,14 @@ def sanity(
     run_dir: Optional[Path] = typer.Option(None, "--run", help="Also record the result in this run (for its report)"),
 ):
     """Check the model can overfit a few examples (100% training accuracy); exits 1 if it cannot."""
+    from emolab import runfiles
     from emolab.config import load_config
     from emolab.rundir import atomic_write, to_json
     from emolab.sanity import failure_hint, sanity_check
 
     result = sanity_check(load_config(config, set_ or []), n=overfit, epochs=epochs, say=_say)
     if run_dir is not None:
-        atomic_write(run_dir / "sanity.json", to_json(result) + "\n")
+        atomic_write(run_dir / runfiles.SANITY, to_json(result) + "\n")
     if not result["passed"]:
         err_console.print(f"[bold red]sanity check failed:[/] {failure_hint()}")
         raise typer.Exit(1)
@@ -503,11 +504,12 @@ def data_stats(
 ):
     """Split sizes, class counts and shares, text lengths, duplicates, leakage and a class plot."""
     from emolab.config import config_from_dict
+    from emolab.data import dataset_spec
     from emolab.dataset_report import show_stats
 
     overrides = list(set_ or []) + [f"data.name={name}"] + ([f"data.path={path}"] if path else [])
     cfg = config_from_dict({}, source="command line", overrides=overrides)
-    taxonomies = [taxonomy] if taxonomy else (["original", "ekman", "sentiment"] if name == "goemotions" else [None])
+    taxonomies = [taxonomy] if taxonomy else (list(dataset_spec(name).taxonomies) or [None])
     show_stats(cfg, taxonomies, out, console)
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from emolab import plots
+from emolab import plots, runfiles
+from emolab.data import dataset_spec
 from emolab.errors import EmolabError
 from emolab.evaluation import metrics_with_intervals
 from emolab.metrics import lower_is_better
@@ -39,10 +40,7 @@ def dataset_label(run: Run) -> str:
     """The dataset a run was scored on, as its leaderboard groups it (taxonomy and CSV file included)."""
     data = run.raw_config.get("data", {})
     name = run.manifest.get("dataset", {}).get("name") or data.get("name", "?")
-    for key in ("taxonomy", "path", "train_file", "root"):
-        if data.get(key) and str(data[key]) not in name:
-            name += f" ({Path(str(data[key])).name if key != 'taxonomy' else data[key]})"
-    return name
+    return dataset_spec(str(data.get("name", ""))).leaderboard_name(name, data)
 
 
 def leaderboard_row(run: Path | Run) -> dict[str, Any]:
@@ -170,10 +168,10 @@ def find_runs(runs: list[str], pattern: str | None) -> list[Path]:
                               hint="finish it with `emolab run CONFIG --resume`, or leave it out of the comparison")
     matched = [Path(p) for p in glob.glob(pattern or "") if not Path(p).name.endswith(".partial")]
     for p in [Path(r) for r in runs] + sorted(matched):
-        if (p / "metrics.json").is_file() or not p.is_dir():
+        if (p / runfiles.METRICS).is_file() or not p.is_dir():
             paths.append(p)
         else:
-            paths += sorted(m.parent for m in p.rglob("metrics.json") if not m.parent.name.endswith(".partial"))
+            paths += sorted(m.parent for m in p.rglob(runfiles.METRICS) if not m.parent.name.endswith(".partial"))
     if not paths:
         raise EmolabError("no runs to compare", hint="name run directories, or --glob 'runs/*'")
     return list(dict.fromkeys(paths))

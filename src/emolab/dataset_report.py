@@ -11,9 +11,8 @@ from rich.table import Table
 
 from emolab import plots
 from emolab.config import RunConfig
-from emolab.data.registry import load_dataset
+from emolab.data.registry import dataset_spec, load_dataset
 from emolab.data.stats import dataset_stats, policy_drops, sample_faces
-from emolab.data.text import GoEmotionsConfig
 from emolab.rundir import atomic_write, to_json
 
 
@@ -68,7 +67,7 @@ def show_stats(cfg: RunConfig, taxonomies: list, out: Path, console: Console) ->
             console.print(_length_table(stats, tag))
         console.print("exact duplicates across splits (leakage): " +
                       ", ".join(f"{k} {v}" for k, v in stats["cross_split_duplicates"].items()))
-        if isinstance(data_cfg, GoEmotionsConfig):  # the dataset with a multi-label policy
+        if dataset_spec(data_cfg.name).multi_label_policies:
             drops = policy_drops(data_cfg, cfg.seed)
             stats["policy_drops"] = drops
             table = Table(title=f"{tag}: examples kept (dropped) per multi-label policy")

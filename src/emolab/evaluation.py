@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from emolab import runfiles
 from emolab.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from emolab.records import Predictions, Split
 from emolab.rundir import decision_thresholds
@@ -134,7 +135,7 @@ def metrics_with_intervals(run) -> dict[str, Any]:
         return metrics
     out = dict(metrics)
     for split in ("train", "validation", "test"):
-        if split in metrics and "intervals" not in metrics[split] and run.has(f"predictions_{split}.npz"):
+        if split in metrics and "intervals" not in metrics[split] and run.has(runfiles.predictions_npz(split)):
             preds = run.predictions(split)
             out[split] = {**metrics[split],
                           "intervals": split_intervals(preds, decision_thresholds(run.path, preds.labels.names),

@@ -3,7 +3,7 @@
 Nothing the user had is lost: a file is written whole or not at all (:func:`atomic_write`), an existing
 output is replaced only when the user asked (``--overwrite``), an input is never an output, a name given
 for a run or an output is a name (no ``..`` or separators), and a folder is removed only by the code that
-created it. A leaf module: it imports nothing of emolab but its errors.
+created it. A leaf module: it imports nothing of emolab but its errors and the names of run files.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from emolab import runfiles
 from emolab.errors import EmolabError
 
 
@@ -140,8 +141,8 @@ def check_new_files(folder: Path, names: Iterable[str], *, overwrite: bool = Fal
 def is_run_dir(folder: Path) -> bool:
     """A folder written by ``emolab run`` (finished or not)."""
     folder = Path(folder)
-    return folder.is_dir() and ((folder / "config.yaml").is_file() or (folder / "manifest.json").is_file()
-                                or (folder / "metrics.json").is_file())
+    return folder.is_dir() and any((folder / name).is_file()
+                                   for name in (runfiles.CONFIG, runfiles.MANIFEST, runfiles.METRICS))
 
 
 def new_temp_folder(final: Path) -> Path:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emolab import plots
+from emolab import plots, runfiles
 from emolab.config import RunConfig, dump_config
 from emolab.data import load_dataset
 from emolab.data.stats import dataset_stats, sample_faces
@@ -45,13 +45,13 @@ def _evaluate_and_write(run: RunDir, model, ds: Dataset, cfg: RunConfig, say: Sa
         metrics["timing"] = time_inference(model, sample, n=cfg.eval.timing_examples)
     if model.num_parameters() is not None:
         metrics["parameters"] = model.num_parameters()
-    run.write_json("metrics.json", metrics)
+    run.write_json(runfiles.METRICS, metrics)
     title = f"# Metrics: {run.name}\n\nmodel `{cfg.model.name}` ({model.card().summary}), dataset `{cfg.data.name}`\n\n"
-    run.write_text("metrics.md", title + metrics_markdown(metrics, ds.labels.names))
+    run.write_text(runfiles.METRICS_MD, title + metrics_markdown(metrics, ds.labels.names))
     for s in cfg.eval.splits:
         if "confusion_matrix" in metrics[s]:
             plots.confusion_heatmap(metrics[s]["confusion_matrix"], ds.labels.names,
-                                    run.file(f"plots/confusion_{s}.png"), title=f"Confusion matrix ({s})")
+                                    run.file(runfiles.confusion_plot(s)), title=f"Confusion matrix ({s})")
     return metrics
 
 
@@ -140,7 +140,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         say = lambda _msg: None  # noqa: E731
     say(f"run directory: {run_dir.path}")
     if main:
-        run_dir.write_text("config.yaml", dump_config(cfg))
+        run_dir.write_text(runfiles.CONFIG, dump_config(cfg))
     manifest: dict[str, Any] = {"name": run_dir.name, "started": now_iso(), "seed": cfg.seed,
                                 "git_revision": git_revision(), **environment()}
 
@@ -152,12 +152,12 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
                            "sizes": {k: len(v) for k, v in ds.splits.items()}}
     if main:
         stats = dataset_stats(ds)
-        run_dir.write_json("data_stats.json", stats)
+        run_dir.write_json(runfiles.DATA_STATS, stats)
         plots.class_distribution({s: v["class_counts"] for s, v in stats["splits"].items()},
-                                 run_dir.file("plots/class_distribution.png"),
+                                 run_dir.file(runfiles.CLASS_DISTRIBUTION_PLOT),
                                  title=f"{ds.name}: class distribution")
         if ds.modality == "image":
-            plots.face_grid(sample_faces(ds.split("train"), ds.labels.names), run_dir.file("plots/sample_faces.png"),
+            plots.face_grid(sample_faces(ds.split("train"), ds.labels.names), run_dir.file(runfiles.SAMPLE_FACES_PLOT),
                             title=f"{ds.name}: sample training faces per class")
 
     model = create_model(cfg.model, ds.labels, ds)
@@ -176,14 +176,14 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
     model.set_inference(cfg.eval)
     run_dir.write_history(history)
     run_dir.timings["train_s"] = time.perf_counter() - t
-    model.save(run_dir.path / "model")
+    model.save(run_dir.path / runfiles.MODEL)
     if not cfg.train.keep_checkpoints:
-        shutil.rmtree(run_dir.path / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run_dir.path / runfiles.CHECKPOINTS, ignore_errors=True)
     if len(history) > 1:
-        plots.learning_curves([h.to_dict() for h in history], run_dir.file("plots/learning_curves.png"))
-    steps = open_run(run_dir.path).jsonl("steps.jsonl")
+        plots.learning_curves([h.to_dict() for h in history], run_dir.file(runfiles.LEARNING_CURVES_PLOT))
+    steps = open_run(run_dir.path).jsonl(runfiles.STEPS)
     if steps:
-        plots.step_curves(steps, run_dir.file("plots/steps.png"))
+        plots.step_curves(steps, run_dir.file(runfiles.STEPS_PLOT))
 
     say("evaluating " + ", ".join(cfg.eval.splits))
     t = time.perf_counter()
@@ -201,7 +201,7 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
         robustness_run(run_dir.path, say=lambda _m: None)
         run_dir.timings["robustness_s"] = time.perf_counter() - t
     manifest.update(finished=now_iso(), wall_times=run_dir.timings)
-    run_dir.write_json("manifest.json", manifest)
+    run_dir.write_json(runfiles.MANIFEST, manifest)
     if cfg.eval.report and "test" in cfg.eval.splits:
         _analyse_and_report(run_dir.path, ds, say, notebook=cfg.eval.notebook)
     else:
@@ -265,7 +265,7 @@ def calibrate_run(run_path: str | Path, *, method: str = "auto", overwrite: bool
     if saved is not None and not overwrite:
         raise EmolabError(f"{run.path} is calibrated already ({saved.summary()})",
                           hint="add --overwrite to fit it again (the run's predictions are unchanged: it refits the same)")
-    if not run.has("predictions_validation.npz"):
+    if not run.has(runfiles.predictions_npz("validation")):
         raise EmolabError(f"{run.path} has no validation predictions to fit a calibration on",
                           hint="calibration is fitted on the validation split: run the config again with validation in "
                                "eval.splits (and eval.calibrate: temperature to calibrate as part of the run)")
@@ -277,30 +277,29 @@ def calibrate_run(run_path: str | Path, *, method: str = "auto", overwrite: bool
     result: dict[str, Any] = {"run": run.name, "fitted_on": "validation", "n_fit": len(val.y_true),
                               "calibration": fitted.to_dict(), "summary": fitted.summary()}
     for split in ("validation", "test"):
-        if run.has(f"predictions_{split}.npz"):
+        if run.has(runfiles.predictions_npz(split)):
             preds = val if split == "validation" else run.predictions(split)
             result[split] = cal.calibration_metrics(preds.y_true, preds.probs, fitted.apply(preds.probs),
                                                     multi_label=multi, n_bins=bins, resamples=resamples, seed=seed)
     measured = "test" if "test" in result else "validation"
-    folder = run.path / "calibration"
-    atomic_write(folder / "calibration.json", to_json(result) + "\n")
+    atomic_write(run.path / runfiles.CALIBRATION_JSON, to_json(result) + "\n")
     if measured == "test":
         md = (f"# Calibration: {run.name}\n\n{fitted.method} scaling fitted on the validation split "
               f"({len(val.y_true)} examples) by minimising the NLL: {fitted.summary()}. Measured on the test split "
               f"({result['test']['n']} examples, {result['test']['ece_kind']} ECE over {bins} bins); in brackets "
               "95% bootstrap intervals, the change on the same resamples.\n\n" + cal.metrics_markdown(result))
-        atomic_write(folder / "calibration.md", md)
+        atomic_write(run.path / runfiles.CALIBRATION_MD, md)
     rel = result[measured]["reliability"]
     plots.reliability_comparison({k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in rel.items()},
-                                 folder / "reliability.png", title=f"Reliability ({measured}): before and after")
-    model_folder = run.path / "model"
+                                 run.path / runfiles.CALIBRATION_PLOT, title=f"Reliability ({measured}): before and after")
+    model_folder = run.path / runfiles.MODEL
     raw = read_model_card(model_folder)
     raw["calibration"] = fitted.to_dict()
     atomic_write(model_folder / MODEL_FILE, json.dumps(raw, indent=2))
     ece = result[measured]["ece"]
     change = f" ({ece['relative_change']:+.0%})" if ece["relative_change"] is not None else ""
     say(f"calibrated {run.name}: {fitted.summary()}; {measured} ECE {ece['before']:.4f} -> {ece['after']:.4f}{change}")
-    say(f"wrote {folder} and the calibration into {model_folder / MODEL_FILE}")
+    say(f"wrote {run.path / runfiles.CALIBRATION} and the calibration into {model_folder / MODEL_FILE}")
     return result
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from emolab import runfiles
 from emolab.calibration import Calibration
 from emolab.config import RunConfig, config_from_saved, read_yaml
 from emolab.errors import EmolabError
@@ -162,21 +163,21 @@ class RunDir:
         return self.write_text(relpath, to_json(obj) + "\n")
 
     def write_history(self, records: list) -> None:
-        self.write_text("history.jsonl", "".join(json.dumps(r.to_dict(), default=_json_default) + "\n"
+        self.write_text(runfiles.HISTORY, "".join(json.dumps(r.to_dict(), default=_json_default) + "\n"
                                                  for r in records))
 
     def append_steps(self, rows: list[dict], *, after_step: int | None = None) -> None:
         """Add optimizer-step rows to ``steps.jsonl``; ``after_step`` first drops rows past a resumed checkpoint."""
-        path = self.path / "steps.jsonl"
+        path = self.path / runfiles.STEPS
         kept = path.read_text().splitlines() if path.is_file() else []
         if after_step is not None:
             kept = [ln for ln in kept if json.loads(ln)["step"] <= after_step]
-        self.write_text("steps.jsonl", "".join(ln + "\n" for ln in kept) +
+        self.write_text(runfiles.STEPS, "".join(ln + "\n" for ln in kept) +
                         "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
 
     def write_predictions(self, preds: Predictions, *, thresholds: Any = 0.5) -> None:
-        self.write_text(f"predictions_{preds.split}.csv", predictions_csv(preds, thresholds=thresholds))
-        np.savez_compressed(self.file(f"predictions_{preds.split}.npz"), ids=preds.ids.astype(str),
+        self.write_text(runfiles.predictions_csv(preds.split), predictions_csv(preds, thresholds=thresholds))
+        np.savez_compressed(self.file(runfiles.predictions_npz(preds.split)), ids=preds.ids.astype(str),
                             y_true=preds.y_true, probs=preds.probs)
 
     def finalize(self) -> Path:
@@ -202,7 +203,7 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not (self.path / "config.yaml").is_file():
+        if not (self.path / runfiles.CONFIG).is_file():
             raise EmolabError(f"{path} is not a run directory (no config.yaml)",
                               hint="give a folder written by `emolab run`, e.g. runs/emotion-tfidf")
 
@@ -224,41 +225,41 @@ class Run:
 
     @cached_property
     def raw_config(self) -> dict:
-        return read_yaml(self.path / "config.yaml") or {}
+        return read_yaml(self.path / runfiles.CONFIG) or {}
 
     @cached_property
     def config(self) -> RunConfig:
-        return config_from_saved(self.raw_config, source=str(self.path / "config.yaml"))
+        return config_from_saved(self.raw_config, source=str(self.path / runfiles.CONFIG))
 
     @cached_property
     def card(self) -> ModelCard:
-        if not (self.path / "model" / MODEL_FILE).is_file():
+        if not (self.path / runfiles.MODEL / MODEL_FILE).is_file():
             raise EmolabError(f"{self.path} holds no saved model (model/{MODEL_FILE} missing)",
                               hint="the run did not finish training; run it again or --resume it")
         return model_card(self.path)
 
     @cached_property
     def metrics(self) -> dict:
-        return self.json("metrics.json") or {}
+        return self.json(runfiles.METRICS) or {}
 
     @cached_property
     def manifest(self) -> dict:
-        return self.json("manifest.json") or {}
+        return self.json(runfiles.MANIFEST) or {}
 
     @cached_property
     def history(self) -> list[dict]:
-        return self.jsonl("history.jsonl")
+        return self.jsonl(runfiles.HISTORY)
 
     def predictions(self, split: str) -> Predictions:
         """The saved predictions of one split (no model, no torch); image inputs are re-read by id."""
         import pandas as pd
 
-        npz_file = self.path / f"predictions_{split}.npz"
+        npz_file = self.path / runfiles.predictions_npz(split)
         if not npz_file.is_file():
             raise EmolabError(f"{self.path} has no predictions for split {split!r}",
                               hint="evaluate that split first (eval.splits in the config), or pick another --split")
         npz = np.load(npz_file)
-        table = pd.read_csv(self.path / f"predictions_{split}.csv", dtype={"input": str}, keep_default_na=False)
+        table = pd.read_csv(self.path / runfiles.predictions_csv(split), dtype={"input": str}, keep_default_na=False)
         texts = table["input"].tolist()
         inputs = None if self.card.image or not any(texts) else texts
         return Predictions(ids=npz["ids"], inputs=inputs, y_true=npz["y_true"], probs=npz["probs"],
@@ -266,7 +267,7 @@ class Run:
 
     def model(self):
         """The trained model, loaded from ``model/`` (safetensors / ONNX; no network)."""
-        return load_model(self.path / "model")
+        return load_model(self.path / runfiles.MODEL)
 
 
 def run_of(folder: str | Path) -> Run | None:
@@ -274,7 +275,7 @@ def run_of(folder: str | Path) -> Run | None:
     it (``model/``, ``compression/models/NAME``, ``exports/NAME``); None for a model folder on its own."""
     folder = Path(folder)
     for candidate in (folder, *list(folder.parents)[:3]):
-        if (candidate / "metrics.json").is_file() and (candidate / "config.yaml").is_file():
+        if (candidate / runfiles.METRICS).is_file() and (candidate / runfiles.CONFIG).is_file():
             return Run(candidate)
     return None
 

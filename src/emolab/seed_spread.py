@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from emolab import plots
+from emolab import plots, runfiles
 from emolab.config import RunConfig
 from emolab.errors import EmolabError
 from emolab.rundir import atomic_write, open_run, to_json
@@ -37,7 +37,7 @@ def run_unless_finished(cfg: RunConfig, title: str, *, overwrite: bool, resume: 
     from emolab.pipeline import run
 
     final = Path(cfg.output.dir) / cfg.output.name
-    if not overwrite and (final / "metrics.json").is_file():
+    if not overwrite and (final / runfiles.METRICS).is_file():
         say(f"{title}: finished earlier, kept ({final})")
         return final
     say(title)
@@ -51,7 +51,7 @@ def run_seeds(cfg: RunConfig, *, overwrite: bool = False, resume: bool = False, 
     from emolab.compare import compare
 
     folder, configs = seed_configs(cfg)
-    if (folder / "metrics.json").is_file():
+    if (folder / runfiles.METRICS).is_file():
         raise EmolabError(f"{folder} is a finished single run; seed runs would be written inside it",
                           hint=f"name the seed runs' folder: --set output.name={folder.name}-seeds")
     say(f"seeds {', '.join(map(str, cfg.seeds))}: {len(configs)} runs into {folder}")

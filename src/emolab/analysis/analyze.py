@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from emolab import plots
+from emolab import plots, runfiles
 from emolab.analysis.errors import confusion_pairs, errors_by_class, margins, misclassified, near_ties
 from emolab.analysis.tags import TAGS, label_issues, tag_examples
+from emolab.data import dataset_spec
 from emolab.errors import EmolabError
 from emolab.metrics import reliability_bins
 from emolab.records import Predictions
@@ -160,8 +161,8 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
     result = analyze_predictions(preds, modality=modality, max_length=card.input.get("max_length"), top=top,
                                  images=images)
     tags = result.pop("_tags")
-    out = run_path / "analysis"
-    errors_file = out / "errors.csv"
+    out = run_path / runfiles.ANALYSIS
+    errors_file = run_path / runfiles.ERRORS_CSV
     notes = read_annotations(Path(annotations)) if annotations else {}
     if not annotations and errors_file.is_file():  # keep what a person already wrote in the run's copy
         notes = read_annotations(errors_file)
@@ -170,11 +171,11 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
     names = preds.labels.names
     metrics = _per_class(preds)
     result["plots"] = {
-        "per_class": str(plots.per_class_bars(metrics, out / "per_class_f1.png").relative_to(run_path)),
+        "per_class": str(plots.per_class_bars(metrics, run_path / runfiles.PER_CLASS_PLOT).relative_to(run_path)),
         "confidence": str(plots.confidence_histogram(result["confidence"]["right"], result["confidence"]["wrong"],
-                                                     out / "confidence.png").relative_to(run_path)),
+                                                     run_path / runfiles.CONFIDENCE_PLOT).relative_to(run_path)),
         "reliability": str(plots.reliability_diagram(reliability_bins(preds.probs, preds.y_true),
-                                                     out / "reliability.png").relative_to(run_path)),
+                                                     run_path / runfiles.RELIABILITY_PLOT).relative_to(run_path)),
     }
     result["labels"] = list(names)
     if attributions and not card.image:
@@ -196,13 +197,13 @@ def analyze_run(run_path: str | Path, *, split: str = "test", annotations: str |
             say("scoring the pixel logistic-regression baseline on the same test set")
             result["baseline"] = pixel_baseline_scores(cfg.data, cfg.seed)
             result["baseline"]["paired"] = against_baseline(preds, result["baseline"], cfg.seed)
-    opinion = cfg.data.second_opinion(preds.ids) if "likely_label_error" in tags else None
+    opinion = dataset_spec(cfg.data.name).second_opinion(cfg.data, preds.ids) if "likely_label_error" in tags else None
     if opinion is not None:
         from emolab.analysis.label_check import check_flags
 
         result["label_check"] = check_flags(preds.y_true, preds.y_pred, tags["likely_label_error"], opinion)
         say(result["label_check"]["conclusion"])
-    atomic_write(out / "analysis.json", to_json(result) + "\n")
+    atomic_write(run_path / runfiles.ANALYSIS_JSON, to_json(result) + "\n")
     say(f"{result['errors']} errors of {result['n']} ({split}); {result['label_issue_count']} likely label errors; "
         f"wrote {out}")
     return result

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emolab import plots
+from emolab import plots, runfiles
 from emolab.records import Predictions
 
 
@@ -42,7 +42,7 @@ def face_figures(run_path: Path, preds: Predictions, images: np.ndarray, rows: l
     names = preds.labels.names
     picked = rows[:top]
     captions = [f"{r['true']} → {r['pred']} ({r['confidence']:.2f})" for r in picked]
-    grid = plots.captioned_faces([images[r["index"]] for r in picked], captions, out / "misclassified_faces.png",
+    grid = plots.captioned_faces([images[r["index"]] for r in picked], captions, run_path / runfiles.MISCLASSIFIED_FACES_PLOT,
                                  title="Most confidently misclassified faces (true → predicted, confidence)")
     result = {"misclassified_faces": str(grid.relative_to(run_path))}
     if explain and picked:
@@ -52,7 +52,7 @@ def face_figures(run_path: Path, preds: Predictions, images: np.ndarray, rows: l
         chosen = picked[:explain_top]
         maps = [occlusion_map(model.predict_proba, images[r["index"]], names.index(r["pred"])) for r in chosen]
         path = plots.occlusion_faces([images[r["index"]] for r in chosen], maps, captions[:len(chosen)],
-                                     out / "occlusion_faces.png")
+                                     run_path / runfiles.OCCLUSION_FACES_PLOT)
         result["occlusion_faces"] = str(path.relative_to(run_path))
     return result
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from emolab import runfiles
 from emolab.compression.measure import (BATCH_TOLERANCE, CompressionResult, EvalSet, batch_drift, quality, result,
                                        table_markdown, time_candidates)
 from emolab.compression.methods import METHODS, CompressOptions, Context, fp32, list_methods, model_kind
@@ -79,7 +80,7 @@ def _compress(run: Path, cfg, model, options: CompressOptions, *, overwrite: boo
         raise EmolabError(f"method {wrong[0]!r} does not apply to {kind} models",
                           hint=f"for this run choose from: {', '.join(list_methods(kind))}")
     seed_everything(cfg.seed)
-    work = _prepare_folder(run, "compression", overwrite)
+    work = _prepare_folder(run, runfiles.COMPRESSION, overwrite)
     say(f"loading {cfg.data.name}")
     ds = load_dataset(cfg.data, cfg.seed)
     split = "test" if "test" in ds.splits else cfg.eval.splits[-1]
@@ -105,7 +106,7 @@ def _compress(run: Path, cfg, model, options: CompressOptions, *, overwrite: boo
     threads = {"torch_threads": torch.get_num_threads(), "onnxruntime_threads": options.threads or "default",
                "included": f"test-time augmentation ({cfg.eval.tta})" if kind == "image" else "tokenisation"}
     _write(work, rows, ctx.sweep, options, split, threads)
-    final = replace_folder(work, run / "compression")
+    final = replace_folder(work, run / runfiles.COMPRESSION)
     say(f"wrote {final}/results.md")
     return rows
 
@@ -157,13 +158,13 @@ def _write(work: Path, rows: list[CompressionResult], sweep: list[dict], options
     from emolab import plots
 
     dicts = [r.to_dict() for r in rows]
-    atomic_write(work / "results.json", to_json(dicts) + "\n")
+    atomic_write(work / runfiles.name_in_folder(runfiles.COMPRESSION_RESULTS), to_json(dicts) + "\n")
     atomic_write(work / "sweep.json", to_json(sweep) + "\n")
     atomic_write(work / "options.json", to_json({**options.__dict__, **threads}) + "\n")
     atomic_write(work / "results.md", results_markdown(dicts, sweep, options, split, threads))
-    plots.pareto(dicts, work / "pareto.png")
+    plots.pareto(dicts, work / runfiles.name_in_folder(runfiles.PARETO_PLOT))
     for precision in ("fp32", "fp16"):
         points = [s for s in sweep if s["precision"] == precision]
         if points:
-            plots.sparsity_sweep(points, work / f"sparsity_{precision}.png",
+            plots.sparsity_sweep(points, work / runfiles.name_in_folder(runfiles.sparsity_plot(precision)),
                                  title=f"Unstructured pruning: accuracy vs sparsity ({precision})")

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from emolab.data.registry import DataConfig, register_dataset
+from emolab.data.registry import DataConfig, DatasetSpec, register_dataset
 from emolab.data.sources import sha256_of
 from emolab.data.text import read_lines
 from emolab.errors import DataError
@@ -124,7 +124,10 @@ class CsvConfig(DataConfig):
     test_ratio: float = 0.1  # without a test file
 
 
-@register_dataset("csv", config=CsvConfig)
+CSV = DatasetSpec("csv", modality="text")  # labels: data.labels, else the training file's
+
+
+@register_dataset(CSV, config=CsvConfig)
 def load_files(cfg: CsvConfig, seed: int) -> Dataset:
     base = Path(cfg.path).expanduser() if cfg.path else None
     if base is not None and base.is_file():
@@ -162,5 +165,5 @@ def load_files(cfg: CsvConfig, seed: int) -> Dataset:
     splits["train"] = train
     ordered = {k: splits[k] for k in ("train", "validation", "test")}
     sums = {str(p): sha256_of(p) for p in files.values()}
-    return Dataset("csv", label_set, ordered, "text", sums,
+    return Dataset(CSV.name, label_set, ordered, CSV.modality, sums,
                    {"files": {k: str(v) for k, v in files.items()}, "labels_given": given})

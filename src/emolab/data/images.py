@@ -19,7 +19,7 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from emolab.data.registry import DataConfig, register_dataset
+from emolab.data.registry import DataConfig, DatasetSpec, PublishedScore, register_dataset
 from emolab.data.sources import cache_dir, checksums
 from emolab.errors import DataError
 from emolab.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE, detector_class, list_detectors
@@ -134,33 +134,10 @@ FERPLUS_TO_FER2013 = {"neutral": "neutral", "happiness": "happy", "surprise": "s
 class Fer2013Config(DataConfig):
     skip_bad_rows: bool = False  # skip (and count) rows with malformed pixels instead of failing
 
-    def second_opinion(self, ids) -> dict | None:
-        """FER+'s majority label (10 annotators, the FER+ protocol) for FER2013 rows ``row-<i>``, in FER2013's
-        classes; images without a majority and FER+'s contempt get -1 and are counted. None without
-        ``fer2013new.csv``."""
-        try:
-            path = find_file(self.path, "fer2013", ("fer2013new.csv",))
-        except DataError:
-            return None
-        votes, _ = read_ferplus_votes(path, None)
-        keep, majority, _ = ferplus_targets(votes)
-        rows = np.array([int(str(i).removeprefix("row-")) for i in ids])
-        mapped = np.array([FER2013_LABELS.index(FERPLUS_TO_FER2013[n]) if n in FERPLUS_TO_FER2013 else -1
-                           for n in FERPLUS_LABELS] + [-1, -1])  # + unknown, not-a-face
-        labels = np.where(keep[rows], mapped[majority[rows]], -1)
-        contempt = keep[rows] & (majority[rows] == FERPLUS_LABELS.index("contempt"))
-        return {"source": f"FER+ majority of 10 annotators ({path.name})", "labels": labels,
-                "excluded": {"no FER+ majority": int((~keep[rows]).sum()),
-                             "FER+ contempt (no FER2013 class)": int(contempt.sum())}}
-
 
 @dataclass
 class FerPlusConfig(Fer2013Config):
     label_mode: Literal["majority", "votes"] = "majority"  # the majority label, or train on the vote shares
-
-    def second_opinion(self, ids) -> dict | None:
-        """FER+ labels are themselves the second opinion on FER2013; a FER+ run has none."""
-        return None
 
 
 @dataclass
@@ -187,13 +164,46 @@ class ImageFolderConfig(DataConfig):
                             "use data.detector: mtcnn or set data.align_faces: false")
 
 
-@register_dataset("fer2013", config=Fer2013Config)
+def fer2013_second_opinion(cfg: DataConfig, ids) -> dict | None:
+    """FER+'s majority label (10 annotators, the FER+ protocol) for FER2013 rows ``row-<i>``, in FER2013's
+    classes; images without a majority and FER+'s contempt get -1 and are counted. None without
+    ``fer2013new.csv``."""
+    try:
+        path = find_file(cfg.path, "fer2013", ("fer2013new.csv",))
+    except DataError:
+        return None
+    votes, _ = read_ferplus_votes(path, None)
+    keep, majority, _ = ferplus_targets(votes)
+    rows = np.array([int(str(i).removeprefix("row-")) for i in ids])
+    mapped = np.array([FER2013_LABELS.index(FERPLUS_TO_FER2013[n]) if n in FERPLUS_TO_FER2013 else -1
+                       for n in FERPLUS_LABELS] + [-1, -1])  # + unknown, not-a-face
+    labels = np.where(keep[rows], mapped[majority[rows]], -1)
+    contempt = keep[rows] & (majority[rows] == FERPLUS_LABELS.index("contempt"))
+    return {"source": f"FER+ majority of 10 annotators ({path.name})", "labels": labels,
+            "excluded": {"no FER+ majority": int((~keep[rows]).sum()),
+                         "FER+ contempt (no FER2013 class)": int(contempt.sum())}}
+
+
+FER2013 = DatasetSpec(
+    "fer2013", modality="image", labels=FER2013_LABELS, published_test_split="PrivateTest", hub_id="fer2013",
+    citation="Goodfellow et al. (2013). Challenges in Representation Learning: A report on three machine "
+             "learning contests. arXiv:1307.0414.",
+    published=(
+        PublishedScore("human", "accuracy", 0.65, "PrivateTest", "Goodfellow et al. 2013"),
+        PublishedScore("2013 challenge winner", "accuracy", 0.712, "PrivateTest", "Tang 2013"),
+        PublishedScore("VGG variant", "accuracy", 0.7328, "PrivateTest", "Khaireddin & Chen 2021"),
+    ),
+    second_opinion=fer2013_second_opinion,
+)
+
+
+@register_dataset(FER2013, config=Fer2013Config)
 def load_fer2013(cfg: Fer2013Config, seed: int) -> Dataset:
     """FER2013: Training -> train, PublicTest -> validation, PrivateTest -> test (the paper's protocol)."""
     path = find_file(cfg.path, "fer2013", ("fer2013.csv",))
     images, labels, usage, info = read_fer_csv(path, skip_bad_rows=cfg.skip_bad_rows)
     splits = _splits(images, labels, usage, labels >= 0)
-    return Dataset("fer2013", LabelSet(FER2013_LABELS), splits, "image", checksums(path.parent, [path.name]),
+    return Dataset(FER2013.name, LabelSet(FER2013.labels), splits, FER2013.modality, checksums(path.parent, [path.name]),
                    {**info, "checksums_verified": False})
 
 
@@ -235,7 +245,17 @@ def read_ferplus_votes(path: Path, n_rows: int | None) -> tuple[np.ndarray, np.n
     return np.array(votes, np.int64), np.array(usage)
 
 
-@register_dataset("ferplus", config=FerPlusConfig)
+FERPLUS = DatasetSpec(  # FER+ labels are themselves the second opinion on FER2013: a FER+ run has none
+    "ferplus", modality="image", labels=FERPLUS_LABELS, published_test_split="FER+ test (PrivateTest rows)",
+    hub_id="ferplus",
+    citation="Barsoum et al. (2016). Training Deep Networks for Facial Expression Recognition with Crowd-Sourced "
+             "Label Distribution. ICMI; images from Goodfellow et al. (2013), arXiv:1307.0414.",
+    published=(PublishedScore("VGG13, majority-vote labels", "accuracy", 0.84, "FER+ test (PrivateTest rows)",
+                              "Barsoum et al. 2016 (0.84-0.85)"),),
+)
+
+
+@register_dataset(FERPLUS, config=FerPlusConfig)
 def load_ferplus(cfg: FerPlusConfig, seed: int) -> Dataset:
     """FER+ labels on the FER2013 images (same rows, same splits). ``label_mode: majority`` keeps the
     images with a valid majority (8 classes); ``votes`` also trains on the vote shares (``soft_labels``)
@@ -254,7 +274,7 @@ def load_ferplus(cfg: FerPlusConfig, seed: int) -> Dataset:
     splits = _splits(images, majority, usage, keep & ok_rows, soft)
     dropped = {s: int(((usage == u) & ok_rows & ~keep).sum()) for u, s in USAGE_TO_SPLIT.items()}
     sums = checksums(pixels_path.parent, [pixels_path.name]) | checksums(votes_path.parent, [votes_path.name])
-    return Dataset("ferplus", LabelSet(FERPLUS_LABELS), splits, "image", sums,
+    return Dataset(FERPLUS.name, LabelSet(FERPLUS.labels), splits, FERPLUS.modality, sums,
                    {**info, "label_mode": cfg.label_mode, "dropped_no_majority": dropped})
 
 
@@ -311,7 +331,10 @@ def read_image_folder(folder: Path, labels: LabelSet, size: int, split: str, *, 
     return Split(np.array(ids), np.stack(images), np.array(ys, np.int64))
 
 
-@register_dataset("imagefolder", config=ImageFolderConfig)
+IMAGEFOLDER = DatasetSpec("imagefolder", modality="image")  # labels: the train folder's class folders
+
+
+@register_dataset(IMAGEFOLDER, config=ImageFolderConfig)
 def load_image_folder(cfg: ImageFolderConfig, seed: int) -> Dataset:
     """``data.path`` holds ``train/<class>/*`` and ``test/<class>/*`` (and optionally ``validation/`` or
     ``val/``; else a seeded stratified ``data.validation_ratio`` of train). Images become grayscale
@@ -351,4 +374,4 @@ def load_image_folder(cfg: ImageFolderConfig, seed: int) -> Dataset:
     if cfg.detect_faces:  # photos without a face: left out, counted and named
         info["no_face"] = {split: len(files) for split, files in missed.items()}
         info["no_face_files"] = {split: files[:20] for split, files in missed.items()}
-    return Dataset(root.name, labels, splits, "image", {}, info)
+    return Dataset(root.name, labels, splits, IMAGEFOLDER.modality, {}, info)

@@ -84,13 +84,13 @@ def sample_faces(split, names, per_class: int = 8, seed: int = 0) -> dict[str, n
 
 
 def policy_drops(cfg, seed: int = 42) -> dict[str, dict[str, int]]:
-    """GoEmotions: examples kept / dropped per split under each multi-label policy."""
+    """Examples kept / dropped per split under each multi-label policy of the dataset (GoEmotions)."""
     from dataclasses import replace
 
-    from emolab.data.registry import load_dataset
+    from emolab.data.registry import dataset_spec, load_dataset
 
     out = {}
-    for policy in ("multi_label", "drop", "first"):
+    for policy in dataset_spec(cfg.name).multi_label_policies:
         ds = load_dataset(replace(cfg, multi_label_policy=policy, max_train_examples=None, max_eval_examples=None),
                           seed)
         out[policy] = {s: {"kept": len(ds.splits[s]), "dropped": ds.info["dropped"][s]} for s in ds.splits}

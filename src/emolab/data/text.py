@@ -13,12 +13,59 @@ from typing import Literal
 
 import numpy as np
 
-from emolab.data.registry import DataConfig, register_dataset
+from emolab.data.registry import DataConfig, DatasetSpec, PublishedScore, register_dataset
 from emolab.data.sources import Source, checksums, resolve
 from emolab.errors import DataError
 from emolab.records import Dataset, LabelSet, Split
 
 EMOTION_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")
+
+EMOTION = DatasetSpec(
+    "emotion", modality="text", labels=EMOTION_LABELS, hub_id="dair-ai/emotion", domain="English tweets",
+    citation="Saravia et al. (2018). CARER: Contextualized Affect Representations for Emotion Recognition. EMNLP.",
+    published=(
+        PublishedScore("distilbert-base-uncased-emotion", "accuracy", 0.927, "test",
+                       "HF model card bhadresh-savani/distilbert-base-uncased-emotion"),
+        PublishedScore("distilbert-base-uncased-emotion", "macro_f1", 0.883, "test, macro", "HF evaluation results"),
+        PublishedScore("roberta-base-emotion", "accuracy", 0.931, "test", "bhadresh-savani/roberta-base-emotion"),
+        PublishedScore("roberta-base-emotion", "macro_f1", 0.882, "test, macro", "bhadresh-savani/roberta-base-emotion"),
+        PublishedScore("albert-base-v2-emotion", "accuracy", 0.936, "test", "bhadresh-savani/albert-base-v2-emotion"),
+        PublishedScore("deberta-v3-base", "accuracy", 0.9255, "test", "Emanuel/twitter-emotion-deberta-v3-base"),
+        PublishedScore("deberta-v3-base", "macro_f1", 0.879, "test, macro", "Emanuel/twitter-emotion-deberta-v3-base"),
+        PublishedScore("deberta-v3-large, mean pooling", "accuracy", 0.931, "test", "practitioner report (seed 000)"),
+    ),
+)
+
+
+def _goemotions_scores(taxonomy: str, paper: float, reproduction: float) -> tuple[PublishedScore, ...]:
+    split = "test, macro, multi-label"
+    return (PublishedScore("BERT-base (paper)", "macro_f1", paper, split, "Demszky et al. 2020", taxonomy),
+            PublishedScore("BERT-base (reproduction)", "macro_f1", reproduction, split, "monologg/GoEmotions-pytorch",
+                           taxonomy))
+
+
+GOEMOTIONS = DatasetSpec(
+    "goemotions", modality="text", taxonomies=("original", "ekman", "sentiment"),
+    multi_label_policies=("multi_label", "drop", "first"), hub_id="google-research-datasets/go_emotions",
+    domain="English Reddit comments",
+    citation="Demszky et al. (2020). GoEmotions: A Dataset of Fine-Grained Emotions. ACL.",
+    published=(_goemotions_scores("original", 0.46, 0.4876) + _goemotions_scores("ekman", 0.64, 0.6148)
+               + _goemotions_scores("sentiment", 0.69, 0.6717)),
+)
+
+SST2 = DatasetSpec(
+    "sst2", modality="text", labels=("negative", "positive"), published_test_split="GLUE dev",
+    published_note="SST-2: emolab's test split is the GLUE dev set, the split the published numbers use.",
+    hub_id="stanfordnlp/sst2", domain="sentences from English movie reviews",
+    citation="Socher et al. (2013). Recursive Deep Models for Semantic Compositionality Over a Sentiment Treebank. "
+             "EMNLP; Wang et al. (2019). GLUE. ICLR.",
+    published=(
+        PublishedScore("DistilBERT", "accuracy", 0.913, "GLUE dev", "Sanh et al. 2019 (HF-verified 0.9106)"),
+        PublishedScore("BERT-base", "accuracy", 0.927, "GLUE dev", "Devlin et al. 2019"),
+        PublishedScore("RoBERTa-base", "accuracy", 0.948, "GLUE dev", "Liu et al. 2019"),
+        PublishedScore("DeBERTa-v3-large", "accuracy", 0.969, "GLUE dev", "He et al. 2021"),
+    ),
+)
 
 EMOTION_SOURCE = Source(
     "emotion",
@@ -120,16 +167,16 @@ class Sst2Config(DataConfig):
     validation_ratio: float = 0.1  # the seeded stratified slice of train used for validation
 
 
-@register_dataset("emotion")
+@register_dataset(EMOTION)
 def load_emotion(cfg: DataConfig, seed: int) -> Dataset:
     folder = resolve(EMOTION_SOURCE, cfg.path, allow_download=cfg.download)
-    labels = LabelSet(EMOTION_LABELS)
+    labels = LabelSet(EMOTION.labels)
     splits = {
         name: read_emotion_file(folder / fname, labels, name)
         for name, fname in (("train", "train.txt"), ("validation", "val.txt"), ("test", "test.txt"))
     }
     sums, verified = _file_checks(folder, EMOTION_SOURCE)
-    return Dataset("emotion", labels, splits, "text", sums, {"checksums_verified": verified})
+    return Dataset(EMOTION.name, labels, splits, EMOTION.modality, sums, {"checksums_verified": verified})
 
 
 # --- GoEmotions -----------------------------------------------------------------------------------
@@ -192,7 +239,7 @@ def apply_multi_label_policy(targets: list[list[int]], policy: str, num_labels: 
     return keep, np.array([t[0] for t in kept], dtype=np.int64)
 
 
-@register_dataset("goemotions", config=GoEmotionsConfig)
+@register_dataset(GOEMOTIONS, config=GoEmotionsConfig)
 def load_goemotions(cfg: GoEmotionsConfig, seed: int) -> Dataset:
     folder = resolve(GOEMOTIONS_SOURCE, cfg.path, allow_download=cfg.download)
     names, to_target = goemotions_taxonomy(folder, cfg.taxonomy)
@@ -206,7 +253,7 @@ def load_goemotions(cfg: GoEmotionsConfig, seed: int) -> Dataset:
     sums, verified = _file_checks(folder, GOEMOTIONS_SOURCE)
     info = {"taxonomy": cfg.taxonomy, "multi_label_policy": cfg.multi_label_policy, "dropped": dropped,
             "checksums_verified": verified}
-    return Dataset("goemotions", labels, splits, "text", sums, info)
+    return Dataset(GOEMOTIONS.name, labels, splits, GOEMOTIONS.modality, sums, info)
 
 
 # --- SST-2 ----------------------------------------------------------------------------------------
@@ -228,7 +275,7 @@ def read_sst2_file(path: Path, split: str) -> Split:
     return Split(np.array([f"{split}-{i}" for i in range(len(texts))]), texts, np.array(ys, dtype=np.int64))
 
 
-@register_dataset("sst2", config=Sst2Config)
+@register_dataset(SST2, config=Sst2Config)
 def load_sst2(cfg: Sst2Config, seed: int) -> Dataset:
     """GLUE SST-2: the labelled dev set is the test split; validation is a seeded stratified slice of train."""
     from sklearn.model_selection import train_test_split
@@ -240,6 +287,6 @@ def load_sst2(cfg: Sst2Config, seed: int) -> Dataset:
     splits = {"train": full.subset(np.sort(train_idx)), "validation": full.subset(np.sort(val_idx)),
               "test": read_sst2_file(folder / "dev.tsv", "test")}
     sums, verified = _file_checks(folder, SST2_SOURCE)
-    return Dataset("sst2", LabelSet(("negative", "positive")), splits, "text", sums,
+    return Dataset(SST2.name, LabelSet(SST2.labels), splits, SST2.modality, sums,
                    {"validation": f"stratified {cfg.validation_ratio:.0%} of train, seed {seed}",
                     "test": "GLUE dev set", "checksums_verified": verified})

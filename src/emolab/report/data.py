@@ -8,11 +8,13 @@ from typing import Any
 
 from emolab.analysis.attributions import highlight_html, highlight_markdown
 from emolab.compare import leaderboards
+from emolab.data import dataset_spec
 from emolab.evaluation import metrics_with_intervals
 from emolab.records import ModelCard
+from emolab import runfiles
 from emolab.rundir import open_run
 from emolab.report.published import compare_published
-from emolab.report.references import DATASET_CITATIONS, LIBRARY_CITATIONS, MODEL_CITATIONS
+from emolab.report.references import LIBRARY_CITATIONS, MODEL_CITATIONS
 
 METRIC_DEFINITIONS = [
     ("accuracy", "share of examples whose top-probability label equals the true label"),
@@ -215,43 +217,44 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
     run, run_name, card = reader.path, reader.name, reader.card
     cfg = reader.config.to_dict()
     manifest, metrics, history = reader.manifest, metrics_with_intervals(reader), reader.history
-    stats = reader.json("data_stats.json")
-    analysis = reader.json("analysis/analysis.json")
+    stats = reader.json(runfiles.DATA_STATS)
+    analysis = reader.json(runfiles.ANALYSIS_JSON)
     gpu = manifest.get("hardware", {}).get("gpu")
     published, note, gap = compare_published(cfg, card, metrics, stats, gpu)
     hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu, cfg,
                                        reader.json("calibration/calibration.json"))
     data_name = cfg["data"]["name"]
+    citation = dataset_spec(data_name).citation
     modality = card.modality
     faces = [(caption, rel) for caption, rel in [
-        ("Most confidently misclassified test faces (true → predicted, confidence)", "analysis/misclassified_faces.png"),
-        ("Occlusion maps: where the model looked when it misread these faces", "analysis/occlusion_faces.png"),
+        ("Most confidently misclassified test faces (true → predicted, confidence)", runfiles.MISCLASSIFIED_FACES_PLOT),
+        ("Occlusion maps: where the model looked when it misread these faces", runfiles.OCCLUSION_FACES_PLOT),
     ] if (run / rel).is_file()]
     figures = [(caption, rel) for caption, rel in [
-        ("Sample training faces per class", "plots/sample_faces.png"),
-        ("Class distribution per split", "plots/class_distribution.png"),
-        ("Learning curves (train vs validation)", "plots/learning_curves.png"),
-        ("Learning rate, gradient norm and loss per optimizer step", "plots/steps.png"),
-        ("Confusion matrix, test split (row-normalised)", "plots/confusion_test.png"),
-        ("Per-class precision, recall and F1 (test)", "analysis/per_class_f1.png"),
-        ("Confidence of right vs wrong predictions (test)", "analysis/confidence.png"),
-        ("Reliability diagram (test)", "analysis/reliability.png"),
-        ("Reliability before and after calibration", "calibration/reliability.png"),
-        ("Compression: accuracy vs batch-1 latency", "compression/pareto.png"),
-        ("Unstructured pruning: accuracy vs sparsity (fp32)", "compression/sparsity_fp32.png"),
-        ("Unstructured pruning: accuracy vs sparsity (fp16)", "compression/sparsity_fp16.png"),
+        ("Sample training faces per class", runfiles.SAMPLE_FACES_PLOT),
+        ("Class distribution per split", runfiles.CLASS_DISTRIBUTION_PLOT),
+        ("Learning curves (train vs validation)", runfiles.LEARNING_CURVES_PLOT),
+        ("Learning rate, gradient norm and loss per optimizer step", runfiles.STEPS_PLOT),
+        ("Confusion matrix, test split (row-normalised)", runfiles.confusion_plot("test")),
+        ("Per-class precision, recall and F1 (test)", runfiles.PER_CLASS_PLOT),
+        ("Confidence of right vs wrong predictions (test)", runfiles.CONFIDENCE_PLOT),
+        ("Reliability diagram (test)", runfiles.RELIABILITY_PLOT),
+        ("Reliability before and after calibration", runfiles.CALIBRATION_PLOT),
+        ("Compression: accuracy vs batch-1 latency", runfiles.PARETO_PLOT),
+        ("Unstructured pruning: accuracy vs sparsity (fp32)", runfiles.sparsity_plot("fp32")),
+        ("Unstructured pruning: accuracy vs sparsity (fp16)", runfiles.sparsity_plot("fp16")),
     ] if (run / rel).is_file()]
     tag_rows = []
     if analysis:
         for name, s in analysis["tag_stats"].items():
             tag_rows.append({"tag": name, "rule": analysis["tags"][name], **s})
-    steps = (run / "steps.jsonl")
+    steps = run / runfiles.STEPS
     training = {
         "history": history,
         "overfitting": overfitting(history),
-        "learning_curves": (run / "plots/learning_curves.png").is_file(),
+        "learning_curves": (run / runfiles.LEARNING_CURVES_PLOT).is_file(),
         "steps_logged": sum(1 for _ in steps.open()) if steps.is_file() else 0,
-        "sanity": reader.json("sanity.json"),
+        "sanity": reader.json(runfiles.SANITY),
         "best_epoch": max(history, key=lambda h: h.get("val_macro_f1", 0))["epoch"] if history else None,
     }
     timing = {"wall_times": manifest.get("wall_times", {}), **metrics.get("timing", {})}
@@ -265,11 +268,11 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
              f" emotion / sentiment classification of {_inputs(card)} "
              f"into {len((stats or {}).get('labels', []))} classes "
              f"({', '.join((stats or {}).get('labels', []))}).",
-        dataset={"name": data_name, "config": cfg["data"], "stats": stats, "citation": DATASET_CITATIONS.get(data_name)},
+        dataset={"name": data_name, "config": cfg["data"], "stats": stats, "citation": citation},
         model={"name": card.model, "summary": card.summary, "family": card.family,
                "parameters": metrics.get("parameters"), "config": cfg["model"]},
         hardware={**manifest.get("hardware", {}), "platform": manifest.get("platform"), "python": manifest.get("python")},
-        references=list(dict.fromkeys(c for c in [DATASET_CITATIONS.get(data_name),
+        references=list(dict.fromkeys(c for c in [citation,
                                                   MODEL_CITATIONS.get(card.citation or ""), *LIBRARY_CITATIONS] if c)),
         training=training,
         metric_definitions=METRIC_DEFINITIONS,
@@ -290,9 +293,9 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
         attributions=[{**a, "html": highlight_html(a["words"]), "markdown": highlight_markdown(a["words"])} for a in (analysis or {}).get("attributions", [])],
         baseline=(analysis or {}).get("baseline"),
         leaderboard=leaderboard,
-        compression=reader.json("compression/results.json") or [],
-        robustness=reader.json("robustness/robustness.json"),
-        calibration=reader.json("calibration/calibration.json"),
+        compression=reader.json(runfiles.COMPRESSION_RESULTS) or [],
+        robustness=reader.json(runfiles.ROBUSTNESS_JSON),
+        calibration=reader.json(runfiles.CALIBRATION_JSON),
         modality=modality,
         face_figures=faces,
     )

@@ -8,12 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from emolab.data import dataset_spec
 from emolab.report.data import ReportData, gather
-from emolab.report.references import DATASET_HUB_IDS
 from emolab.rundir import atomic_write
 
-DOMAINS = {"emotion": "English tweets", "goemotions": "English Reddit comments",
-           "sst2": "sentences from English movie reviews"}
 METRICS = (("accuracy", "accuracy", "Accuracy", None), ("macro_f1", "f1", "Macro F1", "macro"),
            ("weighted_f1", "f1", "Weighted F1", "weighted"), ("micro_f1", "f1", "Micro F1", "micro"))
 
@@ -25,7 +23,7 @@ def card_data(data: ReportData, name: str, *, library: str = "emolab"):
     image = data.modality == "image"
     task = "image-classification" if image else "text-classification"
     dataset = data.dataset["name"]
-    hub_id = DATASET_HUB_IDS.get(dataset, dataset)
+    hub_id = dataset_spec(dataset).hub_id or dataset
     test = data.results.get("test", {})
     results = [EvalResult(task_type=task, dataset_type=hub_id, dataset_name=dataset, dataset_split="test",
                           dataset_config=data.dataset["config"].get("taxonomy"), metric_type=kind,
@@ -36,7 +34,7 @@ def card_data(data: ReportData, name: str, *, library: str = "emolab"):
         model_name=name, license="other", license_name="see-training-data",
         language=None if image else ["en"], library_name=library, pipeline_tag=task,
         tags=["emolab", "emotion-recognition" if image else "emotion-classification", task,
-              data.model["name"]], datasets=[hub_id] if dataset in DATASET_HUB_IDS else None,
+              data.model["name"]], datasets=[hub_id] if dataset_spec(dataset).hub_id else None,
         eval_results=results or None)
 
 
@@ -73,7 +71,7 @@ def model_card(run_path: str | Path, *, export: dict[str, Any] | None = None, da
     headline = [k for k, *_ in METRICS if k in test]
     body = environment(run).get_template("modelcard.md.j2").render(
         r=data, name=name, export=export, labels=labels, headline=headline,
-        domain=DOMAINS.get(data.dataset["name"], f"the texts of {data.dataset['name']}"),
+        domain=dataset_spec(data.dataset["name"]).domain or f"the texts of {data.dataset['name']}",
         limitations=data.hypotheses, usage=_usage(data, run, export))
     meta = card_data(data, name, library="transformers" if export and export["format"].startswith("hf") else "emolab")
     return str(ModelCard(f"---\n{meta.to_yaml()}\n---\n\n{body}"))

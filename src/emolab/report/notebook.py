@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from emolab import runfiles
 from emolab.errors import EmolabError
 from emolab.rundir import atomic_write, open_run
 
@@ -156,14 +157,14 @@ pd.DataFrame([dataclasses.asdict(f) for f in faces])'''
 
 def _cells(run) -> list[tuple[str, str]]:
     """(Markdown, code) pairs for the sections this run has files for."""
-    has_analysis = run.has("analysis/analysis.json")
+    has_analysis = run.has(runfiles.ANALYSIS_JSON)
     out = [
         (f"# emolab report: {run.name}\n\nThe run's report as cells you can rerun and change. Each cell reads the "
          "run directory this notebook sits in through emolab's run reader; move the folder anywhere and rerun.",
          SETUP),
         ("## Task", TASK),
     ]
-    if run.has("data_stats.json"):
+    if run.has(runfiles.DATA_STATS):
         out.append(("## Dataset\nExamples per split and class.", DATASET))
     out.append(("## Hyperparameters\nThe model's own settings and the training settings that applied to it.",
                 HYPERPARAMETERS))

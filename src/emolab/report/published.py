@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from emolab.data import dataset_spec
 from emolab.records import ModelCard
-from emolab.report.references import PUBLISHED, PUBLISHED_PARAMETERS, TEST_SPLIT, reference_key
+from emolab.report.references import PUBLISHED_PARAMETERS
 
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "weighted_f1": "weighted-F1"}
 
 
-def _comparable(row_split: str, metric: str, key: str, multi_label: bool) -> str | None:
-    """None when the published row is on the run's split and averaging, else why not."""
+def _comparable(row_split: str, metric: str, ours: str, multi_label: bool) -> str | None:
+    """None when the published row is on the run's split (``ours``, as published tables call it) and
+    averaging, else why not."""
     parts = [p.strip() for p in row_split.split(",")]
-    ours = TEST_SPLIT.get(key.split("/")[0], "test")
     if parts[0] != ours:
         return f"published on {parts[0]}, this run's test split is {ours}"
     if ("multi-label" in parts) != multi_label:
@@ -63,14 +64,15 @@ def _reasons(cfg: dict, card: ModelCard, metrics: dict, behind: list[dict], stat
 def compare_published(cfg: dict, card: ModelCard, metrics: dict, stats: dict | None = None,
                       gpu: str | None = None) -> tuple[list[dict[str, Any]], str, float | None]:
     """(table rows, the paragraph, gap to the best published figure the run is behind or None)."""
-    key = reference_key(cfg["data"])
+    spec = dataset_spec(cfg["data"].get("name", ""))
     test = metrics.get("test", {})
     multi = card.labels.multi_label
     rows, gap = [], None
-    for model, metric, value, split, source in PUBLISHED.get(key, []):
+    for score in spec.published_scores(cfg["data"]):
+        model, metric, value, split, source = score.model, score.metric, score.value, score.split, score.source
         ours = test.get(metric)
         interval = test.get("intervals", {}).get(metric)
-        why_not = _comparable(split, metric, key, multi)
+        why_not = _comparable(split, metric, spec.published_test_split, multi)
         verdict = None
         if ours is not None and why_not is None:
             if interval:
@@ -97,7 +99,7 @@ def compare_published(cfg: dict, card: ModelCard, metrics: dict, stats: dict | N
             group = [r for r in mine if r["verdict"] == verdict]
             if group:
                 parts.append(f"{words} {_names(group)}")
-        sentences.append(f"On {TEST_SPLIT.get(key.split('/')[0], 'test')} (n = {n}), this run's {head} is "
+        sentences.append(f"On {spec.published_test_split} (n = {n}), this run's {head} is "
                          + "; ".join(parts) + ".")
     if any(r["verdict"] == "level" for r in rows):
         sentences.append("Level means the published figure lies inside the run's 95% interval: the difference is "
@@ -110,6 +112,6 @@ def compare_published(cfg: dict, card: ModelCard, metrics: dict, stats: dict | N
         reasons = _reasons(cfg, card, metrics, behind, stats, gpu)
         if reasons:
             sentences.append("Where the run is behind, it differs from those models in " + "; ".join(reasons) + ".")
-    if key == "sst2":
-        sentences.append("SST-2: emolab's test split is the GLUE dev set, the split the published numbers use.")
+    if spec.published_note:
+        sentences.append(spec.published_note)
     return rows, " ".join(sentences), gap

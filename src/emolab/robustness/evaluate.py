@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from emolab import runfiles
 from emolab.errors import EmolabError, unknown_name
 from emolab.outputs import atomic_write
 from emolab.robustness.image import CORRUPTIONS, corrupt
@@ -260,8 +261,8 @@ def robustness_run(run_path: str | Path, *, suite: str | None = None, severities
     report = RobustnessReport(run=run.name, suite=suite, split=split, n=len(y_true), seed=seed,
                               severities=severities, clean=clean, checks=checks,
                               seconds=round(time.perf_counter() - t0, 2), baseline=base)
-    write_report(run.path / "robustness", report, ids=data.ids, y_true=y_true, clean_pred=clean_pred, preds=saved)
-    say(f"wrote {run.path / 'robustness'} ({report.seconds:.1f} s)")
+    write_report(run.path / runfiles.ROBUSTNESS, report, ids=data.ids, y_true=y_true, clean_pred=clean_pred, preds=saved)
+    say(f"wrote {run.path / runfiles.ROBUSTNESS} ({report.seconds:.1f} s)")
     return report
 
 
@@ -272,7 +273,7 @@ def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
 def write_report(folder: Path, report: RobustnessReport, *, ids, y_true, clean_pred, preds: dict) -> None:
     import io
 
-    atomic_write(folder / "robustness.json", to_json(report.to_dict()) + "\n")
+    atomic_write(folder / runfiles.name_in_folder(runfiles.ROBUSTNESS_JSON), to_json(report.to_dict()) + "\n")
     atomic_write(folder / "robustness.md", robustness_markdown(report))
     buf = io.BytesIO()
     np.savez_compressed(buf, ids=np.asarray(ids).astype(str), y_true=y_true, clean=clean_pred, **preds)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emolab import runfiles
 from emolab.errors import EmolabError
 from emolab.faces.detectors import DEFAULT_MIN_FACE
 from emolab.rundir import decision_thresholds
@@ -58,7 +59,7 @@ def model_fingerprint(path: Path) -> str:
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         st = f.stat()
         h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    metrics = path / "metrics.json"
+    metrics = path / runfiles.METRICS
     if metrics.is_file():
         h.update(metrics.read_bytes())
     return h.hexdigest()[:16]
