@@ -222,7 +222,7 @@ def gather(run_path: str | Path, *, others: list[str | Path] = ()) -> ReportData
     gpu = manifest.get("hardware", {}).get("gpu")
     published, note, gap = compare_published(cfg, card, metrics, stats, gpu)
     hyp, ideas = _hypotheses_and_ideas(analysis, metrics, stats, history, card, gap, gpu, cfg,
-                                       reader.json("calibration/calibration.json"))
+                                       reader.json(runfiles.CALIBRATION_JSON))
     data_name = cfg["data"]["name"]
     citation = dataset_spec(data_name).citation
     modality = card.modality
