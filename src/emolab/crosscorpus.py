@@ -192,15 +192,17 @@ def data_config(spec: str, overrides: list[str] = ()):
 
 
 def output_name(cfg, split: str) -> str:
-    """``<dataset>[-<choices that differ from the default>][-<file stem>]-<split>``, e.g. ``goemotions-ekman-test``."""
+    """``<dataset>[-<choices that differ from the default>][-<stem of the split's own file>]-<split>``, e.g.
+    ``goemotions-ekman-test``, ``csv-reviews-test``."""
     hints = typing.get_type_hints(type(cfg))
     parts = [cfg.name]
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if typing.get_origin(hints[f.name]) is Literal and value != f.default:
             parts.append(str(value))
-    if cfg.path and Path(cfg.path).suffix:  # a user's own file: its name tells the corpora apart
-        parts.append(Path(cfg.path).stem)
+    own = getattr(cfg, f"{split}_file", None) or (cfg.path if cfg.path and Path(cfg.path).is_file() else None)
+    if own:  # a user's own file: its name tells the corpora apart
+        parts.append(Path(own).stem)
     return "-".join(parts + [split])
 
 
@@ -349,8 +351,8 @@ def evaluate_on(run_path: str | Path, data: str, *, overrides: list[str] = (), l
             raise EmolabError(f"{path} exists", hint="add --overwrite to replace it, or --name NAME to write another")
     ds = load_dataset(cfg, run.config.seed)
     if ds.modality != card.modality:
-        raise EmolabError(f"{run.path} holds a {card.modality} model ({card.summary}); dataset {ds.name!r} holds "
-                          f"{ds.modality}s", hint=f"give --data a {card.modality} dataset")
+        raise EmolabError(f"the model of {run.path} reads {card.modality}s ({card.summary}); dataset {ds.name!r} "
+                          f"holds {ds.modality}s", hint=f"give --data a dataset of {card.modality}s")
     examples = ds.split(split)
     source = "--label-map " + label_map if label_map else "the default map: the same label names"
     given = read_label_map(label_map) if label_map else default_label_map(card.labels.names, ds.labels.names)
