@@ -110,7 +110,7 @@ def test_mapped_metrics_match_scikit_learn_by_hand(text_run, other, capsys, monk
         main(["evaluate", str(text_run), "--data", str(other["file"]), "--label-map", "joy:positive,anger:negative"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "in-domain test, mapped (2)" in out and "left out: neutral 10" in out and "fear" in out
+    assert "in-domain test, mapped (2)" in out and "left out (10): neutral 10" in out and "fear" in out
     report = json.loads((text_run / "evaluations" / "csv-sentiment-test.json").read_text())
     md = (text_run / "evaluations" / "csv-sentiment-test.md").read_text()
     assert "| fear | – (dropped) |" in md and "left out: 10 labelled 'neutral'" in md

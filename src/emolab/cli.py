@@ -159,7 +159,10 @@ def _evaluate_on(run_dir, data, overrides, label_map, split, name, overwrite, pr
     left = {**r.excluded["no_counterpart"], **({"several labels": r.excluded["several_labels"]}
                                                 if r.excluded["several_labels"] else {})}
     if left:
-        _say("left out: " + ", ".join(f"{k} {v}" for k, v in left.items()))
+        top = sorted(left.items(), key=lambda kv: -kv[1])
+        rest = f" and {len(top) - 6} more labels ({sum(v for _, v in top[6:])})" if len(top) > 6 else ""
+        _say(f"left out ({sum(left.values())}): " + ", ".join(f"{k} {v}" for k, v in top[:6]) + rest +
+             f"; full counts in {r.name}.md")
 
 
 @app.command()
