@@ -208,6 +208,7 @@ def test_a_map_with_one_shared_label_is_refused():
     ([], "no label of csv has a counterpart among the run's labels"),
     (["--set", "data.label_colum=label"], "data.label_colum: unknown key"),
     (["--label-map", "joy"], "'joy' is not run_label:dataset_label"),
+    (["--label-map", "joy:positive,anger:negative", "--tta", "flip"], "--tta applies to image runs"),
 ])
 def test_bad_input_exits_2(text_run, other, capsys, args, expected):
     with pytest.raises(SystemExit) as exit_:

@@ -327,6 +327,8 @@ def _in_domain(run, mapping: LabelMapping, resamples: int, seed: int) -> tuple[d
     if not run.has("predictions_test.npz"):
         return _headline(test), None
     preds = run.predictions("test")
+    if not map_truth(preds.y_true, mapping.run_labels, dict.fromkeys(mapping.pairs, 0))[0].any():
+        return _headline(test), None  # no test example of a mapped class
     metrics, excluded, _, _ = score_mapped(preds.probs, preds.y_true, mapping, own_labels=True,
                                            resamples=resamples, seed=seed)
     return _headline(test), {**_headline(metrics), "excluded": excluded}
@@ -338,6 +340,7 @@ def evaluate_on(run_path: str | Path, data: str, *, overrides: list[str] = (), l
     """Score the run at ``run_path`` on the ``split`` of another dataset (``--data``) through a label map, and
     write ``RUN/evaluations/<name>.json`` and ``.md``."""
     from emolab.data import load_dataset
+    from emolab.pipeline import inference_model
     from emolab.rundir import open_run, to_json
 
     t0 = time.perf_counter()
@@ -364,9 +367,7 @@ def evaluate_on(run_path: str | Path, data: str, *, overrides: list[str] = (), l
     resamples, seed = run.config.eval.bootstrap, run.config.seed
     say(f"{run.name} on {ds.name} {split}: {int(keep.sum())} of {len(examples)} examples, "
         f"{len(mapping.scored)} classes ({', '.join(mapping.scored)})")
-    model = run.model()
-    model.to_precision(precision)
-    model.set_inference(run.config.eval if tta is None else dataclasses.replace(run.config.eval, tta=tta))
+    model = inference_model(run, precision=precision, tta=tta)
     probs = np.full((len(examples), len(card.labels)), np.nan)
     probs[keep] = model.predict_proba(examples.subset(np.flatnonzero(keep)).inputs,
                                       batch_size=run.config.eval.batch_size)
