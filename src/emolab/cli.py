@@ -96,10 +96,28 @@ def evaluate(
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
     min_face: int = typer.Option(DEFAULT_MIN_FACE, "--min-face", min=1, help="Photos: the smallest face side to look for, in pixels"),
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
+    data: Optional[str] = typer.Option(None, "--data", help="Another corpus: a dataset name (sst2) or a YAML "
+                                       "file with a data section; the run is scored on its --split"),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="With --data: run labels onto the dataset's, "
+                                            "joy:positive,love:positive,... or a YAML / JSON file (default: same names)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="With --data: a data key, e.g. --set "
+                                             "data.taxonomy=ekman (repeatable)"),
+    name: Optional[str] = typer.Option(None, "--name", help="With --data: the output name in RUN/evaluations/ "
+                                       "(default: <dataset>[-<variant>]-<split>)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="With --data: replace an earlier evaluation of that name"),
 ):
-    """Re-evaluate a saved run on one split (or, with --photos, a face run on labelled photos)."""
+    """Re-evaluate a saved run on one split (with --data, on another corpus through a label map; with --photos, a
+    face run on labelled photos)."""
     from emolab.pipeline import evaluate_photos_run, evaluate_run
 
+    if data is None and (label_map or set_ or name or overwrite):
+        raise EmolabError("--label-map, --set, --name and --overwrite go with --data",
+                          hint="add --data DATASET_OR_FILE, e.g. --data sst2")
+    if data is not None:
+        if photos is not None:
+            raise EmolabError("--data and --photos are two different evaluations", hint="give one of them")
+        _evaluate_on(run_dir, data, set_ or [], label_map, split, name, overwrite, precision, tta)
+        return
     if photos is not None:
         r = evaluate_photos_run(run_dir, photos, detector=detector, min_face=min_face, align=align, say=_say)
         table = Table(title=f"{run_dir.name} on {photos} (through the {detector} face detector)")
@@ -121,6 +139,30 @@ def evaluate(
         if isinstance(v, float):
             table.add_row(k, f"{v:.4f}")
     console.print(table)
+
+
+def _evaluate_on(run_dir, data, overrides, label_map, split, name, overwrite, precision, tta) -> None:
+    from emolab.crosscorpus import evaluate_on, side_by_side
+
+    r = evaluate_on(run_dir, data, overrides=overrides, label_map=label_map, split=split, name=name,
+                    overwrite=overwrite, precision=precision, tta=tta, say=_say)
+    header, rows = side_by_side(r)
+    table = Table(title=f"{r.run} on {r.dataset}, {r.split}: {r.n} of {r.n_split} examples scored")
+    for i, title in enumerate(header):
+        table.add_column(title, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    mapped = ", ".join(f"{k}->{v}" for k, v in r.label_map.items() if v)
+    dropped = [k for k, v in r.label_map.items() if not v]
+    _say(f"map: {mapped}" + (f"; dropped (probability renormalised away): {', '.join(dropped)}" if dropped else ""))
+    left = {**r.excluded["no_counterpart"], **({"several labels": r.excluded["several_labels"]}
+                                                if r.excluded["several_labels"] else {})}
+    if left:
+        top = sorted(left.items(), key=lambda kv: -kv[1])
+        rest = f" and {len(top) - 6} more labels ({sum(v for _, v in top[6:])})" if len(top) > 6 else ""
+        _say(f"left out ({sum(left.values())}): " + ", ".join(f"{k} {v}" for k, v in top[:6]) + rest +
+             f"; full counts in {r.name}.md")
 
 
 @app.command()

@@ -221,12 +221,9 @@ def run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, say: S
 # --- using a finished run -----------------------------------------------------------------------------
 
 
-def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = "fp32", tta: str | None = None,
-                 say: Say = print) -> dict:
-    """Re-score a saved run on one split (optionally in fp16/bf16, image runs with another test-time
-    augmentation); writes ``evaluations/<split>-<precision>[-tta-<mode>].json``."""
-    run = open_run(run_path)
-    cfg = run.config
+def inference_model(run, *, precision: str = "fp32", tta: str | None = None):
+    """The run's model, ready to predict: at ``precision``, with the run's inference settings (an image run with
+    another test-time augmentation when ``tta`` is given; --tta on a text run or an unknown mode is an error)."""
     if tta is not None and not run.card.image:
         raise EmolabError(f"--tta applies to image runs; {run.path} holds a {run.card.model!r} text model "
                           f"({run.card.summary})", hint="leave --tta out for text runs")
@@ -237,7 +234,17 @@ def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = 
             raise EmolabError(f"unknown --tta {tta!r}", hint=f"choose one of {', '.join(TTA_MODES)}")
     model = run.model()
     model.to_precision(precision)
-    model.set_inference(cfg.eval if tta is None else dataclasses.replace(cfg.eval, tta=tta))
+    model.set_inference(run.config.eval if tta is None else dataclasses.replace(run.config.eval, tta=tta))
+    return model
+
+
+def evaluate_run(run_path: str | Path, split: str = "test", *, precision: str = "fp32", tta: str | None = None,
+                 say: Say = print) -> dict:
+    """Re-score a saved run on one split (optionally in fp16/bf16, image runs with another test-time
+    augmentation); writes ``evaluations/<split>-<precision>[-tta-<mode>].json``."""
+    run = open_run(run_path)
+    cfg = run.config
+    model = inference_model(run, precision=precision, tta=tta)
     ds = load_dataset(cfg.data, cfg.seed)
     preds = {split: predict(model, ds.split(split), split, batch_size=cfg.eval.batch_size)}
     if model.labels.multi_label and split != "validation":
