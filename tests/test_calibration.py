@@ -229,3 +229,14 @@ def test_a_calibrated_face_run_exports_to_onnx_with_the_same_scores(tmp_path, tt
     # one view: the graph divides the logits; averaged views: emolab calibrates after averaging, as the run does
     assert exported.calibration.in_graph == (tta == "none")
     assert np.allclose(exported.predict_proba(faces), ours, atol=1e-4)
+
+
+def test_the_report_has_a_calibration_section(text_run):
+    from emolab.report import write_report
+
+    write_report(text_run, say=lambda _m: None)
+    md = (text_run / "report.md").read_text()
+    section = md.split("## Calibration", 1)[1].split("\n## ", 1)[0]
+    result = json.loads((text_run / "calibration" / "calibration.json").read_text())
+    assert f"{result['test']['ece']['after']:.4f}" in section and "| accuracy |" in section
+    assert "calibration/reliability.png" in md
