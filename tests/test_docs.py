@@ -94,7 +94,7 @@ def test_readme_is_one_screen_and_keeps_the_set_up_commands():
 
 
 def test_user_facing_text_has_no_long_cells_or_private_words():
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "configs").glob("*.yaml"))]
     for page in pages:
         text = page.read_text(encoding="utf-8")
         for line in text.splitlines():
