@@ -108,3 +108,12 @@ def test_an_older_dynamic_export_without_the_activations_field_still_runs_one_te
     del card["onnx"]["activations"]  # exports written before the field existed name the kind in "quantization"
     (old / "emolab_model.json").write_text(json.dumps(card))
     assert OnnxClassifier.load(old).per_example
+
+
+def test_an_int8_export_to_a_relative_folder_works(text_run, tmp_path, monkeypatch):
+    """`emolab export runs/NAME --int8` from the project root: the output folder is relative while the
+    quantizer works inside a temporary working folder (it once looked for the graph under a doubled path)."""
+    monkeypatch.chdir(tmp_path)
+    folder = export_run(text_run, int8=True, out=Path("exports") / "int8", say=lambda _m: None)
+    assert (tmp_path / "exports" / "int8" / "model.onnx").is_file()
+    assert load_model(folder).predict_proba(["i feel glad"]).shape[0] == 1

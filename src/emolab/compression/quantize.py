@@ -219,7 +219,7 @@ def export_onnx(model, folder: Path, *, int8: bool = False, dynamic: bool = Fals
     ``int8``: static int8, activation scales calibrated on ``calibration`` (training images or texts), so a
     batch's examples do not change each other's scores; with ``dynamic`` (text models) activations are scaled
     per call instead (no calibration; the classifier then runs one text at a time)."""
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # absolute: the quantizer below runs in a temporary working folder
     folder.mkdir(parents=True, exist_ok=True)
     image = model.modality == "image"
     if dynamic and (image or not int8):
