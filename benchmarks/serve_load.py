@@ -272,8 +272,40 @@ def main() -> None:
                 rows.append({"concurrency": c, "server": n, **med, "errors": sum(x["errors"] for x in per[n]),
                              "ratio": med["rps"] / naive})
 
-        # the int8 server answers every test example as emolab predict does on the same export
+        # the in-process limit of each int8 export on the same texts (the servers idle meanwhile): its best
+        # of batch 1 and batch 32, medians over the rounds; served req/s are compared with it below
         from emolab.models import load_model
+
+        request_texts = [b["inputs"] for b in bodies]
+        for n, folder in [("emolab serve ONNX int8", args.int8), ("emolab serve ONNX int8 (before)", args.int8_before)]:
+            if not folder:
+                continue
+            model = load_model(folder)
+            model.predict_proba(request_texts[:32], batch_size=32)
+            best = {}
+            for b in (1, 32):
+                rates = []
+                for _ in range(args.rounds):
+                    t0 = time.perf_counter()
+                    model.predict_proba(request_texts, batch_size=b)
+                    rates.append(len(request_texts) / (time.perf_counter() - t0))
+                best[b] = float(np.median(rates))
+            b = max(best, key=best.get)
+            served = {r["concurrency"]: r for r in rows if r["server"] == n}
+            top = max(served.values(), key=lambda r: r["rps"])
+            notes.append(f"- {n}: in-process limit **{best[b]:.1f} texts/s** at batch {b} (batch 1: {best[1]:.1f}, "
+                         f"batch 32: {best[32]:.1f}; the same {len(request_texts)} texts, medians of {args.rounds}); "
+                         f"served at concurrency {top['concurrency']}: {top['rps']:.1f} req/s = "
+                         f"**{top['rps'] / best[b]:.0%}** of it")
+            del model
+        if args.int8_before:
+            for c in sorted({r["concurrency"] for r in rows}):
+                new_, old_ = (next(r for r in rows if r["concurrency"] == c and r["server"] == n)
+                              for n in ("emolab serve ONNX int8", "emolab serve ONNX int8 (before)"))
+                notes.append(f"- concurrency {c}: the int8 export serves **{new_['rps'] / old_['rps']:.2f}x** the "
+                             f"earlier export's req/s, p99 {new_['p99']:.0f} ms vs {old_['p99']:.0f} ms")
+
+        # the int8 server answers every test example as emolab predict does on the same export
 
         int8 = servers["emolab serve ONNX int8"]
         every = load(int8.predict_url, [{"inputs": t} for t in texts], 32)
