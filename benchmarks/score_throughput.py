@@ -197,7 +197,7 @@ def faces_section(run: Path, n: int, tmp: Path) -> list[str]:
             f"{r['peak_mb']:,.0f} MB; {int(got['face'].notna().sum()):,} faces, {len(got):,} rows.", ""]
 
 
-def transformer_section(run: Path, onnx: Path | None, n: int, tmp: Path) -> list[str]:
+def transformer_section(run: Path | None, onnx: Path | None, n: int, tmp: Path) -> list[str]:
     src = write_texts(tmp / f"texts-{n}.txt", n)
     texts = src.read_text().splitlines()
     lines = ["## Transformer run: `emolab score` vs the in-process limit", "",
@@ -287,7 +287,7 @@ def main() -> None:
             lines += ray_section(args.tfidf, args.ray, args.workers, args.workdir)
     if args.faces:
         lines += faces_section(args.faces, args.face_images, args.workdir)
-    if args.transformer:
+    if args.transformer or args.onnx:
         lines += transformer_section(args.transformer, args.onnx, args.transformer_texts, args.workdir)
     finish(lines, args.out)
 

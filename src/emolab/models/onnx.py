@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emolab.errors import EmolabError
+from emolab.models.length_batches import length_batches
 from emolab.models.registry import Classifier, read_model_card, register_model, write_model_card
 from emolab.records import LabelSet, ModelCard
 
@@ -94,7 +95,8 @@ class _Deployed(Classifier):
 
 @register_model("onnx")
 class OnnxClassifier(_Deployed):
-    """Tokenizer + ONNX Runtime session; ``predict_proba`` pads each batch to its longest text."""
+    """Tokenizer + ONNX Runtime session; ``predict_proba`` runs texts in batches of similar length, each padded
+    to its longest text (``length_batches``)."""
 
     def __init__(self, folder: Path, labels: LabelSet, tokenizer, *, max_length: int, inputs: list[str],
                  info: dict, threads: int | None = None):
@@ -121,10 +123,8 @@ class OnnxClassifier(_Deployed):
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length,
                              return_token_type_ids="token_type_ids" in self.inputs)
         lengths = np.array([len(x) for x in enc["input_ids"]])
-        order = np.argsort(-lengths, kind="stable")
         pad = self.tokenizer.pad_token_id or 0
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in length_batches(lengths, batch_size):
             width = int(lengths[idx].max())
             feed = {}
             for key in self.inputs:

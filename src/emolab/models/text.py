@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from emolab.errors import EmolabError, unknown_name, unknown_name_message
+from emolab.models.length_batches import CPU_CALL_TOKENS, GPU_CALL_TOKENS, length_batches
 from emolab.models.registry import read_model_card, register_model, write_model_card
 from emolab.models.text_config import POOLING_NAMES, TransformerConfig  # noqa: F401  (re-exported)
 from emolab.models.text_augment import TextAugmentConfig, TextAugmenter, oversampled_positions
@@ -320,12 +321,11 @@ class TransformerClassifier(TorchClassifier):
         self.module.to(self.device).eval()
         enc = self.encode(texts)
         lengths = np.array([len(x) for x in enc["input_ids"]])
-        order = np.argsort(-lengths, kind="stable")
         collate = make_collate(self.tokenizer.pad_token_id)
         out = np.empty((len(texts), len(self.labels)), dtype=np.float64)
         batch_size = 1 if self.per_example else batch_size
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
+        call_tokens = CPU_CALL_TOKENS if self.device.type == "cpu" else GPU_CALL_TOKENS
+        for idx in length_batches(lengths, batch_size, call_tokens=call_tokens):
             items = [{**{k: v[i] for k, v in enc.items()}, "labels": np.int64(0), "index": int(i)} for i in idx]
             batch = collate(items)
             feed = {k: v.to(self.device) for k, v in batch.items() if k not in ("labels", "index")}
