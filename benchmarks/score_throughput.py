@@ -229,7 +229,7 @@ def in_process_limit(path: Path, texts: list[str], batch: int = 64) -> float:
     model = load_model(path)
     tok = model.tokenizer
     enc = tok(texts, truncation=True, max_length=getattr(getattr(model, "cfg", None), "max_length", None)
-              or model.max_length)
+              or model.max_length, return_token_type_ids="token_type_ids" in getattr(model, "inputs", ["token_type_ids"]))
     order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
     if getattr(model, "per_example", False):
         batch = 1

@@ -199,3 +199,41 @@ def test_image_run_with_itself_as_baseline_has_mce_one(tmp_path):
     assert report.baseline["mce"] == pytest.approx(1.0) and report.suite == "image"
     md = (out / "robustness" / "robustness.md").read_text()
     assert "Corruption error relative to faces" in md and "test index" in md or "flips" in md
+
+
+def test_only_what_the_model_reads_differently_is_predicted_again():
+    """An uncased model reads an uppercased text as the clean one: it keeps its clean prediction, unpredicted;
+    texts it reads differently are predicted (and get their own scores)."""
+    from emolab.robustness.evaluate import _predict_changed
+
+    class Uncased:
+        asked: list = []
+
+        def as_read(self, inputs):
+            return [t.lower() for t in inputs]
+
+        def predict_proba(self, inputs, batch_size=64):
+            self.asked += list(inputs)
+            return np.tile([0.0, 1.0], (len(inputs), 1))
+
+    clean = ["i feel fine", "so sad", "what a day"]
+    perturbed = ["I FEEL FINE", "so sad!", "what a day"]
+    clean_probs = np.tile([1.0, 0.0], (3, 1))
+    model = Uncased()
+    probs = _predict_changed(model, "text", clean, perturbed, clean_probs, 8)
+    assert model.asked == ["so sad!"]
+    assert probs[:, 1].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_a_transformer_reads_what_its_tokenizer_keeps(tmp_path):
+    from emolab.config import config_from_dict
+    from emolab.models import create_model
+    from emolab.records import LabelSet
+    from tests.conftest import TINY_ENCODER
+
+    cfg = config_from_dict({"data": {"name": "emotion"}, "model": {"name": "transformer", "max_length": 8,
+                                                                    "backbone_config": dict(TINY_ENCODER)}})
+    model = create_model(cfg.model, LabelSet(["a", "b"]))
+    long = "i feel " + "very " * 20
+    read = model.as_read(["i feel fine", "i feel fine", long, long + "extra words at the end"])
+    assert read[0] == read[1] and read[2] == read[3] and read[0] != read[2]

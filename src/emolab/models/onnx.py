@@ -134,6 +134,10 @@ class OnnxClassifier(_Deployed):
             out[idx] = 1 / (1 + np.exp(-logits)) if self.labels.multi_label else _softmax(logits)
         return out
 
+    def as_read(self, inputs) -> list:
+        """The token ids of each text (after the tokenizer's normalisation and truncation)."""
+        return [tuple(ids) for ids in self.tokenizer(list(inputs), truncation=True, max_length=self.max_length)["input_ids"]]
+
     def input(self) -> dict:
         return {"kind": "text", "max_length": self.max_length}
 

@@ -167,6 +167,12 @@ class Classifier:
     def predict_proba(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
         raise NotImplementedError
 
+    def as_read(self, inputs: Any) -> list:
+        """What the model reads of each input, as something comparable: two inputs read alike get the same
+        scores (an uncased tokenizer reads "I FEEL" as "i feel"; text past ``max_length`` is cut). Default: the
+        inputs themselves."""
+        return list(inputs)
+
     def num_parameters(self) -> int | None:
         return None
 

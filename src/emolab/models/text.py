@@ -295,6 +295,10 @@ class TransformerClassifier(TorchClassifier):
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.cfg.max_length)
         return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
+    def as_read(self, inputs) -> list:
+        """The token ids of each text (after the tokenizer's normalisation and truncation)."""
+        return [tuple(ids) for ids in self.encode(inputs)["input_ids"]]
+
     def task(self, dataset, run_cfg=None) -> TrainTask:
         train, val = dataset.split("train"), dataset.split("validation")
         train_set = self.training_texts(train, run_cfg.seed if run_cfg is not None else 0)

@@ -155,9 +155,13 @@ def _plan(suite: str, severities: list[int], only: list[str]) -> list[tuple[str,
 
 
 def _predict_changed(model, suite: str, inputs: Any, perturbed: Any, clean_probs: np.ndarray, bs: int) -> np.ndarray:
-    """The model's probabilities on ``perturbed``, predicting only the inputs the perturbation altered (an
-    unaltered input keeps its clean prediction: a perturbation that touches few texts costs little)."""
+    """The model's probabilities on ``perturbed``, predicting only the inputs the perturbation altered as the
+    model reads them (an unaltered input keeps its clean prediction: a perturbation that touches few texts
+    costs little, and uppercasing costs nothing to an uncased tokenizer)."""
     where = np.flatnonzero(_changed(suite, inputs, perturbed))
+    if suite == "text" and len(where):
+        before, after = model.as_read([inputs[i] for i in where]), model.as_read([perturbed[i] for i in where])
+        where = where[[a != b for a, b in zip(before, after)]]
     probs = clean_probs.copy()
     if len(where):
         some = [perturbed[i] for i in where] if suite == "text" else np.asarray(perturbed)[where]
