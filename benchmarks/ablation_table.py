@@ -21,8 +21,9 @@ from scipy import stats
 
 from emolab.compare import test_against_best
 from emolab.evaluation import metrics_with_intervals
-from emolab.rundir import atomic_write, open_run
+from emolab.rundir import open_run
 from emolab.significance import p_phrase
+from record import Record
 
 
 def cell_runs(folder: Path) -> dict[str, dict[int, object]]:
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--command", default="emolab run configs/emotion-minilm-ablation.yaml")
     args = ap.parse_args()
+    record = Record()
 
     cells = cell_runs(args.folder)
     cells = {args.baseline: cells[args.baseline], **{k: v for k, v in cells.items() if k != args.baseline}}
@@ -62,9 +64,12 @@ def main() -> None:
              "|---|---|---|---|" + "---|" * len(args.classes) + "---|---|---|---|---|---|"]
     details = ["", "## Per seed", "", "| cell | seed | accuracy [95% CI] | macro-F1 [95% CI] | Δ macro-F1 vs baseline "
                "[95% CI], p | Δ accuracy, McNemar p |", "|---|---|---|---|---|---|"]
+    figures = {"command": args.command, "baseline": args.baseline, "classes": args.classes, "cells": {}}
     for name, runs in cells.items():
         seeds = sorted(runs)
         m = {s: metrics_with_intervals(runs[s])["test"] for s in seeds}
+        cell = figures["cells"][name] = {"seeds": {s: {"accuracy": m[s]["accuracy"], "macro_f1": m[s]["macro_f1"],
+                                                      "intervals": m[s]["intervals"]} for s in seeds}}
         acc, f1 = [m[s]["accuracy"] for s in seeds], [m[s]["macro_f1"] for s in seeds]
         per_class = [ms([m[s]["per_class"][c]["f1"] for s in seeds]) for c in args.classes]
         train = np.mean([runs[s].manifest.get("wall_times", {}).get("train_s", np.nan) for s in seeds])
@@ -78,27 +83,31 @@ def main() -> None:
                 continue
             result, why = test_against_best(base[s], runs[s])
             if result is None:
+                cell["seeds"][s]["not_tested"] = why
                 details.append(cell_text + f" not tested: {why} | – |")
                 continue
             f, a = result["macro_f1"], result["accuracy"]
+            cell["seeds"][s]["vs_baseline"] = result
             d_f1.append(f["difference"])
             d_acc.append(a["difference"])
             sig_f1 += f["significant"]
             sig_acc += a["significant"]
             details.append(cell_text + f" {f['difference']:+.4f} [{f['interval'][0]:+.3f}, {f['interval'][1]:+.3f}], "
                                        f"{p_phrase(f)} | {a['difference']:+.4f}, {p_phrase(a)} |")
+        cell.update({"per_class_f1": {c: [m[s]["per_class"][c]["f1"] for s in seeds] for c in args.classes},
+                     "train_s_mean": train})
         if name == args.baseline:
             tail = "– | – | – | – | – |"
         else:
             base_f1 = [metrics_with_intervals(base[s])["test"]["macro_f1"] for s in seeds if s in base]
             t_p = stats.ttest_rel(f1, base_f1).pvalue if len(seeds) > 1 and len(base_f1) == len(f1) else float("nan")
+            cell.update({"delta_macro_f1_mean": np.mean(d_f1), "significant_f1": sig_f1, "tested": len(d_f1),
+                         "t_test_p": t_p, "delta_accuracy_mean": np.mean(d_acc), "significant_accuracy": sig_acc})
             tail = (f"{np.mean(d_f1):+.4f} | {sig_f1}/{len(d_f1)} | {t_p:.2g} | {np.mean(d_acc):+.4f} | "
                     f"{sig_acc}/{len(d_acc)} |")
         lines.append(f"| {name} | {', '.join(map(str, seeds))} | {ms(acc)} | {ms(f1)} | " +
                      "".join(f"{c} | " for c in per_class) + tail + f" {train:.0f} |")
-    atomic_write(args.out, "\n".join(lines + details) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {args.out}")
+    record.finish(lines + details, args.out, figures)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from record import command, finish  # noqa: E402
+from record import Record  # noqa: E402
 
 from emolab import calibration as cal  # noqa: E402
 from emolab.rundir import open_run  # noqa: E402
@@ -27,12 +27,14 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    lines = ["# Calibration of finished runs", "", f"`{command()}`", "",
+    record = Record()
+    lines = ["# Calibration of finished runs", "", f"`{record.command}`", "",
              "Fitted on each run's validation predictions (NLL), measured on its test predictions; in brackets 95% "
              "percentile-bootstrap intervals (seeded by the run's seed), the change on the same resamples. "
              "Single-label ECE: top-label, 15 bins; multi-label: over every label-probability.", "",
              "| run | model | method | fitted | test n | ECE before | ECE after | ECE change | NLL before -> after | "
              "Brier before -> after | accuracy before -> after | fit s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    figures = {"resamples": args.resamples, "rows": []}
     for path in args.runs:
         run = open_run(path)
         multi = run.card.labels.multi_label
@@ -47,13 +49,16 @@ def main() -> None:
             acc = (f"{m['accuracy']['before']:.4f} -> {m['accuracy']['after']:.4f}" if "accuracy" in m else "n/a")
             values = ("T " + ", ".join(f"{x:.2f}" for x in fitted.temperature) if method == "temperature"
                       else "per-label slope/offset")
+            figures["rows"].append({"run": run.name, "model": run.card.summary, "method": method,
+                                    "temperature": fitted.temperature if method == "temperature" else None,
+                                    "fit_s": seconds, "metrics": m})
             lines.append(
                 f"| {run.name} | {run.card.summary} | {method} | {values} | {m['n']} | "
                 f"{with_interval(e['before'], e.get('before_interval'))} | {with_interval(e['after'], e.get('after_interval'))} | "
                 f"{with_interval(e['change'], e.get('change_interval'))} ({e['relative_change']:+.0%}) | "
                 f"{m['nll']['before']:.4f} -> {m['nll']['after']:.4f} | {m['brier']['before']:.4f} -> {m['brier']['after']:.4f} | "
                 f"{acc} | {seconds:.2f} |")
-    finish(lines, args.out)
+    record.finish(lines, args.out, figures)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
     python benchmarks/compare_pooling.py configs/emotion-minilm.yaml --out benchmarks/results/pooling.md
     python benchmarks/compare_pooling.py CONFIG --pooling cls mean --set train.epochs=1
 
-Each head trains with the config as it is (only ``model.pooling`` changes); the table rows are written
-as soon as each run ends, so an interrupted comparison keeps what it measured.
+Each head trains with the config as it is (only ``model.pooling`` changes); the table (and its JSON) is
+written again as each run ends, so an interrupted comparison keeps what it measured.
 """
 
 from __future__ import annotations
@@ -16,20 +16,28 @@ from pathlib import Path
 
 from emolab.config import load_config
 from emolab.pipeline import run
+from record import Record
 
-HEADER = ("| pooling | val loss | train loss | val accuracy | test accuracy | test macro-F1 | train s | device |\n"
-          "|---|---|---|---|---|---|---|---|\n")
+HEADER = ["| pooling | val loss | train loss | val accuracy | test accuracy | test macro-F1 | train s | device |",
+          "|---|---|---|---|---|---|---|---|"]
 
 
-def row(run_dir: Path, pooling: str) -> str:
+def figures(run_dir: Path, pooling: str) -> dict:
+    """One head's figures, from its run folder."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     history = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]
     best = max(history, key=lambda h: h.get("val_macro_f1", 0))  # the restored (best) epoch
     manifest = json.loads((run_dir / "manifest.json").read_text())
     device = manifest["hardware"].get("gpu", f"CPU x{manifest['hardware']['cpu_count']}")
     v, t = metrics["validation"], metrics["test"]
-    return (f"| {pooling} | {v['cross_entropy']:.4f} | {best['train_loss']:.4f} | {v['accuracy']:.4f} | "
-            f"{t['accuracy']:.4f} | {t['macro_f1']:.4f} | {manifest['wall_times']['train_s']:.0f} | {device} |\n")
+    return {"pooling": pooling, "run": str(run_dir), "val_loss": v["cross_entropy"], "train_loss": best["train_loss"],
+            "val_accuracy": v["accuracy"], "test_accuracy": t["accuracy"], "test_macro_f1": t["macro_f1"],
+            "train_s": manifest["wall_times"]["train_s"], "device": device}
+
+
+def row(f: dict) -> str:
+    return (f"| {f['pooling']} | {f['val_loss']:.4f} | {f['train_loss']:.4f} | {f['val_accuracy']:.4f} | "
+            f"{f['test_accuracy']:.4f} | {f['test_macro_f1']:.4f} | {f['train_s']:.0f} | {f['device']} |")
 
 
 def main() -> None:
@@ -40,19 +48,21 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/pooling.md")
     ap.add_argument("--runs", default="runs/pooling")
     args = ap.parse_args()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# Pooling heads: {args.config} {' '.join(args.overrides)}\n\n" + HEADER)
+    record = Record()
+    lines = [f"# Pooling heads: {args.config} {' '.join(args.overrides)}", "", *HEADER]
+    heads = {"config": args.config, "overrides": args.overrides, "heads": []}
+    record.save(lines, args.out, heads)
     for pooling in args.pooling:
         cfg = load_config(args.config, args.overrides + [f"model.pooling={pooling}", f"output.dir={args.runs}",
                                                          f"output.name={Path(args.config).stem}-{pooling}",
                                                          "eval.report=false"])
         start = time.perf_counter()
         run_dir = run(cfg, overwrite=True)
-        with out.open("a") as fh:
-            fh.write(row(run_dir, pooling))
+        heads["heads"].append(figures(run_dir, pooling))
+        lines.append(row(heads["heads"][-1]))
+        record.save(lines, args.out, heads)
         print(f"{pooling}: done in {time.perf_counter() - start:.0f}s")
-    print(out.read_text())
+    record.finish(lines, args.out, heads)
 
 
 if __name__ == "__main__":

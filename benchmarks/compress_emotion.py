@@ -18,16 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
-import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 from emolab.compression import CompressOptions, compress
+from record import Record
 
 TARGETS = [
     # (method prefix, min batch-1 speed-up vs fp32, max accuracy drop in points, what the issue asks)
@@ -37,9 +31,8 @@ TARGETS = [
 ]
 
 
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+def _load(load: list[float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load)
 
 
 def check_targets(rows: list[dict], folder: Path) -> list[str]:
@@ -93,6 +86,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
+    record = Record()
 
     options = CompressOptions(
         methods=tuple(args.methods.split(",")), sparsities=tuple(float(s) for s in args.sparsities.split(",")),
@@ -103,7 +97,6 @@ def main() -> None:
         scopes=tuple(args.scopes.split(",")),
         distill_epochs=args.distill_epochs, timing_examples=args.timing_examples, timing_rounds=args.timing_rounds,
         threads=args.threads)
-    load_before, t0 = _load(), time.perf_counter()
     load_max = 0.0
 
     def say(message: str) -> None:
@@ -112,25 +105,26 @@ def main() -> None:
         print(message, flush=True)
 
     compress(args.run, options, overwrite=args.overwrite, say=say)
-    minutes = (time.perf_counter() - t0) / 60
+    machine = record.machine()
+    load_max = max(load_max, machine["load_after"][0])
     folder = Path(args.run) / "compression"
     rows = json.loads((folder / "results.json").read_text())
-    command = "python benchmarks/compress_emotion.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    targets = check_targets(rows, folder)
     note = [
         f"# Compression: {Path(args.run).name}", "",
-        f"Command: `{command}`", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s) "
-        f"for PyTorch and ONNX Runtime alike; measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in "
-        f"{minutes:.0f} min. Load average (1/5/15 min) {load_before} before, {_load()} after"
+        f"Command: `{record.command}`", "",
+        f"Machine: {machine['processor']}, {machine['cpu_count']} cores, torch {machine['versions']['torch']}, "
+        f"{args.threads} thread(s) for PyTorch and ONNX Runtime alike; measured {machine['started_utc']} UTC in "
+        f"{machine['wall_minutes']:.0f} min. Load average (1/5/15 min) {_load(machine['load_before'])} before, "
+        f"{_load(machine['load_after'])} after"
         + (": **measured under contention** (other jobs shared the 2 cores), so absolute latencies are inflated and "
-           "noisy" if max(load_max, os.getloadavg()[0]) > 2.5 else " (the benchmark alone on the cores)")
+           "noisy" if load_max > 2.5 else " (the benchmark alone on the cores)")
         + "; speed-ups are medians of per-example ratios (every example run through every model in turn).", "",
-        "## Targets", "", *check_targets(rows, folder), "",
-        (folder / "results.md").read_text().replace("# Compression results", "## Results", 1),
+        "## Targets", "", *targets, "",
+        (folder / "results.md").read_text().replace("# Compression results", "## Results", 1).removesuffix("\n"),
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(note))
-    print(f"wrote {args.out}")
+    record.finish(note, args.out, {"run": args.run, "threads": args.threads, "load_max": load_max,
+                                   "rows": rows, "targets": targets})
 
 
 if __name__ == "__main__":

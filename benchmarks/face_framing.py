@@ -9,8 +9,6 @@ detector's crops use to frame faces as FER2013 does.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +16,11 @@ import numpy as np
 from emolab.config import config_from_dict
 from emolab.data import load_dataset
 from emolab.faces.detectors import create_detector
+from record import Record
 
 
-def framing(detector, faces: np.ndarray, scale: int) -> str:
-    """The Markdown section of one detector: how often it found the face, the frame/box ratio, the offsets."""
+def framing(detector, faces: np.ndarray, scale: int) -> dict:
+    """One detector's figures: how often it found the face, the frame/box ratio, the offsets."""
     import cv2
 
     side = 48 * scale
@@ -39,12 +38,19 @@ def framing(detector, faces: np.ndarray, scale: int) -> str:
         dx.append(((f.xmin + f.xmax) / 2 - side) / side)
         dy.append(((f.ymin + f.ymax) / 2 - side) / side)
     r = np.array(ratios)
-    return (f"## `{detector.name}`\n\n{len(faces)} PrivateTest faces upscaled x{scale} ({side} px) in a {2 * side} px "
-            f"canvas: found {found} ({found / max(len(faces), 1):.1%}). Frame side / box side: median "
-            f"**{np.median(r):.3f}** (p25 {np.percentile(r, 25):.3f}, p75 {np.percentile(r, 75):.3f}); box centre "
-            f"offset from the frame centre, as a share of the frame side: x median {np.median(dx):+.3f}, y median "
-            f"{np.median(dy):+.3f}.\n\nMargin for crops: **{np.median(r) - 1:.3f}** (box side x (1 + margin)), "
-            f"centre shifted by {np.median(dy):+.3f} of the frame side vertically.\n")
+    return {"detector": detector.name, "faces": len(faces), "scale": scale, "side": side, "found": found,
+            "ratio_median": np.median(r), "ratio_p25": np.percentile(r, 25), "ratio_p75": np.percentile(r, 75),
+            "dx_median": np.median(dx), "dy_median": np.median(dy)}
+
+
+def section(f: dict) -> str:
+    """The Markdown section of one detector."""
+    return (f"## `{f['detector']}`\n\n{f['faces']} PrivateTest faces upscaled x{f['scale']} ({f['side']} px) in a "
+            f"{2 * f['side']} px canvas: found {f['found']} ({f['found'] / max(f['faces'], 1):.1%}). Frame side / box "
+            f"side: median **{f['ratio_median']:.3f}** (p25 {f['ratio_p25']:.3f}, p75 {f['ratio_p75']:.3f}); box "
+            f"centre offset from the frame centre, as a share of the frame side: x median {f['dx_median']:+.3f}, "
+            f"y median {f['dy_median']:+.3f}.\n\nMargin for crops: **{f['ratio_median'] - 1:.3f}** (box side x "
+            f"(1 + margin)), centre shifted by {f['dy_median']:+.3f} of the frame side vertically.\n")
 
 
 def main() -> None:
@@ -54,13 +60,12 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=4, help="upscaling of the 48x48 faces")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    record = Record()
     faces = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data).split("test").inputs[:args.n]
-    sections = [framing(create_detector(name), faces, args.scale) for name in args.detectors.split(",")]
-    text = (f"# FER2013 framing vs each detector's box\n\nCommand: `python "
-            f"{' '.join(shlex.quote(a) for a in sys.argv)}`\n\n" + "\n".join(sections))
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    detectors = [framing(create_detector(name), faces, args.scale) for name in args.detectors.split(",")]
+    lines = ["# FER2013 framing vs each detector's box", "", f"Command: `{record.command}`", "",
+             "\n".join(section(f) for f in detectors).removesuffix("\n")]
+    record.finish(lines, args.out, {"detectors": detectors})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from record import command, finish
+from record import Record
 
 
 def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -121,6 +121,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    record = Record()
     from emolab.data import load_dataset
     from emolab.faces.detectors import create_detector
     from emolab.faces.photos import fer_crop
@@ -131,13 +132,15 @@ def main() -> None:
     tta = run.card.extra.get("tta", "none")
     test = load_dataset(run.config.data, run.config.seed).split("test")
     detectors = [create_detector(name) for name in args.detectors.split(",")]
-    lines = [f"# Faces in the wild (synthetic scenes from FER2013 PrivateTest)\n",
-             f"Command: `{command()}`\n",
+    lines = ["# Faces in the wild (synthetic scenes from FER2013 PrivateTest)\n",
+             f"Command: `{record.command}`\n",
              f"{args.scenes} scenes of 640x480 (seed {args.seed}) of FER2013 PrivateTest faces upscaled to 96-200 px "
              f"on smooth random textures, 1-3 faces a scene; model `{args.run}` ({run.card.summary}, tta {tta}). A "
              "detection matches a face at IoU >= 0.4. Accuracy on faces found is the model's on the detector's crops "
              "(aligned: turned so the eyes are level, for detectors with landmarks); on the same faces' crops: the "
              "original 48x48 images of the faces found.\n"]
+    figures = {"run": args.run, "model": run.card.summary, "tta": tta, "scenes": args.scenes, "seed": args.seed,
+               "frames": args.frames, "rounds": args.rounds, "detection": [], "speed": []}
     for tilt in map(float, args.tilt.split(",")):
         scenes = make_scenes(test.inputs, test.labels, args.scenes, args.seed, tilt=tilt)
         n_faces = sum(len(p) for _, p in scenes)
@@ -164,6 +167,9 @@ def main() -> None:
 
             found_acc, crop_acc = accuracy(crops), accuracy(originals)
             aligned_acc = accuracy(aligned) if detector.landmarks else None
+            figures["detection"].append({"tilt": tilt, "detector": detector.name, "faces": n_faces, "hits": hits,
+                                         "detections": detections, "accuracy_found": found_acc,
+                                         "accuracy_aligned": aligned_acc, "accuracy_same_crops": crop_acc})
             lines.append(f"| {detector.name} | {hits / n_faces:.3f} ({hits}/{n_faces}) | "
                          f"{hits / max(detections, 1):.3f} ({detections} boxes) | {found_acc:.4f} | "
                          f"{'–' if aligned_acc is None else f'{aligned_acc:.4f}'} | {crop_acc:.4f} | "
@@ -183,10 +189,12 @@ def main() -> None:
                 model.tta = mode
                 fps, n = frames_per_second(model, side, detector, frame, min_face, args.frames, args.rounds)
                 rates.append(f"{fps:.1f}")
+                figures["speed"].append({"detector": detector.name, "min_face": min_face, "tta": mode,
+                                         "frames_per_s": fps, "faces_found": n})
             lines.append(f"| {detector.name} | {min_face} | {' | '.join(rates)} | {n} |")
             print(lines[-1], flush=True)
     model.tta = tta
-    finish(lines, args.out)
+    record.finish(lines, args.out, figures)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,17 @@
 2. /health latency while one request decodes 64 large PNGs (and the request's status and time);
 3. /health latency and the server's peak memory while /faces reads 16 large photos.
 
-    PYTHONPATH=src python benchmarks/hostile_server.py [extra `emolab serve` options]
+    PYTHONPATH=src python benchmarks/hostile_server.py [--out FILE.md] [extra `emolab serve` options]
 
 Builds its own tiny untrained models in a temporary folder (the figures do not depend on their weights)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from record import Record
 
 
 def models(root: Path) -> tuple[Path, Path]:
@@ -81,6 +83,11 @@ def health_while(url: str, send) -> tuple[float, object, float]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
+                                 epilog="Other options go to `emolab serve`.")
+    ap.add_argument("--out", type=Path, default=None)
+    args, serve_options = ap.parse_known_args()
+    record = Record()
     root = Path(tempfile.mkdtemp(prefix="emolab-hostile-"))
     tiny, faces = models(root)
     sock = socket.socket()
@@ -89,8 +96,14 @@ def main() -> None:
     sock.close()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "emolab.cli", "serve", f"tiny={tiny}", f"faces={faces}",
-                               "--port", str(port), *sys.argv[1:]],
+                               "--port", str(port), *serve_options],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a full pipe would stall it
+    lines = ["# Hostile input against `emolab serve`", "", f"Command: `{record.command}`", ""]
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
     try:
         deadline = time.time() + 120
         while True:
@@ -113,22 +126,28 @@ def main() -> None:
 
         answers = asyncio.run(texts())
         failed = sum(r.status_code >= 500 for i, r in enumerate(answers) if i != 30)
-        print(flush=True, *[f"1. surrogate among 60 texts: its status {answers[30].status_code}; "
-              f"{failed} of the 60 normal requests failed"])
+        figures = {"surrogate": {"status": answers[30].status_code, "failed_of_60": failed}}
+        say(f"1. surrogate among 60 texts: its status {answers[30].status_code}; "
+            f"{failed} of the 60 normal requests failed")
 
         pngs = [base64.b64encode(large_png(1500, 1500, "L", i)).decode() for i in range(64)]
         slowest, r, took = health_while(url, lambda: httpx.post(f"{url}/v1/models/faces/predict",
                                                                 json={"inputs": pngs}, timeout=300))
-        print(f"2. 64 PNGs of 1500x1500 ({sum(map(len, pngs)) / 1e6:.1f} MB base64): status {r.status_code} in "
-              f"{took:.2f} s; slowest /health meanwhile {slowest * 1000:.0f} ms")
+        figures["pngs"] = {"base64_mb": sum(map(len, pngs)) / 1e6, "status": r.status_code, "seconds": took,
+                           "slowest_health_ms": slowest * 1000}
+        say(f"2. 64 PNGs of 1500x1500 ({sum(map(len, pngs)) / 1e6:.1f} MB base64): status {r.status_code} in "
+            f"{took:.2f} s; slowest /health meanwhile {slowest * 1000:.0f} ms")
 
         photos = [base64.b64encode(large_png(3000, 2000, "RGB", i)).decode() for i in range(16)]
         slowest, r, took = health_while(url, lambda: httpx.post(f"{url}/v1/models/faces/faces",
                                                                 json={"inputs": photos}, timeout=300))
-        print(f"3. /faces with 16 photos of 3000x2000: status {r.status_code} in {took:.2f} s; slowest /health "
-              f"meanwhile {slowest * 1000:.0f} ms; server peak memory {base_mb:.0f} -> "
-              f"{peak_rss_mb(server.pid):.0f} MB")
-        print(f"   server still healthy: {httpx.get(f'{url}/health').json()}")
+        peak_mb = peak_rss_mb(server.pid)
+        figures["photos"] = {"status": r.status_code, "seconds": took, "slowest_health_ms": slowest * 1000,
+                             "peak_mb_before": base_mb, "peak_mb_after": peak_mb}
+        say(f"3. /faces with 16 photos of 3000x2000: status {r.status_code} in {took:.2f} s; slowest /health "
+            f"meanwhile {slowest * 1000:.0f} ms; server peak memory {base_mb:.0f} -> {peak_mb:.0f} MB")
+        figures["health_after"] = httpx.get(f"{url}/health").json()
+        say(f"   server still healthy: {figures['health_after']}")
     finally:
         server.terminate()
         try:
@@ -137,6 +156,7 @@ def main() -> None:
             print("the server did not stop within 30 s of SIGTERM: killed")
             server.kill()
             server.wait()
+    record.finish(lines, args.out, figures)
 
 
 if __name__ == "__main__":

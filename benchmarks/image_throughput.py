@@ -1,6 +1,6 @@
 """Face models: training and inference images/second on this machine, for every registered image model.
 
-    python benchmarks/image_throughput.py --rounds 3 --out benchmarks/results/image_throughput.md
+    python benchmarks/image_throughput.py --rounds 3 --out benchmarks/results/image-throughput.md
 
 Training: SGD steps at batch 64 (`--batch`) on real FER2013 faces, with every kind of augmentation (flip,
 rotation, shift, zoom, random erasing; the CPU preset uses only flips and shifts) applied per batch, as
@@ -17,8 +17,6 @@ rounds are reported, with the epoch time they imply for FER2013's 28,556 trainin
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ from emolab.data import load_dataset
 from emolab.models import ModelConfig, create_model, model_config
 from emolab.models.image_augment import AugmentConfig, batch_augmenter
 from emolab.models.vision import to_pixels
-from record import finish
+from record import Record
 
 PRESETS = {  # the sizes the shipped configs use
     "mlp": model_config("mlp", hidden_size=512, dropout=0.3),
@@ -113,9 +111,9 @@ def main() -> None:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    record = Record()
     if args.threads:
         torch.set_num_threads(args.threads)
-    load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
     ds = load_dataset(config_from_dict({"data": {"name": "fer2013"}}).data)
     train, test = ds.split("train"), ds.split("test")
     names = args.models.split(",")
@@ -132,22 +130,26 @@ def main() -> None:
                                                    device=args.device))
             print(f"round {r + 1}: {n}: train {rates[n]['train'][-1]:.1f} img/s, "
                   f"predict {rates[n]['predict'][-1]:.1f} img/s", flush=True)
+    machine = record.machine()
     lines = ["# Face models: training and inference throughput", "",
-             f"Command: `python benchmarks/image_throughput.py --rounds {args.rounds} --steps {args.steps}"
-             f"{f' --threads {args.threads}' if args.threads else ''}"
-             f"{f' --batch {args.batch}' if args.batch != 64 else ''}"
-             f"{' --device cuda' if args.device == 'cuda' else ''}`", "",
-             f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+             f"Command: `{record.command}`", "",
+             f"Machine: {machine['processor']}, torch {machine['versions']['torch']}, "
              f"{torch.get_num_threads()} threads, "
-             f"{torch.cuda.get_device_name() + ' (bf16 autocast)' if args.device == 'cuda' else 'no GPU'}. "
+             f"{machine['gpu'] + ' (bf16 autocast)' if args.device == 'cuda' else 'no GPU'}. "
              f"Medians over {args.rounds} alternating rounds. Load average "
-             f"(1/5/15 min) {load_before} before, {'/'.join(f'{x:.2f}' for x in os.getloadavg())} after: above 2 "
+             f"(1/5/15 min) {'/'.join(f'{x:.2f}' for x in machine['load_before'])} before, "
+             f"{'/'.join(f'{x:.2f}' for x in machine['load_after'])} after: above 2 "
              "means other jobs shared the cores and the absolute rates are low by that factor.", "",
              f"| model | parameters | train img/s (batch {args.batch}, augmented, NCHW) | per-round train img/s | "
              "channels-last train img/s | channels-last / NCHW (median of per-round ratios) | FER2013 epoch | "
              "inference img/s (batch 256) |", "|---|---|---|---|---|---|---|---|"]
+    figures = {"device": args.device, "batch": args.batch, "steps": args.steps, "rounds": args.rounds,
+               "threads": torch.get_num_threads(), "train_images": TRAIN_IMAGES, "models": {}}
     for n in names:
         params = create_model(PRESETS[n], _labels()).num_parameters()
+        figures["models"][n] = {"parameters": params, "train_per_round": rates[n]["train"],
+                                "train_channels_last_per_round": rates[n]["train_cl"],
+                                "predict_per_round": rates[n]["predict"]}
         tr, pr = statistics.median(rates[n]["train"]), statistics.median(rates[n]["predict"])
         cl = rates[n]["train_cl"]
         ratio = statistics.median(c / t for c, t in zip(cl, rates[n]["train"])) if cl else None
@@ -155,7 +157,7 @@ def main() -> None:
         lines.append(f"| {n} | {params / 1e6:.2f}M | {tr:.1f} | {', '.join(f'{x:.1f}' for x in rates[n]['train'])} | "
                      f"{f'{statistics.median(cl):.1f}' if cl else '-'} | {f'{ratio:.2f}x' if ratio else '-'} | "
                      f"{_duration(TRAIN_IMAGES / best)} | {pr:.0f} |")
-    finish(lines, args.out)
+    record.finish(lines, args.out, figures)
 
 
 if __name__ == "__main__":

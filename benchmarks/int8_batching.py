@@ -1,7 +1,7 @@
 """Int8 text models that batch: every model kind of one run, side by side in one process.
 
-    python benchmarks/int8_batching.py --run runs/emotion-minilm --rounds 3 \
-        --out benchmarks/results/int8-batching.md
+    python benchmarks/int8_batching.py --run runs/emotion-minilm --rounds 3 --batch-sizes 1,8,32 --max-texts 400 \
+        --out benchmarks/results/int8-batching-demo.md
 
 Writes, from the run's fp32 model: the fp32 ONNX export, the same graph through ONNX Runtime's transformer
 optimizer (fused attention, LayerNorm, GELU), the static int8 export (what ``emolab export --int8`` writes
@@ -19,8 +19,6 @@ now) and the dynamic int8 export (what it wrote before). Then, on the test split
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -33,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from record import command, finish  # noqa: E402
+from record import Record  # noqa: E402
 
 from emolab.compression.methods import calibration_texts  # noqa: E402
 from emolab.compression.quantize import export_onnx, optimize_text_graph  # noqa: E402
@@ -132,11 +130,12 @@ def _d(t) -> str:
     return f"{t['difference'] * 100:+.2f} [{lo * 100:+.2f}, {hi * 100:+.2f}], p {t['p_text']}"
 
 
-def render(res: dict) -> list[str]:
+def render(res: dict, command: str, machine: dict) -> list[str]:
+    """The Markdown of the figures ``res``, measured by ``command`` on ``machine`` (a record's)."""
     sizes = res["batch_sizes"]
     tp = res["throughput"]
-    lines = ["# Int8 text models that batch", "", f"Command: `{res['command']}`", "",
-             f"Run: `{res['run']}` ({res['run_note']}). Machine: {res['machine']}; "
+    lines = ["# Int8 text models that batch", "", f"Command: `{command}`", "",
+             f"Run: `{res['run']}` ({res['run_note']}). Machine: {machine['processor']}, {machine['cpu_count']} cores; "
              f"{res['n_test']} test texts; throughput medians over {res['rounds']} rounds, models in turn "
              "(order rotating) within each round, tokenisation included, default threads.", "",
              "## Throughput (texts/s, in process)", "",
@@ -187,6 +186,7 @@ def main() -> None:
     ap.add_argument("--max-texts", type=int, default=None, help="time on the first N test texts (default all)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
+    record = Record()
     work = Path(tempfile.mkdtemp(prefix="int8-batching-"))
     try:
         built = build(a.run, work)
@@ -204,19 +204,15 @@ def main() -> None:
     old_best_b = max(sizes, key=lambda b: max(old[str(b)]["texts_per_s"], tp["dynamic int8 ONNX (old)"][str(b)]["texts_per_s"]))
     old_best = max(max(old[str(b)]["texts_per_s"], tp["dynamic int8 ONNX (old)"][str(b)]["texts_per_s"]) for b in sizes)
     sq = q["static int8 ONNX (new)"]
-    res = {"command": command(), "run": str(a.run), "run_note": a.run_note, "rounds": a.rounds, "batch_sizes": sizes,
-           "n_test": len(timed), "n_check": a.check,
-           "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
-           "throughput": tp, "quality": q, "independence": ind, "sizes": built["sizes"],
-           "calibration_s": built["calibration_s"],
+    res = {"run": str(a.run), "run_note": a.run_note, "rounds": a.rounds, "batch_sizes": sizes,
+           "n_test": len(timed), "n_check": a.check, "throughput": tp, "quality": q, "independence": ind,
+           "sizes": built["sizes"], "calibration_s": built["calibration_s"],
            "targets": {"b32_over_b1": new["32"]["texts_per_s"] / new["1"]["texts_per_s"],
                        "b32_over_old_best": new["32"]["texts_per_s"] / old_best, "old_best": old_best,
                        "old_best_b": old_best_b, "old_shipped": tp["dynamic int8 ONNX (old)"]["32"]["texts_per_s"],
                        "delta_macro_f1": sq["macro_f1"] - q["fp32 PyTorch"]["macro_f1"],
                        "macro_f1_p": sq["vs_fp32"]["macro_f1"]["p_text"]}}
-    if a.out:
-        a.out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    finish(render(res), a.out)
+    record.finish(render(res, record.command, record.machine()), a.out, res)
 
 
 if __name__ == "__main__":

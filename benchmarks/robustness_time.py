@@ -2,7 +2,8 @@
 configs/emotion-minilm.yaml model with an untrained head (the text suite's cost is prediction, which the
 head does not change), then the default text suite on a subset of the test split.
 
-    python benchmarks/robustness_time.py --out /tmp/rob-runs/minilm-untrained-head --max-examples 300
+    python benchmarks/robustness_time.py --out /tmp/rob-runs/minilm-untrained-head --max-examples 300 \
+        [--results benchmarks/results/robustness-time.md]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from emolab.config import dump_config, load_config
 from emolab.data import load_dataset
 from emolab.models.registry import create_model
 from emolab.robustness.evaluate import robustness_run
+from record import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +26,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="the run folder to create (must not exist)")
     ap.add_argument("--max-examples", type=int, default=300)
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "emotion-minilm.yaml")
+    ap.add_argument("--results", type=Path, default=None, help="where to write the timing (Markdown, JSON beside)")
     args = ap.parse_args()
+    record = Record()
     cfg = load_config(args.config)
     labels = load_dataset(cfg.data, cfg.seed).labels
     args.out.mkdir(parents=True)
@@ -34,8 +38,11 @@ def main() -> None:
     report = robustness_run(args.out, max_examples=args.max_examples)
     wall = time.perf_counter() - t0
     predicted = report.n + sum(c.changed for c in report.checks)
-    print(f"{report.n} examples, {predicted} texts predicted, {wall:.1f} s: {predicted / wall:.1f} texts/s; "
-          f"the full 2000-example test split would predict about {predicted * 2000 / report.n:.0f} texts")
+    lines = ["# Time of `emolab robustness` (text suite, untrained head)", "", f"Command: `{record.command}`", "",
+             f"{report.n} examples, {predicted} texts predicted, {wall:.1f} s: {predicted / wall:.1f} texts/s; "
+             f"the full 2000-example test split would predict about {predicted * 2000 / report.n:.0f} texts"]
+    record.finish(lines, args.results, {"config": args.config, "examples": report.n, "texts_predicted": predicted,
+                                        "seconds": wall})
 
 
 if __name__ == "__main__":

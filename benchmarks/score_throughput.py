@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from record import command, finish
+from record import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EMOLAB_DATA_DIR") or ROOT.parent / "shared" / "data")
@@ -82,7 +82,8 @@ def measure(cmd: list[str], *, kill_when=None) -> dict:
             "scoring_rate": float(rate.group(1).replace(",", "")) if rate else None}
 
 
-def tfidf_section(run: Path, sizes: list[int], predict_sizes: list[int], rounds: int, tmp: Path) -> list[str]:
+def tfidf_section(run: Path, sizes: list[int], predict_sizes: list[int], rounds: int,
+                  tmp: Path) -> tuple[list[str], dict]:
     results: dict[tuple[str, int], list[dict]] = {}
     for _ in range(rounds):
         for n in sorted(set(sizes) | set(predict_sizes)):
@@ -102,7 +103,11 @@ def tfidf_section(run: Path, sizes: list[int], predict_sizes: list[int], rounds:
              "`score`'s own summary also gives its rate once the model is loaded.", "",
              "| command | texts | wall s | rows/s (wall) | rows/s (after load) | peak RSS MB |",
              "|---|---:|---:|---:|---:|---:|"]
+    figures = {"run": run, "rounds": rounds, "measured": []}
     for (cmd, n), rs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        figures["measured"].append({"command": cmd, "texts": n, "wall_s": [r["wall"] for r in rs],
+                                    "peak_mb": [r["peak_mb"] for r in rs],
+                                    "rows_per_s_after_load": [r["scoring_rate"] for r in rs]})
         wall = statistics.median(r["wall"] for r in rs)
         peak = statistics.median(r["peak_mb"] for r in rs)
         own = f"{statistics.median(r['scoring_rate'] for r in rs):,.0f}" if rs[0]["scoring_rate"] else "-"
@@ -121,10 +126,10 @@ def tfidf_section(run: Path, sizes: list[int], predict_sizes: list[int], rounds:
         mp = statistics.median(r["peak_mb"] for r in results[("predict", n)])
         lines.append(f"- at {n:,} texts, `score` rows/s / `predict` rows/s: **{wp / ws:.2f}**; "
                      f"peak RSS `score` / `predict`: {ms / mp:.2f}")
-    return lines + [""]
+    return lines + [""], figures
 
 
-def resume_section(run: Path, n: int, tmp: Path) -> list[str]:
+def resume_section(run: Path, n: int, tmp: Path) -> tuple[list[str], dict]:
     src = write_texts(tmp / f"texts-{n}.txt", n)
     whole, out = tmp / "resume-whole.parquet", tmp / "resume.parquet"
     for f in (whole, out):
@@ -147,16 +152,18 @@ def resume_section(run: Path, n: int, tmp: Path) -> list[str]:
     done = len(json.loads(manifest.read_text())["chunks"])
     second = measure(emolab("score", run, src, "-o", out, "--resume", "--quiet"))
     a, b = pd.read_parquet(whole), pd.read_parquet(out)
-    same = a.equals(b)
+    same, in_order = a.equals(b), b["row"].tolist() == list(range(n))
+    figures = {"texts": n, "chunks": chunks, "killed": first["killed"], "chunks_before_kill": done, "equal": same,
+               "rows": len(b), "in_order": in_order, "resumed_s": second["wall"], "summary": second["stdout"].strip()}
     return ["## Resume after SIGKILL", "",
             f"{n:,} texts in chunks of 10,000: killed with SIGKILL (killed: {first['killed']}) after {done} of "
             f"{chunks} chunks, then `--resume`: the final output {'equals' if same else 'DIFFERS FROM'} an "
             f"uninterrupted run's ({len(b):,} rows, rows 0..{len(b) - 1} each once, in order: "
-            f"{b['row'].tolist() == list(range(n))}). Resumed part: {second['wall']:.1f} s; "
-            f"`{second['stdout'].strip()}`", ""]
+            f"{in_order}). Resumed part: {second['wall']:.1f} s; "
+            f"`{second['stdout'].strip()}`", ""], figures
 
 
-def ray_section(run: Path, n: int, workers: int, tmp: Path) -> list[str]:
+def ray_section(run: Path, n: int, workers: int, tmp: Path) -> tuple[list[str], dict]:
     src = write_texts(tmp / f"texts-{n}.txt", n)
     local, ray = tmp / "ray-local.parquet", tmp / "ray.parquet"
     a = measure(emolab("score", run, src, "-o", local, "--overwrite", "--quiet"))
@@ -167,16 +174,18 @@ def ray_section(run: Path, n: int, workers: int, tmp: Path) -> list[str]:
         same = "identical (every row, column and probability)"
     except AssertionError as exc:
         same = f"DIFFERENT: {exc}"
+    figures = {"texts": n, "workers": workers, "local": {"wall_s": a["wall"], "peak_mb": a["peak_mb"]},
+               "ray": {"wall_s": b["wall"], "peak_mb": b["peak_mb"]}, "outputs": same}
     return ["## Ray engine vs local engine", "",
             f"{n:,} texts, one machine (2 CPU cores), local Ray started by the command with {workers} actors.", "",
             "| engine | wall s | rows/s | peak RSS MB (process tree) |", "|---|---:|---:|---:|",
             f"| local | {a['wall']:.1f} | {n / a['wall']:,.0f} | {a['peak_mb']:,.0f} |",
             f"| ray ({workers} workers) | {b['wall']:.1f} | {n / b['wall']:,.0f} | {b['peak_mb']:,.0f} |", "",
             f"- Ray / local wall time: **{b['wall'] / a['wall']:.1f}x** (Ray's start, actors loading the model, "
-            f"object store); outputs: {same}.", ""]
+            f"object store); outputs: {same}.", ""], figures
 
 
-def faces_section(run: Path, n: int, tmp: Path) -> list[str]:
+def faces_section(run: Path, n: int, tmp: Path) -> tuple[list[str], dict]:
     from PIL import Image
 
     folder = tmp / f"fer-test-{n}"
@@ -190,14 +199,16 @@ def faces_section(run: Path, n: int, tmp: Path) -> list[str]:
     out = tmp / "faces.parquet"
     r = measure(emolab("score", run, folder, "-o", out, "--overwrite", "--quiet"))
     got = pd.read_parquet(out)
+    figures = {"run": run, "images": n, "wall_s": r["wall"], "rows_per_s_after_load": r["scoring_rate"],
+               "peak_mb": r["peak_mb"], "faces": int(got["face"].notna().sum()), "rows": len(got)}
     return ["## Faces", "",
             f"{n:,} FER2013 PrivateTest faces as 48x48 PNG (taken as already cropped: no detection) through `{run}`:",
             f"{r['wall']:.1f} s from process start to exit ({n / r['wall']:,.0f} images/s), "
             f"**{r['scoring_rate'] or 0:,.0f} images/s** once the model is loaded (the summary line), peak RSS "
-            f"{r['peak_mb']:,.0f} MB; {int(got['face'].notna().sum()):,} faces, {len(got):,} rows.", ""]
+            f"{r['peak_mb']:,.0f} MB; {int(got['face'].notna().sum()):,} faces, {len(got):,} rows.", ""], figures
 
 
-def transformer_section(run: Path | None, onnx: Path | None, n: int, tmp: Path) -> list[str]:
+def transformer_section(run: Path | None, onnx: Path | None, n: int, tmp: Path) -> tuple[list[str], dict]:
     src = write_texts(tmp / f"texts-{n}.txt", n)
     texts = src.read_text().splitlines()
     lines = ["## Transformer run: `emolab score` vs the in-process limit", "",
@@ -207,6 +218,7 @@ def transformer_section(run: Path | None, onnx: Path | None, n: int, tmp: Path) 
              "writing), and from process start to exit.", "",
              "| model | limit rows/s | `score` rows/s after load | `score` rows/s (wall) | after load / limit |",
              "|---|---:|---:|---:|---:|"]
+    figures = {"texts": n, "models": []}
     for label, path in [("run (fp32)", run), ("ONNX int8 export", onnx)]:
         if path is None:
             continue
@@ -214,8 +226,10 @@ def transformer_section(run: Path | None, onnx: Path | None, n: int, tmp: Path) 
         out = tmp / f"tr-{label[:3]}.parquet"
         r = measure(emolab("score", path, src, "-o", out, "--overwrite", "--quiet"))
         own = r["scoring_rate"] or 0.0
+        figures["models"].append({"model": label, "path": path, "limit_rows_per_s": limit,
+                                  "rows_per_s_after_load": own, "wall_s": r["wall"]})
         lines.append(f"| {label} `{path}` | {limit:,.0f} | {own:,.0f} | {n / r['wall']:,.0f} | **{own / limit:.2f}** |")
-    return lines + [""]
+    return lines + [""], figures
 
 
 def in_process_limit(path: Path, texts: list[str], batch: int = 64) -> float:
@@ -274,22 +288,29 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "score-bench")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    record = Record()
     args.workdir.mkdir(parents=True, exist_ok=True)
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
-    lines = ["# `emolab score` throughput, memory, resume and engines", "", f"Command: `{command()}`", "",
-             f"Machine: {os.cpu_count()} CPU cores (shared with other work), "
-             f"{psutil.virtual_memory().total / 2 ** 30:.0f} GiB memory.", ""]
+    sections, figures = [], {"memory_gib": psutil.virtual_memory().total / 2 ** 30}
+
+    def add(name: str, section: tuple[list[str], dict]) -> None:
+        sections.extend(section[0])
+        figures[name] = section[1]
+
     if args.tfidf:
-        lines += tfidf_section(args.tfidf, ints(args.sizes), ints(args.predict_sizes), args.rounds, args.workdir)
+        add("tfidf", tfidf_section(args.tfidf, ints(args.sizes), ints(args.predict_sizes), args.rounds, args.workdir))
         if args.resume:
-            lines += resume_section(args.tfidf, args.resume, args.workdir)
+            add("resume", resume_section(args.tfidf, args.resume, args.workdir))
         if args.ray:
-            lines += ray_section(args.tfidf, args.ray, args.workers, args.workdir)
+            add("ray", ray_section(args.tfidf, args.ray, args.workers, args.workdir))
     if args.faces:
-        lines += faces_section(args.faces, args.face_images, args.workdir)
+        add("faces", faces_section(args.faces, args.face_images, args.workdir))
     if args.transformer or args.onnx:
-        lines += transformer_section(args.transformer, args.onnx, args.transformer_texts, args.workdir)
-    finish(lines, args.out)
+        add("transformer", transformer_section(args.transformer, args.onnx, args.transformer_texts, args.workdir))
+    lines = ["# `emolab score` throughput, memory, resume and engines", "", f"Command: `{record.command}`", "",
+             f"Machine: {record.machine()['cpu_count']} CPU cores (shared with other work), "
+             f"{figures['memory_gib']:.0f} GiB memory.", "", *sections]
+    record.finish(lines, args.out, figures)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,15 @@ import argparse
 import asyncio
 import base64
 import io
-import os
-import platform
-import shlex
 import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from record import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -231,12 +229,10 @@ def main() -> None:
 
         uvicorn.run(naive_app(args.naive_server), host="127.0.0.1", port=args.port, log_level="warning")
         return
-
+    record = Record()
     texts, fp32_probs = test_texts(args.run)
     rng = np.random.default_rng(0)
     bodies = [{"inputs": texts[i]} for i in rng.choice(len(texts), size=args.requests, replace=False)]
-    load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
-    started = time.time()
     me = [str(Path(__file__).relative_to(ROOT))]
     specs = {
         "naive (sync FastAPI, fp32 PyTorch)": ("naive", [*me, "--naive-server", args.run, "--run", args.run,
@@ -253,6 +249,7 @@ def main() -> None:
         specs.pop("naive (sync FastAPI, fp32 PyTorch)")
     servers = {name: Server(*spec) for name, spec in specs.items()}
     notes = []
+    figures = {"requests": args.requests, "rounds": args.rounds, "servers": list(servers), "limits": {}}
     try:
         for s in servers.values():  # warm-up: first calls build caches
             load(s.predict_url, bodies[:16], 4)
@@ -271,6 +268,7 @@ def main() -> None:
                 med = {k: float(np.median([x[k] for x in per[n]])) for k in ("rps", "p50", "p95", "p99")}
                 rows.append({"concurrency": c, "server": n, **med, "errors": sum(x["errors"] for x in per[n]),
                              "ratio": med["rps"] / naive})
+        figures["rows"] = rows
 
         # the in-process limit of each int8 export on the same texts (the servers idle meanwhile): its best
         # of batch 1 and batch 32, medians over the rounds; served req/s are compared with it below
@@ -293,6 +291,8 @@ def main() -> None:
             b = max(best, key=best.get)
             served = {r["concurrency"]: r for r in rows if r["server"] == n}
             top = max(served.values(), key=lambda r: r["rps"])
+            figures["limits"][n] = {"texts_per_s_by_batch": best, "best_batch": b,
+                                    "served_concurrency": top["concurrency"], "served_rps": top["rps"]}
             notes.append(f"- {n}: in-process limit **{best[b]:.1f} texts/s** at batch {b} (batch 1: {best[1]:.1f}, "
                          f"batch 32: {best[32]:.1f}; the same {len(request_texts)} texts, medians of {args.rounds}); "
                          f"served at concurrency {top['concurrency']}: {top['rps']:.1f} req/s = "
@@ -316,6 +316,8 @@ def main() -> None:
         same_argmax = int((served.argmax(1) == local.argmax(1)).sum())
         max_diff = float(np.abs(served - local).max())
         flips = int((local.argmax(1) != fp32_probs.argmax(1)).sum())
+        figures["every_test_example"] = {"examples": len(texts), "same_argmax": same_argmax, "max_score_diff": max_diff,
+                                         "errors": every["errors"], "int8_vs_fp32_argmax_differs": flips}
         notes.append(f"- every test example ({len(texts)}) through the int8 server: argmax equal to `emolab predict` "
                      f"on the same export for **{same_argmax} / {len(texts)}**, largest score difference "
                      f"{max_diff:.2e}, errors {every['errors']}; the int8 export disagrees with the fp32 run on "
@@ -325,6 +327,8 @@ def main() -> None:
             rss0 = int8.rss_mb()
             soak = load(int8.predict_url, bodies, 16, deadline=time.perf_counter() + 60 * args.soak_minutes)
             rss1 = int8.rss_mb()
+            figures["soak"] = {"minutes": args.soak_minutes, "concurrency": 16, "rss_mb_start": rss0,
+                               "rss_mb_end": rss1, **{k: v for k, v in soak.items() if k != "answers"}}
             notes.append(f"- soak, int8 server, concurrency 16, {args.soak_minutes:g} min: {soak['requests']} requests, "
                          f"**{soak['errors']} errors**, {soak['rps']:.1f} req/s, p99 {soak['p99']:.0f} ms; resident "
                          f"memory {rss0:.0f} MB at start, {rss1:.0f} MB at end")
@@ -339,21 +343,22 @@ def main() -> None:
             load(face.predict_url, fb[:16], 4)
             res = [load(face.predict_url, fb, 8) for _ in range(args.rounds)]
             med = {k: float(np.median([x[k] for x in res])) for k in ("rps", "p50", "p99")}
+            figures["face"] = {"run": args.face_run, "images": 400, "concurrency": 8, **med,
+                               "errors": sum(x["errors"] for x in res)}
             notes.append(f"- face model (`{args.face_run}`), 400 PNG test faces as base64 JSON, concurrency 8: "
                          f"**{med['rps']:.1f} images/s**, p50 {med['p50']:.0f} ms, p99 {med['p99']:.0f} ms, errors "
                          f"{sum(x['errors'] for x in res)} (median of {args.rounds} rounds)")
         finally:
             face.stop()
 
-    text = (f"# Serving under load\n\nCommand: `python {' '.join(shlex.quote(a) for a in sys.argv)}`\n\n"
-            f"Machine: {os.cpu_count()} CPU cores, {platform.platform()}; load average before {load_before}; "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {(time.time() - started) / 60:.1f} min. Servers and "
-            f"the load generator share the cores. {args.requests} requests per server, concurrency level and "
-            f"round; medians over {args.rounds} rounds, servers taken in rotating order.\n\n"
-            + table(rows, names[0]) + "\n\n" + "\n".join(notes) + "\n")
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    machine = record.machine()
+    lines = ["# Serving under load", "", f"Command: `{record.command}`", "",
+             f"Machine: {machine['cpu_count']} CPU cores, {machine['platform']}; load average before "
+             f"{'/'.join(f'{x:.2f}' for x in machine['load_before'])}; {machine['started_utc']} UTC, "
+             f"{machine['wall_minutes']:.1f} min. Servers and the load generator share the cores. {args.requests} "
+             f"requests per server, concurrency level and round; medians over {args.rounds} rounds, servers taken in "
+             "rotating order.", "", table(rows, names[0]), "", *notes]
+    record.finish(lines, args.out, figures)
 
 
 if __name__ == "__main__":

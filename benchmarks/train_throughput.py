@@ -1,7 +1,7 @@
 """Training throughput: emolab's loop vs Hugging Face ``Trainer`` on the same model, data, batch size and
 number of steps, alternating, several rounds. Reports training examples/second for each and the ratio.
 
-    python benchmarks/train_throughput.py --steps 40 --rounds 3 --out benchmarks/results/train_throughput.md
+    python benchmarks/train_throughput.py --steps 40 --rounds 3 --out benchmarks/results/train-throughput.md
 
 Both sides train the same module (all-MiniLM-L6-v2 + mean pooling + linear head, freshly built from the
 same seed each round) on the same tokenised dair-ai emotion examples with dynamic padding and
@@ -12,12 +12,9 @@ timed (emolab's loop scores a 64-example validation set at the end of its epoch;
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +24,7 @@ from emolab.data import dataset_config
 from emolab.data import load_dataset
 from emolab.models import create_model
 from emolab.records import Dataset
+from record import Record
 
 
 class WithLoss(torch.nn.Module):
@@ -84,8 +82,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--out", default="benchmarks/results/train_throughput.md")
+    ap.add_argument("--out", default="benchmarks/results/train-throughput.md")
     args = ap.parse_args()
+    record = Record()
     cfg = config_from_dict({"model": {"name": "transformer", "backbone": "minilm-l6", "pooling": "mean"},
                             "train": {"batch_size": args.batch_size, "max_steps": args.steps, "epochs": 1,
                                       "lr": 5e-5, "warmup_ratio": 0.06},
@@ -108,21 +107,21 @@ def main() -> None:
             print(f"round {r + 1} {name}: {n / seconds:.1f} examples/s ({seconds:.1f}s)", flush=True)
     med = {k: statistics.median(v) for k, v in results.items()}
     ratios = [a / b for a, b in zip(results["emolab"], results["trainer"])]
+    machine = record.machine()
     lines = [
         "# Training throughput: emolab vs Hugging Face Trainer", "",
-        f"Command: `python benchmarks/train_throughput.py --steps {args.steps} --rounds {args.rounds} "
-        f"--batch-size {args.batch_size}`", "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads; minilm-l6 + mean pooling, batch "
+        f"Command: `{record.command}`", "",
+        f"Machine: {machine['processor']}, {machine['cpu_count']} cores, torch "
+        f"{machine['versions']['torch']}, {torch.get_num_threads()} threads; minilm-l6 + mean pooling, batch "
         f"{args.batch_size}, {args.steps} optimizer steps per measurement, dair-ai emotion texts.", "",
         "| engine | examples/s per round | median |", "|---|---|---|",
         *(f"| {k} | {', '.join(f'{x:.1f}' for x in v)} | {med[k]:.1f} |" for k, v in results.items()), "",
         f"emolab / Trainer, per round (side by side): {', '.join(f'{x:.3f}' for x in ratios)}; "
-        f"median ratio **{statistics.median(ratios):.3f}x**.", "",
+        f"median ratio **{statistics.median(ratios):.3f}x**.",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
-    print("\n".join(lines))
+    record.finish(lines, args.out, {"steps": args.steps, "batch_size": args.batch_size, "examples": n,
+                                    "threads": torch.get_num_threads(), "examples_per_s": results,
+                                    "ratios": ratios})
 
 
 if __name__ == "__main__":

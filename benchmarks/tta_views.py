@@ -15,8 +15,6 @@ part: about 5 minutes per split on 2 cores for 50 views).
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from emolab.models import load_model
 from emolab.models.image_augment import crop_offsets, tta_views
 from emolab.models.vision import to_pixels
 from emolab.rundir import load_run_config
+from record import Record
 
 SPLITS = ("validation", "test")
 
@@ -65,9 +64,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    record = Record()
     torch.set_num_threads(args.threads)
-    lines = ["| run | mode | views | validation accuracy | validation macro-F1 | test accuracy | test macro-F1 |",
+    lines = [f"# Test-time averaging of face runs ({record.started:%Y-%m-%d})", "", f"    {record.command}", "",
+             "| run | mode | views | validation accuracy | validation macro-F1 | test accuracy | test macro-F1 |",
              "|---|---|---|---|---|---|---|"]
+    figures = {"runs": {}}
     for run in args.runs:
         model, cfg = load_model(run), load_run_config(run)
         ds = load_dataset(cfg.data, cfg.seed)
@@ -86,16 +88,13 @@ def main() -> None:
                 np.savez(cached, **probs)
         for mode, idx in modes(ds.split("test").inputs.shape[-1], model.cfg.crop_size).items():
             row = [run.name, mode, str(len(idx))]
+            scores = figures["runs"].setdefault(run.name, {})[mode] = {"views": len(idx)}
             for split in SPLITS:
                 y, pred = ds.split(split).labels, probs[split][:, idx].mean(1).argmax(1)
-                row += [f"{accuracy_score(y, pred):.4f}", f"{f1_score(y, pred, average='macro'):.4f}"]
+                scores[split] = {"accuracy": accuracy_score(y, pred), "macro_f1": f1_score(y, pred, average="macro")}
+                row += [f"{scores[split]['accuracy']:.4f}", f"{scores[split]['macro_f1']:.4f}"]
             lines.append("| " + " | ".join(row) + " |")
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-        args.out.write_text(f"# Test-time averaging of face runs ({time.strftime('%Y-%m-%d')})\n\n    {command}\n\n"
-                            f"{table}\n")
+    record.finish(lines, args.out, figures)
 
 
 if __name__ == "__main__":

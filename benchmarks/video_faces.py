@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from faces_in_the_wild import texture
-from record import command, finish
+from record import Record
 
 
 def write_clip(path: Path, faces: np.ndarray, seconds: float, seed: int, fps: int = 25) -> list[list[tuple]]:
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    record = Record()
     import cv2
 
     from emolab.data import load_dataset
@@ -82,14 +83,16 @@ def main() -> None:
             break
     pick = np.array(pick)
     tta = model.tta
-    lines = [f"# Video: faces found, tracked and labelled over time\n",
-             f"Command: `{command()}`\n",
+    lines = ["# Video: faces found, tracked and labelled over time\n",
+             f"Command: `{record.command}`\n",
              f"A {args.seconds:g}-second 640x480 clip at 25 frames/s (seed {args.seed}) of two FER2013 PrivateTest "
              f"faces (labels {names[test.labels[pick[0]]]}, {names[test.labels[pick[1]]]}) of 160 px drifting over a "
              f"textured background; model `{args.run}` ({run.card.summary}); detector "
              f"`{args.detector}`. A track's box belongs to the face whose frame holds its centre.\n",
              "| sampled frames/s | tta | sampled frames | wall s | frames processed/s | tracks per face | found in "
              "sampled frames | smoothed label = FER2013 label |", "|---|---|---|---|---|---|---|---|"]
+    figures = {"run": args.run, "model": run.card.summary, "detector": args.detector, "seconds": args.seconds,
+               "seed": args.seed, "labels": [names[test.labels[i]] for i in pick], "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         truth = write_clip(clip, test.inputs[pick], args.seconds, args.seed)
@@ -110,11 +113,14 @@ def main() -> None:
                     tracks[k].add(r.track)
                     found[k] += 1
                     agree[k] += r.label == names[test.labels[pick[k]]]
+            figures["rows"].append({"rate": rate, "tta": model.tta, "sampled_frames": sampled, "wall_s": wall,
+                                    "tracks": [len(tracks[0]), len(tracks[1])], "found": [found[0], found[1]],
+                                    "agree": [agree[0], agree[1]]})
             lines.append(f"| {rate:g} | {model.tta} | {sampled} | {wall:.1f} | {sampled / wall:.1f} | "
                          f"{len(tracks[0])}, {len(tracks[1])} | {found[0] / sampled:.2f}, {found[1] / sampled:.2f} | "
                          f"{agree[0] / max(found[0], 1):.2f}, {agree[1] / max(found[1], 1):.2f} |")
             print(lines[-1], flush=True)
-    finish(lines, args.out)
+    record.finish(lines, args.out, figures)
 
 
 if __name__ == "__main__":
