@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from emolab.analysis.analyze import analyze_predictions, analyze_run
 from emolab.analysis.errors import confusion_pairs, misclassified, near_ties
+from emolab.analysis.summary import analyze_predictions
 from emolab.analysis.tags import TAGS, tag_examples
+from emolab.analyze import analyze_run
 from emolab.config import config_from_dict
 from emolab.errors import EmolabError
 from emolab.metrics import confusion_matrix

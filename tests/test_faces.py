@@ -452,6 +452,45 @@ def test_occlusion_map_finds_the_informative_patch():
     assert np.unravel_index(m.argmax(), m.shape)[0] < 20 and m[40:, 40:].max() == pytest.approx(0.0)
 
 
+def test_the_pixel_baseline_is_a_registered_model_that_saves_and_loads(tmp_path):
+    """``pixel-logreg`` is the logistic regression on 2x2-averaged, standardised pixels that face CNNs are compared
+    with: the same scikit-learn estimator with the same settings, behind the model interface."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    write_fer(tmp_path / "fer", 140)
+    cfg = config_from_dict(fer_config(tmp_path, tmp_path / "fer", model="pixel-logreg"))
+    ds = load_dataset(cfg.data, cfg.seed)
+    model = create_model(cfg.model, ds.labels, ds)
+    assert (model.modality, model.family, model.training) == ("image", "classical", "one-pass")
+    history = model.fit(ds, cfg)
+    assert len(history) == 1 and 0 <= history[0].validation["accuracy"] <= 1
+    train, test = ds.split("train"), ds.split("test")
+    pooled = lambda x: x.reshape(len(x), 24, 2, 24, 2).mean(axis=(2, 4)).reshape(len(x), -1)  # noqa: E731
+    direct = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.1)).fit(pooled(train.inputs),
+                                                                                        train.labels)
+    probs = model.predict_proba(test.inputs)
+    assert np.allclose(probs[:, direct.classes_], direct.predict_proba(pooled(test.inputs)))
+    assert probs.shape == (len(test), 7) and np.allclose(probs.sum(1), 1)
+    model.save(tmp_path / "saved")
+    again = load_model(tmp_path / "saved")
+    assert np.array_equal(again.predict_proba(test.inputs), probs) and again.card().input["side"] == 48
+    assert model.fit_notes() == []
+    capped = create_model(model_config("pixel-logreg", max_iter=1), ds.labels, ds)
+    capped.fit(ds, cfg)
+    assert capped.fit_notes() == ["lbfgs stopped at its 1-iteration cap before converging"]
+
+
+def test_a_pixel_logreg_run_is_analysed_without_a_baseline_of_itself(tmp_path):
+    write_fer(tmp_path / "fer", 140)
+    out = run(config_from_dict(fer_config(tmp_path, tmp_path / "fer", model="pixel-logreg")), say=quiet)
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert analysis["modality"] == "image" and "baseline" not in analysis  # a classical run is its own baseline
+    assert (out / "model" / "pixels.skops").is_file()
+    assert json.loads((out / "model" / "emolab_model.json").read_text())["family"] == "classical"
+
+
 def test_predict_cli_classifies_image_files_and_folders(tmp_path):
     from PIL import Image
 

@@ -198,11 +198,54 @@ from emolab.config import config_from_dict, config_from_saved
 from emolab.models import list_models, model_config
 for raw in ({"model": {"name": "transformer", "pooling": "attention"}},
             {"model": {"name": "vgg-fer", "depths": [1, 1, 1, 1]}, "data": {"name": "fer2013"}},
-            {"model": {"name": "tfidf"}}):
+            {"model": {"name": "tfidf"}}, {"model": {"name": "pixel-logreg"}, "data": {"name": "fer2013"}}):
     cfg = config_from_dict(raw)
     config_from_saved(cfg.to_dict(), source="saved")
 assert "transformer" in list_models() and model_config("cnn-small").modality == "image"
 print(sorted(m for m in ("torch", "transformers", "onnxruntime") if m in sys.modules))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
+
+
+# what the error analysis leaves to the step that gathers its inputs (emolab.analyze): models, training, runs, data
+NOT_IN_ANALYSIS = ("torch", "sklearn.linear_model", "emolab.models", "emolab.training", "emolab.evaluation",
+                   "emolab.data", "emolab.rundir", "emolab.pipeline", "emolab.analyze")
+
+
+def test_the_analysis_package_is_pure_functions_on_predictions():
+    """No module of ``emolab.analysis`` imports a model, the training loop, a run or dataset reader, or torch
+    (imports inside functions count): it takes predictions, inputs and a ``predict_proba``, and returns dicts
+    and figures."""
+    offenders = []
+    for name, path in MODULES.items():
+        if name != "emolab.analysis" and not name.startswith("emolab.analysis."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(node, name, path.name == "__init__.py")
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            hits = {t for t in targets for banned in NOT_IN_ANALYSIS if t == banned or t.startswith(banned + ".")}
+            if hits:
+                offenders.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} imports {sorted(hits)}")
+    assert "emolab.analysis.summary" in MODULES  # the walk sees the package
+    assert not offenders, "\n".join(offenders)
+
+
+def test_importing_the_analysis_package_loads_no_model_code():
+    import subprocess
+
+    code = f"""
+import importlib, pkgutil, sys
+import emolab.analysis
+for m in pkgutil.iter_modules(emolab.analysis.__path__):
+    importlib.import_module("emolab.analysis." + m.name)
+print(sorted(m for m in sys.modules if m.startswith({NOT_IN_ANALYSIS!r})))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

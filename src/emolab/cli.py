@@ -336,7 +336,7 @@ def analyze(
     top: int = typer.Option(20, help="How many errors, near-ties and label issues to list"),
 ):
     """Rank errors, confusion pairs, likely label errors and error tags; writes RUN/analysis/."""
-    from emolab.analysis.analyze import analyze_run
+    from emolab.analyze import analyze_run
 
     analyze_run(run_dir, split=split, annotations=annotations, top=top, say=_say)
 

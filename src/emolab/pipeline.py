@@ -80,7 +80,7 @@ def _create_run_dir(cfg: RunConfig, *, resume: bool, overwrite: bool) -> tuple[R
 
 
 def _analyse_and_report(path: Path, ds: Dataset, say: Say, *, notebook: bool = False) -> None:
-    from emolab.analysis.analyze import analyze_run
+    from emolab.analyze import analyze_run
     from emolab.report import write_report
 
     if not ds.labels.multi_label:

@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from emolab.analysis.errors import margins
+from emolab.errors import EmolabError
 from emolab.lexicon import HEDGES, INTENSIFIERS, NEGATORS, lexicon_emotions, nrc_lexicon
 from emolab.records import Predictions
 
@@ -90,3 +92,27 @@ def label_issues(preds: Predictions) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, dtype=int), np.ones(len(labels))
     issues = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
     return np.asarray(issues, dtype=int), get_label_quality_scores(labels, probs)
+
+
+def require_single_label(preds: Predictions) -> None:
+    if preds.labels.multi_label:
+        raise EmolabError("error analysis handles single-label runs",
+                          hint="for GoEmotions use multi_label_policy: drop or first to analyse errors")
+
+
+@dataclass(frozen=True)
+class Tagging:
+    """The error tags of one split: a boolean mask per tag, and the cleanlab flags behind ``likely_label_error``."""
+
+    masks: dict[str, np.ndarray]  # tag -> which examples carry it
+    label_issues: np.ndarray  # indices of likely label errors, most suspicious first
+    quality: np.ndarray  # cleanlab's label-quality score of every example
+
+
+def tag_split(preds: Predictions, *, modality: str = "text", max_length: int | None = None,
+              images: np.ndarray | None = None) -> Tagging:
+    """Every tag of a single-label split; ``images`` (uint8, aligned with ``preds``) feed the image tags."""
+    require_single_label(preds)
+    issues, quality = label_issues(preds)
+    masks = tag_examples(preds, modality=modality, max_length=max_length, label_issues=issues, images=images)
+    return Tagging(masks, issues, quality)

@@ -7,7 +7,8 @@ reports and serving never ask for its name:
 - ``modality`` (``text`` / ``image``), ``family``, ``training`` and ``describe(cfg)``: what its card says
   (input kind, a one-line summary, the hyperparameters worth reporting);
 - ``from_config(cfg, labels, dataset=None)`` builds an untrained model; ``fit(dataset, run_cfg, logger)``
-  trains it and returns the per-epoch history; ``set_inference(eval_cfg)`` applies evaluation options;
+  trains it and returns the per-epoch history (``fit_notes()``: what that fit wants said beside its scores);
+  ``set_inference(eval_cfg)`` applies evaluation options;
 - ``predict_proba(inputs, batch_size)`` returns ``(N, K)`` probabilities (calibrated, when the model carries a
   :class:`~emolab.calibration.Calibration`: the base class applies it to what every subclass returns);
 - ``save(folder)`` / ``load(folder)`` write and read everything needed to predict offline.
@@ -40,6 +41,7 @@ _MODELS: dict[str, type[Classifier]] = {}
 # elsewhere registers itself with @register_model when its module is imported.
 BUILTIN: dict[str, tuple[str, str]] = {
     "tfidf": ("emolab.models.classical", "emolab.models.classical:TfidfConfig"),
+    "pixel-logreg": ("emolab.models.classical", "emolab.models.classical:PixelLogregConfig"),
     "transformer": ("emolab.models.text", "emolab.models.text_config:TransformerConfig"),
     "transformer-pruned": ("emolab.models.pruned", "emolab.models.text_config:TransformerConfig"),
     "onnx": ("emolab.models.onnx", "emolab.models.registry:ModelConfig"),
@@ -159,6 +161,10 @@ class Classifier:
 
     def set_inference(self, eval_cfg: Any) -> None:
         """Apply evaluation options (test-time augmentation for image models); once, after fit or load."""
+
+    def fit_notes(self) -> list[str]:
+        """What the last ``fit`` wants said beside the model's scores (a solver stopped at its iteration cap)."""
+        return []
 
     # True where an example's scores would depend on the examples batched with it (activations quantized per
     # call, as in dynamic int8): predict_proba then runs one example at a time, whatever batch_size it is given
