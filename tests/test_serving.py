@@ -406,3 +406,109 @@ def test_the_faces_route_finds_faces_in_photos_through_the_same_code_as_predict(
     text = httpx.post(f"{server.url}/v1/models/moods/faces", json={"inputs": "hi"})
     assert text.status_code == 422 and text.json()["error"]["field"] == "name"
     assert_healthy(server)
+
+
+def _emolab(*args) -> int:
+    """The CLI in this process; its exit code."""
+    from emolab.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+def test_the_faces_route_and_emolab_predict_give_the_same_face_rows_for_the_same_photos(server, model_dirs, tmp_path):
+    """One "photo -> face rows" step: every face `emolab predict FACE_RUN photo --output` writes (box, detector
+    score, label, probabilities), and a photo without a face, is what the faces route answers for that photo."""
+    from PIL import Image
+
+    from tests.test_photos import grace_hopper
+
+    ramp = tmp_path / "ramp.png"
+    Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (200, 1))).save(ramp)
+    photos = [astronaut_png(tmp_path), grace_hopper(), ramp]
+    out = tmp_path / "faces.csv"
+    assert _emolab("predict", model_dirs[1], *photos, "--output", out) == 0
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)  # as written: a photo without a face has blanks
+    r = httpx.post(f"{server.url}/v1/models/faces/faces",
+                   json={"inputs": [base64.b64encode(p.read_bytes()).decode() for p in photos]})
+    assert r.status_code == 200, r.text
+    for photo, answered in zip(photos, r.json()):
+        rows = written[written["input"] == str(photo)]
+        if photo == ramp:
+            assert answered == [] and rows["face"].tolist() == [""]
+            continue
+        assert len(answered) == len(rows) > 0
+        for face, (_, row) in zip(answered, rows.iterrows()):
+            assert face["box"] == {k: int(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")}
+            assert f"{face['score']:.3f}" == row["detector_score"] and face["label"] == row["label"]
+            assert {x["label"]: x["score"] for x in face["labels"]} == \
+                pytest.approx({n: float(row[f"p_{n}"]) for n in FER2013_LABELS}, abs=1e-6)
+    assert_healthy(server)
+
+
+def test_each_served_model_batches_with_its_own_settings(model_dirs):
+    """`batching` names a model: its batcher takes those settings; the other model takes the server's."""
+    from emolab.errors import EmolabError
+    from emolab.serving import BatchSettings
+
+    text_run, faces = model_dirs
+    settings = ServeSettings(models=[str(text_run), f"faces={faces}"], max_batch=16, max_wait_ms=30.0,
+                             batching={"moods": BatchSettings(max_batch=1)})
+    app = create_app(settings)
+    live = LiveServer(app)
+    try:
+        batchers = app.state.server.batchers
+        assert batchers["moods"].batch == BatchSettings(max_batch=1, max_wait_ms=0.0)
+        assert batchers["faces"].batch == BatchSettings(max_batch=16, max_wait_ms=30.0)
+
+        async def burst():
+            async with httpx.AsyncClient(timeout=30) as client:
+                return await asyncio.gather(*(client.post(f"{live.url}/v1/models/moods/predict",
+                                                          json={"inputs": f"i feel glad {i}"}) for i in range(8)))
+
+        assert all(r.status_code == 200 for r in asyncio.run(burst()))
+        text = httpx.get(f"{live.url}/metrics").text
+        calls = float(re.search(r'emolab_batch_size_count\{model="moods"\} (\S+)', text).group(1))
+        assert calls == 8  # one item per model call: moods' own max_batch
+    finally:
+        live.close()
+    with pytest.raises(EmolabError, match="'nope', which is not served"):
+        create_app(ServeSettings(models=[str(text_run)], batching={"nope": BatchSettings()}))
+
+
+def test_serve_takes_its_defaults_from_the_settings_and_each_models_batching_from_batch(model_dirs, monkeypatch,
+                                                                                         capsys):
+    import emolab.serving
+    from emolab.serving import BatchSettings
+
+    got = []
+    monkeypatch.setattr(emolab.serving, "serve", lambda settings, say: got.append(settings))
+    monkeypatch.delenv("EMOLAB_API_KEY", raising=False)
+    text_run, faces = model_dirs
+    assert _emolab("serve", text_run) == 0
+    assert got.pop() == ServeSettings(models=[str(text_run)])  # every default is the settings classes' own
+    assert _emolab("serve", text_run, f"faces={faces}", "--max-wait-ms", 2, "--batch", "faces.max_batch=8",
+                   "--batch", "moods.max_wait_ms=5", "--batch", "moods.max_batch=4") == 0
+    settings = got.pop()
+    assert settings.batching == {"faces": BatchSettings(8, 2.0), "moods": BatchSettings(4, 5.0)}
+    assert settings.batch_for("faces") == BatchSettings(8, 2.0)  # a key not given: the server's
+    for bad, needle in (("faces.size=3", "unknown --batch key 'size'"), ("faces=3", "not NAME.KEY=VALUE"),
+                        ("faces.max_batch=0", "max_batch 0 is not a batch size"),
+                        ("faces.max_wait_ms=soon", "'soon' is not a number")):
+        capsys.readouterr()
+        assert _emolab("serve", text_run, "--batch", bad) == 2, bad
+        assert needle in " ".join(capsys.readouterr().err.split()), bad
+    assert not got
+
+
+def test_batching_for_a_model_not_served_is_refused_before_any_model_loads(model_dirs):
+    from emolab.errors import EmolabError
+    from emolab.serving import BatchSettings
+    from emolab.serving.server import serve
+
+    with pytest.raises(EmolabError, match="'faces', which is not served") as caught:
+        serve(ServeSettings(models=[str(model_dirs[0])], batching={"faces": BatchSettings()}), say=lambda _m: None)
+    assert "moods" in str(caught.value)  # the served names, as `load` names them

@@ -15,6 +15,7 @@ from rich.table import Table
 from emolab.errors import EmolabError
 from emolab.faces.detectors import DEFAULT_DETECTOR, DEFAULT_MIN_FACE, list_detectors
 from emolab.outputs import check_output
+from emolab.serving.settings import Limits, ServeSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, compare, evaluate, analyse, compress and report emotion and sentiment classifiers.")
@@ -584,40 +585,50 @@ def data_list():
         _say(n)
 
 
+_SERVE, _LIMITS = ServeSettings(models=[]), Limits()  # the defaults of `emolab serve`, owned by the settings
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
     models: List[str] = typer.Argument(..., help="Run directories, compressed model folders (RUN/compression/"
                                        "models/...) or `emolab export` folders; NAME=PATH names one"),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you say otherwise)"),
-    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
-    workers: int = typer.Option(1, help="Server processes, each holding the models (stateless; metrics shared)"),
-    max_batch: int = typer.Option(32, help="Most items in one model call (micro-batching)"),
-    max_wait_ms: float = typer.Option(0.0, help="How long a batch waits for more requests (0: it takes the requests "
-                                      "that queued while the model was busy, and waits for none)"),
-    threads: Optional[int] = typer.Option(None, help="Inference threads per worker (PyTorch, ONNX Runtime); "
-                                          "default: the runtimes' own"),
-    max_text_chars: int = typer.Option(2000, help="Longest text accepted"),
-    max_items: int = typer.Option(64, help="Most inputs in one request"),
-    max_image_bytes: int = typer.Option(5 * 1024 * 1024, help="Largest image file accepted"),
-    max_image_pixels: int = typer.Option(25_000_000, help="Most pixels in an image (width x height)"),
-    max_request_pixels: int = typer.Option(50_000_000, help="Most pixels in all the images of one request"),
-    max_body_bytes: int = typer.Option(8 * 1024 * 1024, help="Largest request body"),
-    timeout_s: float = typer.Option(10.0, help="Per-request timeout (answered 504)"),
-    body_timeout_s: float = typer.Option(30.0, help="Time a client has to send a request body (answered 408)"),
-    max_connections: int = typer.Option(128, help="Open connections served at once (beyond: 503)"),
-    api_key: Optional[str] = typer.Option(None, envvar="EMOLAB_API_KEY", help="Require this key on every route "
-                                          "but /health and the API docs (/docs, /openapi.json) (header 'Authorization: Bearer KEY' or 'X-API-Key'). "
+    host: str = typer.Option(_SERVE.host, help="Address to listen on (loopback unless you say otherwise)"),
+    port: int = typer.Option(_SERVE.port, min=1, max=65535, help="TCP port"),
+    workers: int = typer.Option(_SERVE.workers, help="Server processes, each holding the models (stateless; "
+                                "metrics shared)"),
+    max_batch: int = typer.Option(_SERVE.max_batch, help="Most items in one model call (micro-batching)"),
+    max_wait_ms: float = typer.Option(_SERVE.max_wait_ms, help="How long a batch waits for more requests (0: it "
+                                      "takes the requests that queued while the model was busy, and waits for none)"),
+    batch: Optional[List[str]] = typer.Option(None, "--batch", help="One model's own batching, NAME.KEY=VALUE with "
+                                              "KEY max_batch or max_wait_ms, e.g. --batch faces.max_batch=8 "
+                                              "(repeatable; other models and keys: --max-batch, --max-wait-ms)"),
+    threads: Optional[int] = typer.Option(_SERVE.threads, help="Inference threads per worker (PyTorch, ONNX "
+                                          "Runtime); default: the runtimes' own"),
+    max_text_chars: int = typer.Option(_LIMITS.max_text_chars, help="Longest text accepted"),
+    max_items: int = typer.Option(_LIMITS.max_items, help="Most inputs in one request"),
+    max_image_bytes: int = typer.Option(_LIMITS.max_image_bytes, help="Largest image file accepted"),
+    max_image_pixels: int = typer.Option(_LIMITS.max_image_pixels, help="Most pixels in an image (width x height)"),
+    max_request_pixels: int = typer.Option(_LIMITS.max_request_pixels, help="Most pixels in all the images of one "
+                                           "request"),
+    max_body_bytes: int = typer.Option(_LIMITS.max_body_bytes, help="Largest request body"),
+    timeout_s: float = typer.Option(_LIMITS.timeout_s, help="Per-request timeout (answered 504)"),
+    body_timeout_s: float = typer.Option(_LIMITS.body_timeout_s, help="Time a client has to send a request body "
+                                         "(answered 408)"),
+    max_connections: int = typer.Option(_SERVE.max_connections, help="Open connections served at once (beyond: 503)"),
+    api_key: Optional[str] = typer.Option(_SERVE.api_key, envvar="EMOLAB_API_KEY", help="Require this key on every "
+                                          "route but /health and the API docs (/docs, /openapi.json) (header "
+                                          "'Authorization: Bearer KEY' or 'X-API-Key'). "
                                           "Set it in the environment variable EMOLAB_API_KEY: given as "
                                           "--api-key it shows in the process list (ps) to every local user"),
     cors_origin: Optional[List[str]] = typer.Option(None, help="Allow browser calls from this origin (repeatable)"),
-    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
-    align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
+    detector: str = typer.Option(_SERVE.detector, "--detector", help=DETECTOR_HELP),
+    align: bool = typer.Option(_SERVE.align_faces, "--align", help=ALIGN_HELP),
 ):
     """Serve models over HTTP (JSON API, Prometheus metrics, OpenAPI docs) with a demo page at /."""
     from emolab.faces.detectors import alignment_note
-    from emolab.serving import Limits, ServeSettings
     from emolab.serving import serve as run_server
+    from emolab.serving.settings import BatchSettings, batch_overrides
 
     names = [m.rpartition("=")[0] or Path(m.rpartition("=")[2]).resolve().name for m in models]
     if len(set(names)) != len(names):  # before any model loads or worker starts
@@ -635,10 +646,11 @@ def serve(
     limits = Limits(max_text_chars=max_text_chars, max_items=max_items, max_image_bytes=max_image_bytes,
                     max_image_pixels=max_image_pixels, max_request_pixels=max_request_pixels,
                     max_body_bytes=max_body_bytes, timeout_s=timeout_s, body_timeout_s=body_timeout_s)
+    batching = batch_overrides(list(batch or []), BatchSettings(max_batch, max_wait_ms))
     run_server(ServeSettings(models=list(models), host=host, port=port, workers=workers, max_batch=max_batch,
-                             max_wait_ms=max_wait_ms, threads=threads, limits=limits, api_key=api_key,
-                             cors_origins=list(cors_origin or []), detector=detector, align_faces=align,
-                             max_connections=max_connections), say=_say)
+                             max_wait_ms=max_wait_ms, batching=batching, threads=threads, limits=limits,
+                             api_key=api_key, cors_origins=list(cors_origin or []), detector=detector,
+                             align_faces=align, max_connections=max_connections), say=_say)
 
 
 RESUMABLE = {"run": "emolab run CONFIG --resume"}

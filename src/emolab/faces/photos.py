@@ -132,6 +132,7 @@ class FaceRow:
     probs: np.ndarray | None = None
     detected: bool = True  # False: the image was taken as an already cropped face
     scale: float = 1.0  # photo pixels per pixel of the image the box was found in
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)  # what the model reads (grayscale)
 
     def photo_box(self) -> dict | None:
         """The box in the original photo's pixels (EXIF-rotated)."""
@@ -200,9 +201,14 @@ def face_crops(image: np.ndarray, side: int, detector: Detector | None, min_face
     return [(f, fer_crop(gray, f, detector.margin, side, align=align)) for f in detector.detect(image, min_face)]
 
 
+NO_FACE = "(no face found)"  # the label of a photo's row when no face is found in it
+
+
 @dataclass
 class PhotoPredictor:
-    """A face model and a detector: ``rows(paths)`` -> one :class:`FaceRow` per face (or per faceless photo)."""
+    """A face model and a detector: ``faces(file, rgb, scale)`` -> one photo's :class:`FaceRow`s, the one
+    "photo -> face rows" step of ``emolab predict``, ``emolab score`` and ``emolab serve``;
+    ``rows(paths)`` -> the labelled rows of photo files."""
 
     model: object
     side: int
@@ -211,24 +217,32 @@ class PhotoPredictor:
     align: bool = False
     photos: dict = field(default_factory=dict)  # path -> RGB image, kept for annotation
 
+    def faces(self, file: str, rgb: np.ndarray, scale: float = 1.0) -> list[FaceRow]:
+        """One row per face of a photo (as :func:`read_photo` gives it), largest first, each holding its crop
+        and its box in the photo's pixels (``photo_box``), not yet labelled; one row without a face when none
+        is found."""
+        found = face_crops(rgb, self.side, self.detector, self.min_face, self.align)
+        if not found:
+            return [FaceRow(file, None, None, label=NO_FACE, scale=scale)]
+        return [FaceRow(file, i, box, detected=box is not None, scale=scale, crop=crop)
+                for i, (box, crop) in enumerate(found)]
+
+    def label(self, rows: list[FaceRow], probs: np.ndarray) -> list[FaceRow]:
+        """``rows`` with each face's probabilities (``probs``: one row per face, in order) and top label."""
+        names = self.model.labels.names
+        for row, p in zip((r for r in rows if r.face is not None), probs):
+            row.probs, row.label = p, names[int(p.argmax())]
+        return rows
+
     def rows(self, paths: list[Path], *, keep_photos: bool = False) -> list[FaceRow]:
-        rows, crops = [], []
+        rows = []
         for path in paths:
             rgb, scale = read_photo(path)
             if keep_photos:
                 self.photos[str(path)] = rgb
-            found = face_crops(rgb, self.side, self.detector, self.min_face, self.align)
-            if not found:
-                rows.append(FaceRow(str(path), None, None, label="(no face found)", scale=scale))
-            for i, (box, crop) in enumerate(found):
-                crops.append(crop)
-                rows.append(FaceRow(str(path), i, box, detected=box is not None, scale=scale))
-        if crops:
-            probs = self.model.predict_proba(np.stack(crops))
-            names = self.model.labels.names
-            for row, p in zip((r for r in rows if r.face is not None), probs):
-                row.probs, row.label = p, names[int(p.argmax())]
-        return rows
+            rows += self.faces(str(path), rgb, scale)
+        crops = [r.crop for r in rows if r.face is not None]
+        return self.label(rows, self.model.predict_proba(np.stack(crops))) if crops else rows
 
 
 def annotate(rgb: np.ndarray, rows: list[FaceRow], out: Path) -> Path:

@@ -196,39 +196,33 @@ class Predictor:
     # --- faces ---
     def _faces(self, carried: pd.DataFrame, paths: list) -> pd.DataFrame:
         from emolab.errors import DataError
-        from emolab.faces.photos import face_crops, read_photo
+        from emolab.faces.photos import FaceRow, read_photo
 
-        source, boxes, crops, reasons = [], [], [], []
-        crop_of: list[int | None] = []
+        rows: list[FaceRow] = []
+        source, reasons = [], []
         for i, p in enumerate(paths):
-            found, reason, scale = [], "", 1.0
-            if _blank(p):
-                reason = "blank"
-            else:
+            found, reason = [FaceRow(str(p), None, None)], "blank" if _blank(p) else ""
+            if not reason:
                 try:
-                    rgb, scale = read_photo(Path(str(p)))
-                    found = face_crops(rgb, self.photo.side, self.photo.detector, self.photo.min_face,
-                                       self.photo.align)
-                    reason = "" if found else "no face found"
+                    found = self.photo.faces(str(p), *read_photo(Path(str(p))))
+                    reason = "" if found[0].face is not None else "no face found"
                 except (DataError, FileNotFoundError, OSError) as exc:
                     reason = f"unreadable: {getattr(exc, 'message', None) or exc}"
-            if not found:
-                source.append(i), boxes.append((None, None, scale)), reasons.append(reason), crop_of.append(None)
-            for face, (box, crop) in enumerate(found):
-                source.append(i), boxes.append((face, box, scale)), reasons.append("")
-                crop_of.append(len(crops))
-                crops.append(crop)
-        probs = np.full((len(source), len(self.names)), np.nan)
-        if crops:
-            got = self.model.predict_proba(np.stack(crops), batch_size=min(self.batch_size, 256))
-            rows = [k for k, c in enumerate(crop_of) if c is not None]
-            probs[rows] = got
+            rows += found
+            source += [i] * len(found)
+            reasons += ["" if row.face is not None else reason for row in found]
+        probs = np.full((len(rows), len(self.names)), np.nan)
+        faced = [k for k, row in enumerate(rows) if row.face is not None]
+        if faced:
+            probs[faced] = self.model.predict_proba(np.stack([rows[k].crop for k in faced]),
+                                                    batch_size=min(self.batch_size, 256))
         face_cols: dict[str, list] = {c: [] for c in FACE_COLUMNS}
-        for face, box, scale in boxes:
-            face_cols["face"].append(face)
+        for row in rows:
+            box = row.photo_box() or {}
+            face_cols["face"].append(row.face)
             for k in ("xmin", "ymin", "xmax", "ymax"):
-                face_cols[k].append(None if box is None else round(getattr(box, k) * scale))
-            face_cols["detector_score"].append(None if box is None else float(box.score))
+                face_cols[k].append(box.get(k))
+            face_cols["detector_score"].append(float(box["score"]) if box else None)
         frame = carried.iloc[source].reset_index(drop=True)
         faces = pd.DataFrame({c: pd.array(v, dtype="Int64") for c, v in face_cols.items() if c != "detector_score"})
         faces["detector_score"] = pd.array(face_cols["detector_score"], dtype="Float64")

@@ -1,7 +1,19 @@
-"""Serving saved models: an HTTP API with micro-batching, limits and metrics, and a demo page."""
+"""Serving saved models: an HTTP API with micro-batching, limits and metrics, and a demo page.
 
-from emolab.serving.app import ServeSettings, create_app
-from emolab.serving.models import Limits, ServedModel
-from emolab.serving.server import serve
+The names below load on first use, so that reading the settings (:mod:`emolab.serving.settings`, as the
+command line does when it starts) imports no web framework."""
 
-__all__ = ["Limits", "ServeSettings", "ServedModel", "create_app", "serve"]
+from importlib import import_module
+
+_WHERE = {"BatchSettings": "settings", "Limits": "settings", "ServeSettings": "settings", "ServedModel": "models",
+          "create_app": "app", "serve": "server"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,5 +1,6 @@
 """Micro-batching: concurrent requests to one model are gathered for up to ``max_wait_ms`` or ``max_batch``
-items and run as one batch, in a worker thread so inference never blocks the event loop."""
+items (the model's :class:`~emolab.serving.settings.BatchSettings`) and run as one batch, in a worker thread so
+inference never blocks the event loop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from emolab.serving.settings import BatchSettings
 
 
 @dataclass
@@ -29,9 +32,10 @@ class MicroBatcher:
     most ``max_wait_ms``. When a batch fails, its requests run again one by one, so that only the request
     the model fails on gets the error. ``on_batch(size)`` and ``on_queue(depth)`` report to the metrics."""
 
-    def __init__(self, predict: Callable[[list], np.ndarray], *, max_batch: int = 32, max_wait_ms: float = 5.0,
+    def __init__(self, predict: Callable[[list], np.ndarray], batch: BatchSettings = BatchSettings(), *,
                  on_batch: Callable[[int], None] = lambda n: None, on_queue: Callable[[int], None] = lambda n: None):
-        self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait_ms / 1000.0
+        self.predict, self.batch = predict, batch
+        self.max_batch, self.max_wait = batch.max_batch, batch.max_wait_ms / 1000.0
         self.on_batch, self.on_queue = on_batch, on_queue
         self.queue: asyncio.Queue[_Request] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolab-batch")

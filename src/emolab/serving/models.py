@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,28 +20,15 @@ from emolab.errors import EmolabError
 from emolab.models.registry import MODEL_FILE, Classifier, load_model, model_card
 from emolab.records import ModelCard
 from emolab.rundir import decision_thresholds, run_of
+from emolab.serving.settings import Limits
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls and DEL, but tab, \n and \r
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may hold; each limit is answered 413 (too large) or 422 (malformed) when broken."""
-
-    max_text_chars: int = 2000
-    max_items: int = 64
-    max_image_bytes: int = 5 * 1024 * 1024
-    max_image_pixels: int = 25_000_000
-    max_request_pixels: int = 50_000_000  # all the images of one request together (each is decoded in memory)
-    max_body_bytes: int = 8 * 1024 * 1024
-    timeout_s: float = 10.0
-    body_timeout_s: float = 30.0  # a request body not read whole by then is answered 408 (slow or stalled client)
 
 
 class RequestError(Exception):
     """A bad request: HTTP ``status``, the ``field`` at fault and what is wrong with it."""
 
-    def __init__(self, status: int, field: str, message: str):
+    def __init__(self, status: int, field: str | None, message: str):
         super().__init__(message)
         self.status, self.field, self.message = status, field, message
 
@@ -57,6 +43,23 @@ def _model_folder(path: Path) -> Path:
                           hint="serve the run itself, or its `emolab export --format onnx` folder")
     raise EmolabError(f"{path} holds no emolab model", hint="give a run directory, a folder under "
                       "RUN/compression/models/, or an `emolab export --format onnx` folder")
+
+
+def _locate(spec: str) -> tuple[str, Path, Path]:
+    """``PATH`` or ``NAME=PATH`` -> (the name it is served under, the path given, its model folder)."""
+    name, _, where = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    path = Path(where)
+    if not path.exists():
+        raise EmolabError(f"model not found: {path}", hint="give a run directory or an exported model folder")
+    folder = _model_folder(path)
+    if not name:
+        name = folder.parent.name if folder.name == "model" else folder.name
+    return name, path, folder
+
+
+def served_name(spec: str) -> str:
+    """The name ``ServedModel.load(spec)`` serves a model under, read without loading the model."""
+    return _locate(spec)[0]
 
 
 def _run_metrics(path: Path) -> dict[str, Any]:
@@ -82,13 +85,7 @@ class ServedModel:
     @classmethod
     def load(cls, spec: str) -> ServedModel:
         """``PATH`` or ``NAME=PATH``; the default name is the run's (or the folder's) name."""
-        name, _, where = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        path = Path(where)
-        if not path.exists():
-            raise EmolabError(f"model not found: {path}", hint="give a run directory or an exported model folder")
-        folder = _model_folder(path)
-        if not name:
-            name = folder.parent.name if folder.name == "model" else folder.name
+        name, path, folder = _locate(spec)
         card = model_card(folder)
         return cls(name, path, load_model(folder), card, _run_metrics(folder),
                    decision_thresholds(folder, card.labels.names, calibrated=True))

@@ -18,7 +18,8 @@ from typing import Any, Callable
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from emolab.serving.app import ServeSettings, create_app
+from emolab.serving.app import create_app
+from emolab.serving.settings import ServeSettings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_HEADER_BYTES = 16 * 1024
@@ -75,6 +76,10 @@ def uvicorn_config(app: Any, settings: ServeSettings, **kwargs: Any):
 def serve(settings: ServeSettings, *, say: Callable[[str], None] = print) -> None:
     import uvicorn
 
+    if settings.batching:  # a model named there but not served: said before any model loads or worker starts
+        from emolab.serving.models import served_name
+
+        settings.check_batching([served_name(spec) for spec in settings.models])
     if settings.host not in LOOPBACK:
         say(f"warning: listening on {settings.host}: reachable from other machines"
             + ("" if settings.api_key else "; consider setting EMOLAB_API_KEY"))
