@@ -17,7 +17,8 @@ from typing import Any, Literal, Optional
 import numpy as np
 
 from emolab.errors import EmolabError
-from emolab.models.registry import Classifier, ModelConfig, read_model_card, register_model, write_model_card
+from emolab.models.registry import (MODEL_FILE, Classifier, ModelConfig, read_model_card, register_model,
+                                    write_model_card)
 from emolab.records import EpochRecord, LabelSet
 
 SKOPS_FILE, PICKLE_FILE = "pipeline.skops", "pipeline.joblib"
@@ -209,8 +210,8 @@ class TfidfClassifier(Classifier):
 
     @classmethod
     def load(cls, folder: Path) -> TfidfClassifier:
-        card = read_model_card(folder)
-        cfg = TfidfConfig.from_saved(card["config"])
         folder = Path(folder)
+        card = read_model_card(folder)
+        cfg = TfidfConfig.from_saved(card["config"], source=str(folder / MODEL_FILE))
         pipeline = load_pipeline(folder / SKOPS_FILE) if (folder / SKOPS_FILE).is_file() else _load_pickle(folder)
         return cls(cfg, LabelSet.from_dict(card["labels"]), pipeline)
