@@ -403,3 +403,15 @@ def test_a_tta_given_on_the_command_line_is_checked_by_the_eval_section():
         replace_checked(EvalConfig(), "eval.", source="--tta", tta="twenty-crop")
     assert info.value.source == "--tta" and info.value.problems == [
         "eval.tta: 'twenty-crop' is not one of 'none' | 'flip' | 'ten-crop' | 'dense'"]
+
+
+def test_an_older_sweep_or_matrix_over_a_moved_key_still_runs():
+    from emolab.matrix import cells
+    from emolab.sweeps import validate_space
+
+    space = {"train.group_by_length": {"type": "categorical", "choices": [True, False]}}
+    cfg = config_from_dict({"model": {"name": "transformer"}, "sweep": {"space": space}})
+    assert validate_space(cfg, "s.yaml") == space
+    assert config_from_dict(cfg.to_dict(), overrides=["train.group_by_length=false"]).model.group_by_length is False
+    raw = {"model": {"name": "cnn-small"}, "matrix": {"train.channels_last": [True, False]}}
+    assert [c.model.channels_last for _, c in cells(config_from_dict(raw), raw, "m.yaml")] == [True, False]
