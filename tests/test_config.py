@@ -269,3 +269,149 @@ def test_cli_prints_config_problems_without_a_traceback(tmp_path):
     assert not (tmp_path / "runs").exists()  # refused before a run directory was made
     res = emolab("run", path, "--set", "train.lr={", cwd=tmp_path)
     assert res.returncode == 2 and "'train.lr={'" in res.stderr and "Traceback" not in res.stderr
+
+
+# --- each key in the section that owns it; one loader; one rule for `3e-5` --------------------------------
+
+
+@pytest.mark.parametrize("model, key, applies", [("cnn-small", "channels_last", True),
+                                                 ("resnet18-fer", "channels_last", True),
+                                                 ("mlp", "channels_last", False),  # no convolutions
+                                                 ("transformer", "channels_last", False),
+                                                 ("transformer", "group_by_length", True),
+                                                 ("vgg-fer", "group_by_length", False),
+                                                 ("tfidf", "group_by_length", False)])
+def test_an_old_config_with_the_train_keys_that_moved_to_the_model_still_loads_and_means_the_same(
+        tmp_path, model, key, applies):
+    import yaml
+
+    from emolab.config import config_from_saved, read_yaml
+
+    old = {"model": {"name": model}, "train": {"epochs": 2, key: False}}
+    new = {"model": {"name": model, **({key: False} if applies else {})}, "train": {"epochs": 2}}
+    expected = config_from_dict(new)
+    assert getattr(expected.model, key, None) is (False if applies else None)
+    assert config_from_dict(old) == expected  # a user's config that still writes train.<key>
+    assert config_from_dict({"model": {"name": model}, "train": {"epochs": 2}},
+                            overrides=[f"train.{key}=false"]) == expected  # --set train.<key>=false
+    path = tmp_path / "config.yaml"  # a run saved before the move: its config.yaml, as dump_config wrote it
+    saved = {**expected.to_dict(), "train": {**expected.to_dict()["train"], key: False}}
+    saved["model"] = {k: v for k, v in saved["model"].items() if k != key}
+    path.write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert config_from_saved(read_yaml(path), source=str(path)) == expected
+    assert key not in expected.to_dict()["train"] and (key in expected.to_dict()["model"]) is applies
+
+
+def test_a_moved_key_set_in_both_places_with_different_values_is_one_error():
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"model": {"name": "cnn-small", "channels_last": True}, "train": {"channels_last": False}})
+    assert info.value.problems == ["train.channels_last: False here and True in model.channels_last, where the key "
+                                   "has moved; set model.channels_last only"]
+    same = {"model": {"name": "cnn-small", "channels_last": False}, "train": {"channels_last": False}}
+    assert config_from_dict(same).model.channels_last is False
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"model": {"name": "vgg-fer", "crop_size": 4}}, "model.crop_size"),
+    ({"model": {"name": "vgg-fer", "crop_size": 40.5}}, "model.crop_size"),
+    ({"model": {"name": "cnn-small", "crop_size": True}}, "model.crop_size"),
+    ({"model": {"name": "mlp", "crop_size": "big"}}, "model.crop_size"),
+    ({"model": {"name": "vgg-fer", "depths": [2, 2, 0, 2]}}, "model.depths"),
+    ({"model": {"name": "vgg-fer", "depths": [2, 2, 2]}}, "model.depths"),
+    ({"model": {"name": "vgg-fer", "depths": [True, 2, 2, 2]}}, "model.depths"),
+    ({"model": {"name": "vgg-fer", "depths": 3}}, "model.depths"),
+    ({"model": {"name": "vgg-fer"}, "eval": {"tta": "twenty-crop"}}, "eval.tta"),
+    ({"model": {"name": "tfidf"}, "eval": {"tta": "flip"}}, "eval.tta"),
+], ids=lambda v: str(v) if isinstance(v, str) else None)
+def test_a_bad_crop_size_depths_or_tta_is_one_error_naming_the_key(raw, key):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw)
+    assert len(info.value.problems) == 1 and info.value.problems[0].startswith(f"{key}: "), info.value.problems
+    if key.startswith("model."):  # the same single error from the Python constructor of a section
+        from emolab.models import model_config
+
+        with pytest.raises(ConfigError) as again:
+            model_config(**raw["model"])
+        assert again.value.problems == info.value.problems
+
+
+def test_a_model_card_config_is_rebuilt_by_the_config_loader(tmp_path):
+    """Cards written before each model had its own section held every family's keys (nested ones too); they are
+    dropped, the rest typed and checked like a config file, and a bad value names the key and the card."""
+    from emolab.models.registry import MODEL_FILE, model_config_class
+
+    old = {"name": "cnn-small", "width": 16, "backbone": "minilm-l6", "C": 10, "dropout": 0,
+           "augment": {"hflip": True, "p": 0.5}}
+    cfg = model_config_class("cnn-small").from_saved(old)
+    assert cfg == model_config_class("cnn-small")(name="cnn-small", width=16, dropout=0.0, augment=cfg.augment)
+    assert cfg.augment.hflip is True and isinstance(cfg.dropout, float)
+    text = model_config_class("transformer").from_saved({"name": "transformer", "augment": {"p": 0.5, "delete": 0.1,
+                                                                                            "hflip": False}})
+    assert text.augment.p == 0.5 and text.augment.delete == 0.1 and text.group_by_length is True
+    card = str(tmp_path / MODEL_FILE)
+    with pytest.raises(ConfigError) as info:
+        model_config_class("vgg-fer").from_saved({"name": "vgg-fer", "depths": [1, 0, 1, 1]}, source=card)
+    assert info.value.source == card and info.value.problems[0].startswith("model.depths: ")
+
+
+def test_exponent_floats_read_the_same_through_every_loader(tmp_path):
+    """PyYAML reads `3e-5` (no dot) as a string; a config file, a --set value, a Python mapping, a saved run,
+    matrix and sweep values and a model card's section all read it as the number, by one rule."""
+    from emolab.config import config_from_saved, load_raw, parse_override, read_yaml
+    from emolab.models.registry import model_config_class
+    from emolab.sections import yaml_numbers
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: transformer, backbone_config: {layer_norm_eps: 1e-12}}\n"
+                    "train: {lr: 3e-5, ema_decay: 9.99e-1}\n"
+                    "sweep: {space: {train.lr: {type: loguniform, low: 1e-5, high: 1E-3}}}\n"
+                    "matrix: {train.weight_decay: [1e-2, 0.1]}\n")
+    readers = {
+        "file": load_config(path),
+        "--set": config_from_dict({}, overrides=["model.name=transformer",
+                                                 "model.backbone_config={layer_norm_eps: 1e-12}",
+                                                 "train.lr=3e-5", "train.ema_decay=9.99e-1",
+                                                 "sweep.space={train.lr: {type: loguniform, low: 1e-5, high: 1E-3}}",
+                                                 "matrix={train.weight_decay: [1e-2, 0.1]}", "output.name=c"]),
+        "mapping": config_from_dict({"model": {"name": "transformer", "backbone_config": {"layer_norm_eps": "1e-12"}},
+                                     "train": {"lr": "3e-5", "ema_decay": "9.99e-1"},
+                                     "sweep": {"space": {"train.lr": {"type": "loguniform", "low": "1e-5",
+                                                                      "high": "1E-3"}}},
+                                     "matrix": {"train.weight_decay": ["1e-2", 0.1]}, "output": {"name": "c"}}),
+        "load_raw": config_from_dict(load_raw(path)),
+    }
+    path.write_text(dump_config(readers["file"]))
+    readers["saved run"] = config_from_saved(read_yaml(path), source=str(path))
+    for name, cfg in readers.items():
+        assert cfg == readers["file"], name
+        assert cfg.train.lr == 3e-5 and cfg.train.ema_decay == 0.999, name
+        assert cfg.model.backbone_config == {"layer_norm_eps": 1e-12}, name
+        assert cfg.sweep.space["train.lr"]["low"] == 1e-5 and cfg.matrix["train.weight_decay"] == [0.01, 0.1], name
+    assert parse_override("train.lr=3e-5") == (["train", "lr"], 3e-5)
+    card = model_config_class("tfidf").from_saved({"name": "tfidf", "C": "1e1"})
+    assert card.C == 10.0
+    assert yaml_numbers(["1e5", "+2.5E-3", ".5e1", "1e", "e5", "1e5x", "run-1e5", "12"]) == \
+        [1e5, 2.5e-3, 5.0, "1e", "e5", "1e5x", "run-1e5", "12"]
+
+
+def test_a_tta_given_on_the_command_line_is_checked_by_the_eval_section():
+    from emolab.config import EvalConfig
+    from emolab.sections import replace_checked
+
+    assert replace_checked(EvalConfig(), "eval.", source="--tta", tta="dense").tta == "dense"
+    with pytest.raises(ConfigError) as info:
+        replace_checked(EvalConfig(), "eval.", source="--tta", tta="twenty-crop")
+    assert info.value.source == "--tta" and info.value.problems == [
+        "eval.tta: 'twenty-crop' is not one of 'none' | 'flip' | 'ten-crop' | 'dense'"]
+
+
+def test_an_older_sweep_or_matrix_over_a_moved_key_still_runs():
+    from emolab.matrix import cells
+    from emolab.sweeps import validate_space
+
+    space = {"train.group_by_length": {"type": "categorical", "choices": [True, False]}}
+    cfg = config_from_dict({"model": {"name": "transformer"}, "sweep": {"space": space}})
+    assert validate_space(cfg, "s.yaml") == space
+    assert config_from_dict(cfg.to_dict(), overrides=["train.group_by_length=false"]).model.group_by_length is False
+    raw = {"model": {"name": "cnn-small"}, "matrix": {"train.channels_last": [True, False]}}
+    assert [c.model.channels_last for _, c in cells(config_from_dict(raw), raw, "m.yaml")] == [True, False]

@@ -292,6 +292,22 @@ def test_crop_size_sees_the_central_window_and_ten_crop_takes_the_classic_crops(
             build("vgg-fer", crop_size=bad)
 
 
+@pytest.mark.parametrize("model", ["cnn-small", "resnet18-fer", "mlp"])
+def test_channels_last_is_the_conv_models_own_key_and_the_old_train_key_means_the_same(model):
+    sizes = {"hidden_size": 8} if model == "mlp" else {"width": 4}
+    for where, value in (("model", False), ("train", False), ("model", True), ("train", True), (None, None)):
+        raw = {"model": {"name": model, **sizes}}
+        if where == "model" and model != "mlp":  # the MLP has no convolutions and no such key
+            raw["model"]["channels_last"] = value
+        elif where == "train":  # a config or a run written before the key moved to the model
+            raw["train"] = {"channels_last": value}
+        cfg = config_from_dict(raw)
+        net = create_model(cfg.model, LabelSet(FER2013_LABELS))
+        net.prepare_training(cfg)
+        expected = model != "mlp" and value is not False  # on by default
+        assert net.module.channels_last is expected, (where, value)
+
+
 def test_a_cropping_model_saves_and_exports_with_its_crop(tmp_path):
     from emolab.compression.quantize import export_onnx
 

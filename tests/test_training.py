@@ -51,6 +51,19 @@ def test_unknown_pooling_lists_valid_names():
         create_pooling("sum", 8)
 
 
+def test_group_by_length_is_the_text_models_own_key_and_the_old_train_key_means_the_same(tmp_path, tiny_csv):
+    from emolab.data import load_dataset
+    from emolab.models import create_model
+
+    base = tiny_config(tmp_path, tiny_csv)
+    for raw, grouped in ((base, True), ({**base, "model": {**base["model"], "group_by_length": False}}, False),
+                         (tiny_config(tmp_path, tiny_csv, group_by_length=False), False)):  # the key's old place
+        cfg = config_from_dict(raw)
+        ds = load_dataset(cfg.data, cfg.seed)
+        task = create_model(cfg.model, ds.labels, ds).task(ds, cfg)
+        assert (task.train_lengths is not None) is grouped and task.val_lengths is not None
+
+
 def test_two_step_seeded_run_has_golden_losses(tmp_path, tiny_csv):
     cfg = config_from_dict(tiny_config(tmp_path, tiny_csv, max_steps=2, group_by_length=False))
     out = run(cfg, say=quiet)

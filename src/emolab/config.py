@@ -12,8 +12,6 @@ loaded or any model built.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -21,8 +19,10 @@ from typing import Any, Literal, Optional
 import yaml
 
 from emolab.data.registry import DataConfig, dataset_config_class, list_datasets
-from emolab.errors import ConfigError, did_you_mean, unknown_name_message
+from emolab.errors import ConfigError, unknown_name_message
 from emolab.models.registry import ModelConfig, list_models, model_config_class
+from emolab.models.vision_config import TTA_MODES
+from emolab.sections import build, owned, yaml_numbers
 
 SCHEDULERS = ("linear", "cosine", "constant", "plateau", "onecycle")
 DEFAULT_MODEL = "tfidf"
@@ -47,12 +47,10 @@ class TrainConfig:
     early_stopping_metric: str = "macro_f1"  # any validation metric; loss-like ones are minimised
     patience: Optional[int] = None  # epochs without improvement before stopping; None: never stop early
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 on GPU, fp32 on CPU
-    group_by_length: bool = True  # text models: batch texts of similar length (less padding)
     max_steps: Optional[int] = None  # stop after this many optimizer steps (smoke runs, tests)
     log_every: int = 10  # optimizer steps between progress-bar updates
     num_threads: Optional[int] = None  # torch CPU threads; None: torch's default
     keep_checkpoints: bool = False  # keep checkpoints/ (optimizer state for --resume) after a finished run
-    channels_last: bool = True  # image CNNs: channels-last memory format (faster on CUDA and on CPU)
 
 
 @dataclass
@@ -64,7 +62,7 @@ class EvalConfig:
     ece_bins: int = 15  # confidence bins of the expected calibration error
     timing: bool = True  # inference timing at batch 1 and 64
     timing_examples: int = 200  # examples timed (from the last split) when timing is on
-    tta: Literal["none", "flip", "ten-crop", "dense"] = "none"  # image models: average over flips / 10 crops / a crop grid
+    tta: Literal[TTA_MODES] = "none"  # image models: average over flips / 10 crops / a crop grid
     bootstrap: int = 1000  # resamples for the 95% intervals on every metric (seeded by `seed`); 0 turns them off
     notebook: bool = False  # also write report.ipynb (executed, with outputs; `emolab report RUN --notebook`)
     report: bool = True  # analyse the test errors and write report.html / report.md at the end of a run
@@ -194,56 +192,11 @@ def _safe_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-_EXPECTED = {int: "an integer", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
-
-
-def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it (ints widened to float)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            sub: list[str] = []
-            out = _coerce(value, arg, key, sub)
-            if not sub:
-                return out
-        problems.append(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        return value
-    if origin is Literal:
-        if value is False and "no" in typing.get_args(tp):  # YAML reads a bare `no` as false
-            return "no"
-        if value not in typing.get_args(tp):
-            problems.append(f"{key}: {value!r} is not one of {_type_name(tp)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{key}: expected a number, got {value!r}")
-            return value
-        return float(value)
-    if tp in _EXPECTED:
-        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            problems.append(f"{key}: expected {_EXPECTED[tp]}, got {value!r}")
-        return value
-    return value
-
-
 _SECTIONS = {  # base class -> (registered names, name -> the section's own class, the name when none is given)
     DataConfig: (list_datasets, dataset_config_class, "emotion"),
     ModelConfig: (list_models, model_config_class, DEFAULT_MODEL),
 }
+_SECTION_BASES = {"data": DataConfig, "model": ModelConfig}  # the sections a registered name picks the class of
 
 
 def _section_class(base: type, raw: dict, prefix: str, problems: list[str]) -> tuple[type, dict] | None:
@@ -260,33 +213,10 @@ def _section_class(base: type, raw: dict, prefix: str, problems: list[str]) -> t
     return lookup(name), {**raw, "name": name}
 
 
-def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        problems.append(f"{prefix or 'config'}: expected a mapping of keys, got {raw!r}")
-        return cls()
-    if cls in _SECTIONS:
-        found = _section_class(cls, raw, prefix, problems)
-        if found is None:
-            return cls(name=raw.get("name"))
-        cls, raw = found
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        if key not in fields:
-            owner = f" for {raw['name']!r}" if "name" in fields and isinstance(raw.get("name"), str) else ""
-            problems.append(f"{dotted}: unknown key{owner}{did_you_mean(key, fields)}; valid keys here: "
-                            f"{', '.join(fields)}")
-            continue
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, f"{dotted}.", problems)
-        else:
-            kwargs[key] = _coerce(value, tp, dotted, problems)
-    return cls(**kwargs)
+def _pick_section(cls: type, raw: dict, prefix: str, problems: list[str]) -> tuple[type, dict] | None:
+    """The class a mapping of the run config becomes: a ``data`` / ``model`` section the one its ``name``
+    declares (:func:`_section_class`), any other the class of its field."""
+    return _section_class(cls, raw, prefix, problems) if cls in _SECTIONS else (cls, raw)
 
 
 def _validate(cfg: RunConfig, problems: list[str]) -> None:
@@ -340,7 +270,7 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.lr=3e-5"`` -> ``(["train", "lr"], 3e-5)``; the value is parsed as YAML."""
+    """``"train.lr=3e-5"`` -> ``(["train", "lr"], 3e-5)``; the value is parsed as YAML (and :func:`yaml_numbers`)."""
     if "=" not in text:
         raise ConfigError("--set", [f"{text!r}: expected KEY=VALUE, e.g. train.lr=3e-5"])
     key, value = text.split("=", 1)
@@ -348,13 +278,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parsed = _safe_yaml(value) if value.strip() else None
     except _YamlProblem as exc:
         raise ConfigError("--set", [f"{text!r}: the value {value!r}: {exc}"]) from None
-    # YAML 1.1 reads "3e-5" as a string; accept it as the number it is.
-    if isinstance(parsed, str):
-        try:
-            parsed = float(parsed) if any(c in parsed for c in ".eE") else parsed
-        except ValueError:
-            pass
-    return key.strip().split("."), parsed
+    return key.strip().split("."), yaml_numbers(parsed)
 
 
 def _set_dotted(raw: dict, path: list[str], value: Any, problems: list[str]) -> None:
@@ -368,28 +292,44 @@ def _set_dotted(raw: dict, path: list[str], value: Any, problems: list[str]) -> 
     node[path[-1]] = value
 
 
-def _fix_yaml_floats(node: Any) -> Any:
-    """PyYAML reads ``3e-5`` (no dot) as a string; turn such strings back into floats."""
-    if isinstance(node, dict):
-        return {k: _fix_yaml_floats(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_fix_yaml_floats(v) for v in node]
-    if isinstance(node, str):
-        try:
-            if any(c in node for c in "eE") and node[0] in "0123456789.-+":
-                return float(node)
-        except ValueError:
-            return node
-    return node
+# Keys that moved to the section that owns them: (old section, key) -> new section. A config file or a saved
+# run that still sets the old place loads as before: the value moves to the new section when the class there
+# has the key, and is dropped when it has not, as the key never applied to that model (channels-last to a text
+# model or the MLP, length bucketing to an image model) and was ignored.
+MOVED_KEYS = {("train", "channels_last"): "model", ("train", "group_by_length"): "model"}
+
+
+def _move_old_keys(raw: dict, problems: list[str]) -> dict:
+    """``raw`` with every key of :data:`MOVED_KEYS` in its new section (``raw`` itself is left unchanged)."""
+    raw = dict(raw)
+    for (old, key), new in MOVED_KEYS.items():
+        section = raw.get(old)
+        if not isinstance(section, dict) or key not in section:
+            continue
+        value = section[key]
+        raw[old] = {k: v for k, v in section.items() if k != key}
+        target = {} if raw.get(new) is None else raw[new]
+        found = _section_class(_SECTION_BASES[new], target, f"{new}.", []) if isinstance(target, dict) else None
+        if found is None or key not in {f.name for f in dataclasses.fields(found[0])}:
+            continue  # the key never applied there (a wrong section or name is reported when it is built)
+        if key in target and target[key] != value:
+            problems.append(f"{old}.{key}: {value!r} here and {target[key]!r} in {new}.{key}, where the key has "
+                            f"moved; set {new}.{key} only")
+            continue
+        raw[new] = {**target, key: value}
+    return raw
 
 
 def config_from_dict(raw: dict, *, source: str = "config", overrides: list[str] = ()) -> RunConfig:
+    """The run config of the mapping ``raw`` (a config file's, or one built in Python) with ``--set`` overrides
+    applied: keys and values checked, every problem raised at once as a :class:`ConfigError` naming ``source``."""
     problems: list[str] = []
     raw = dict(raw or {})
     for text in overrides:
         path, value = parse_override(text)
         _set_dotted(raw, path, value, problems)
-    cfg = _build(RunConfig, _fix_yaml_floats(raw), "", problems)
+    raw = _move_old_keys(yaml_numbers(raw), problems)
+    cfg = build(RunConfig, raw, "", problems, pick=_pick_section)
     _validate(cfg, problems)
     if problems:
         raise ConfigError(source, problems)
@@ -400,20 +340,21 @@ def config_from_saved(raw: dict, *, source: str) -> RunConfig:
     """The config of a finished run. Runs written before each model and dataset owned its section saved
     every family's keys in one flat ``model`` / ``data`` section and image augmentation under ``train``;
     keys the section's class does not own are dropped and ``train.augment`` moves to ``model.augment`` when the
-    model's augmentation takes those keys (image models; a text model's old image defaults are dropped)."""
+    model's augmentation takes those keys (image models; a text model's old image defaults are dropped). Keys
+    that moved since (:data:`MOVED_KEYS`) move as in any config."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (raw or {}).items()}
     augment = raw["train"].pop("augment", None) if isinstance(raw.get("train"), dict) else None
-    for key, base in (("data", DataConfig), ("model", ModelConfig)):
+    for key, base in _SECTION_BASES.items():
         section = raw.get(key) or {}
-        found = _section_class(base, section, f"{key}.", [])
+        found = _section_class(base, section, f"{key}.", []) if isinstance(section, dict) else None
         if found is not None:
             cls, section = found
-            owned = {f.name for f in dataclasses.fields(cls)}
-            if key == "model" and isinstance(augment, dict) and "augment" in owned and "augment" not in section:
+            names = {f.name for f in dataclasses.fields(cls)}
+            if key == "model" and isinstance(augment, dict) and "augment" in names and "augment" not in section:
                 target = next(f for f in dataclasses.fields(cls) if f.name == "augment").default_factory()
                 if set(augment) <= {f.name for f in dataclasses.fields(target)}:  # image keys to an image model
                     section["augment"] = augment
-            raw[key] = {k: v for k, v in section.items() if k in owned}
+            raw[key] = owned(cls, section)
     return config_from_dict(raw, source=source)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from emolab.outputs import check_new_files, check_output, unique_names
 from emolab.records import Dataset, EpochRecord, TrainLogger
 from emolab.rundir import (RunDir, atomic_write, decision_thresholds, environment, git_revision, now_iso,
                            open_run, to_json)
+from emolab.sections import replace_checked
 from emolab.seeding import seed_everything
 from emolab.tracking import Trackers
 
@@ -227,14 +227,10 @@ def inference_model(run, *, precision: str = "fp32", tta: str | None = None):
     if tta is not None and not run.card.image:
         raise EmolabError(f"--tta applies to image runs; {run.path} holds a {run.card.model!r} text model "
                           f"({run.card.summary})", hint="leave --tta out for text runs")
-    if tta is not None:
-        from emolab.models.image_augment import TTA_MODES
-
-        if tta not in TTA_MODES:
-            raise EmolabError(f"unknown --tta {tta!r}", hint=f"choose one of {', '.join(TTA_MODES)}")
+    eval_cfg = run.config.eval if tta is None else replace_checked(run.config.eval, "eval.", source="--tta", tta=tta)
     model = run.model()
     model.to_precision(precision)
-    model.set_inference(run.config.eval if tta is None else dataclasses.replace(run.config.eval, tta=tta))
+    model.set_inference(eval_cfg)
     return model
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from emolab.config import RunConfig, config_from_dict, dump_config
+from emolab.config import MOVED_KEYS, RunConfig, config_from_dict, dump_config
 from emolab.errors import ConfigError, EmolabError
 from emolab.rundir import open_run
 
@@ -40,7 +40,10 @@ def validate_space(cfg: RunConfig, source: str) -> dict[str, dict]:
     raw = cfg.to_dict()
     for key, spec in space.items():
         node: Any = raw
-        for part in key.split("."):
+        path = key.split(".")
+        if tuple(path) in MOVED_KEYS:  # an older sweep's train.<key>: its override moves to the key's new place
+            path = [MOVED_KEYS[tuple(path)], path[1]]
+        for part in path:
             node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
         if node is KeyError:
             problems.append(f"sweep.space.{key}: no such config key")

@@ -329,7 +329,7 @@ class _Loop:
         self.main = self.acc.is_main_process
         self.ckpt_dir = Path(workdir) / "checkpoints" if workdir else None
         self.sampler = GroupedBatchSampler(len(task.train_set), tc.batch_size, seed=cfg.seed,
-                                           lengths=task.train_lengths if tc.group_by_length else None)
+                                           lengths=task.train_lengths)
         loader = torch.utils.data.DataLoader(task.train_set, batch_sampler=self.sampler, collate_fn=task.collate)
         optimizer = _optimizer(task.module, tc.lr, tc.weight_decay, tc.optimizer, tc.momentum)
         self.module, self.optimizer, self.loader = self.acc.prepare(task.module, optimizer, loader)

@@ -14,7 +14,6 @@ This module is a leaf: the built-in datasets register themselves when :mod:`emol
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -45,12 +44,6 @@ class DataConfig:
             value = getattr(self, key, None)
             if isinstance(value, int) and not isinstance(value, bool) and value < 1:
                 problems.append(f"data.{key}: must be at least 1 (or null: every example), got {value}")
-
-    @classmethod
-    def from_saved(cls, saved: dict[str, Any]) -> DataConfig:
-        """Rebuild from a saved run's config, ignoring keys this dataset does not own."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in saved.items() if k in names})
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Literal, Optional
 import numpy as np
 
 from emolab.errors import EmolabError
-from emolab.models.registry import Classifier, ModelConfig, read_model_card, register_model, write_model_card
+from emolab.models.registry import (MODEL_FILE, Classifier, ModelConfig, read_model_card, register_model,
+                                    write_model_card)
 from emolab.records import FACE_SIDE, EpochRecord, LabelSet
 
 SKOPS_FILE, PICKLE_FILE = "pipeline.skops", "pipeline.joblib"
@@ -216,9 +217,9 @@ class TfidfClassifier(Classifier):
 
     @classmethod
     def load(cls, folder: Path) -> TfidfClassifier:
-        card = read_model_card(folder)
-        cfg = TfidfConfig.from_saved(card["config"])
         folder = Path(folder)
+        card = read_model_card(folder)
+        cfg = TfidfConfig.from_saved(card["config"], source=str(folder / MODEL_FILE))
         pipeline = load_pipeline(folder / SKOPS_FILE) if (folder / SKOPS_FILE).is_file() else _load_pickle(folder)
         return cls(cfg, LabelSet.from_dict(card["labels"]), pipeline)
 
@@ -347,5 +348,5 @@ class PixelLogregClassifier(Classifier):
     def load(cls, folder: Path) -> PixelLogregClassifier:
         card = read_model_card(folder)
         side = int(card.get("input", {}).get("side", FACE_SIDE))
-        return cls(PixelLogregConfig.from_saved(card["config"]), LabelSet.from_dict(card["labels"]),
-                   load_skops(Path(folder) / PIXELS_FILE), side=side)
+        cfg = PixelLogregConfig.from_saved(card["config"], source=str(Path(folder) / MODEL_FILE))
+        return cls(cfg, LabelSet.from_dict(card["labels"]), load_skops(Path(folder) / PIXELS_FILE), side=side)

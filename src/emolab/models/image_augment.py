@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from emolab.errors import unknown_name
-from emolab.models.vision_config import AugmentConfig  # noqa: F401  (re-exported)
+from emolab.models.vision_config import TTA_MODES, AugmentConfig  # noqa: F401  (re-exported)
 
 
 def _affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -84,9 +84,6 @@ def batch_augmenter(cfg: AugmentConfig, *, seed: int) -> BatchAugmenter | None:
     if not (cfg.hflip or cfg.rotation > 0 or cfg.shift > 0 or cfg.scale > 0 or cfg.random_erasing > 0):
         return None
     return BatchAugmenter(cfg, seed)
-
-
-TTA_MODES = ("none", "flip", "ten-crop", "dense")
 
 
 def tta_views(x: torch.Tensor, mode: str, crop: int | None = None) -> list[torch.Tensor]:

@@ -31,6 +31,7 @@ import numpy as np
 from emolab.calibration import Calibration
 from emolab.errors import EmolabError, unknown_name
 from emolab.records import LabelSet, ModelCard
+from emolab.sections import build_section, saved_section
 
 MODEL_FILE = "emolab_model.json"
 _MODELS: dict[str, type[Classifier]] = {}
@@ -77,11 +78,11 @@ class ModelConfig:
         return self
 
     @classmethod
-    def from_saved(cls, saved: dict[str, Any]) -> ModelConfig:
-        """Rebuild from a saved run's config, ignoring keys this model does not own (runs written before
-        each model had its own section saved every family's keys)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in saved.items() if k in names})
+    def from_saved(cls, saved: dict[str, Any], *, source: str = MODEL_FILE) -> ModelConfig:
+        """Rebuild from a model card's ``config`` by the config loader (:func:`emolab.sections.saved_section`):
+        typed and checked as in a config file, keys this model does not own dropped (cards written before each
+        model had its own section held every family's keys)."""
+        return saved_section(cls, saved, "model.", source=source)
 
 
 class Classifier:
@@ -234,8 +235,10 @@ def model_config_class(name: str) -> type[ModelConfig]:
 
 
 def model_config(name: str, **values: Any) -> ModelConfig:
-    """The config section of model ``name`` with ``values`` set, e.g. ``model_config("tfidf", C=1.0)``."""
-    return model_config_class(name)(name=name, **values)
+    """The config section of model ``name`` with ``values`` set, e.g. ``model_config("tfidf", C=1.0)``, typed and
+    checked as a config file's ``model`` section (:func:`emolab.sections.build_section`)."""
+    return build_section(model_config_class(name), {"name": name, **values}, "model.",
+                         source=f"model_config({name!r})")
 
 
 def create_model(cfg: ModelConfig, labels: LabelSet, dataset: Any = None) -> Classifier:
@@ -271,7 +274,7 @@ def model_card(folder: str | Path) -> ModelCard:
     if "summary" in raw:
         return ModelCard.from_dict(raw)
     cls = model_class(raw["model"])
-    cfg = cls.config_class.from_saved(raw.get("config", {}))
+    cfg = cls.config_class.from_saved(raw.get("config", {}), source=str(folder / MODEL_FILE))
     extra = {k: v for k, v in raw.items() if k not in ("model", "labels", "modality")}
     return cls.describe(cfg, LabelSet.from_dict(raw["labels"]), **extra)
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from emolab.errors import EmolabError, unknown_name, unknown_name_message
 from emolab.models.length_batches import CPU_CALL_TOKENS, GPU_CALL_TOKENS, length_batches
-from emolab.models.registry import read_model_card, register_model, write_model_card
+from emolab.models.registry import MODEL_FILE, read_model_card, register_model, write_model_card
 from emolab.models.text_config import POOLING_NAMES, TransformerConfig  # noqa: F401  (re-exported)
 from emolab.models.text_augment import TextAugmentConfig, TextAugmenter, oversampled_positions
 from emolab.models.torch_base import TorchClassifier, TrainTask
@@ -305,7 +305,8 @@ class TransformerClassifier(TorchClassifier):
         val_set = EncodedTexts(self.encode(val.inputs), val.labels)  # validation and test: never augmented
         labels = train_set.labels[getattr(train_set, "positions", slice(None))]
         return TrainTask(self.module, train_set, val_set, make_collate(self.tokenizer.pad_token_id),
-                         self.labels.names, self.labels.multi_label, train_set.lengths(), val_set.lengths(),
+                         self.labels.names, self.labels.multi_label,
+                         train_set.lengths() if self.cfg.group_by_length else None, val_set.lengths(),
                          labels if labels.ndim == 1 else None)
 
     def training_texts(self, train, seed: int):
@@ -352,7 +353,7 @@ class TransformerClassifier(TorchClassifier):
 
         folder = Path(folder)
         card = read_model_card(folder)
-        cfg = TransformerConfig.from_saved(card["config"])
+        cfg = TransformerConfig.from_saved(card["config"], source=str(folder / MODEL_FILE))
         labels = LabelSet.from_dict(card["labels"])
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder / "encoder"))
         module = TextClassifierModule(encoder, cfg.pooling, len(labels), cfg.dropout)

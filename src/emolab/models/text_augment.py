@@ -22,9 +22,8 @@ not EDA's synonym. The four operations below are a few lines each on a ``numpy.r
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
@@ -68,13 +67,6 @@ class TextAugmentConfig:
     @property
     def enabled(self) -> bool:
         return (self.p > 0 and bool(self.operations)) or self.oversample_rare > 0
-
-    @classmethod
-    def from_value(cls, value: Any) -> TextAugmentConfig:
-        if isinstance(value, cls):
-            return value
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (value or {}).items() if k in names})
 
 
 # --- word vectors and the words never touched ----------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from emolab.errors import unknown_name_message
 from emolab.models.registry import ModelConfig
@@ -23,6 +23,7 @@ class TransformerConfig(ModelConfig):
     freeze_layers: int = 0  # keep this many bottom encoder layers fixed
     max_length: int = 128  # texts are truncated to this many tokens
     backbone_config: Optional[dict] = None  # build a randomly initialised encoder from this (tests)
+    group_by_length: bool = True  # batch training texts of similar length together (less padding)
     # training-text augmentation (EDA operations, GloVe substitution, rare-class oversampling); off by default
     augment: TextAugmentConfig = field(default_factory=TextAugmentConfig)
 
@@ -39,9 +40,3 @@ class TransformerConfig(ModelConfig):
 
     def unregularised(self) -> TransformerConfig:
         return dataclasses.replace(self, dropout=0.0, augment=TextAugmentConfig())
-
-    @classmethod
-    def from_saved(cls, saved: dict[str, Any]) -> TransformerConfig:
-        cfg = super().from_saved(saved)
-        cfg.augment = TextAugmentConfig.from_value(cfg.augment)
-        return cfg

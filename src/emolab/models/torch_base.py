@@ -20,7 +20,9 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 @dataclass
 class TrainTask:
     """What the loop needs from a modality: the module, indexable datasets of dict examples (each with
-    ``labels`` and ``index``), a collate function and, for text, lengths for length-grouped batches.
+    ``labels`` and ``index``), a collate function and, for text, the examples' lengths: training batches
+    are grouped by ``train_lengths`` (None, as a text model's ``group_by_length: false`` leaves it: plain
+    shuffled batches) and validation batches by ``val_lengths``.
 
     A batch may also carry ``targets``: a target distribution per example (FER+ vote shares, a teacher's
     logits). The default loss then is cross-entropy against it; ``loss(logits, labels, targets)`` replaces

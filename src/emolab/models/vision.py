@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from emolab.errors import ConfigError, EmolabError
-from emolab.models.image_augment import TTA_MODES, batch_augmenter, tta_views
-from emolab.models.registry import ModelConfig, read_model_card, register_model, write_model_card
-from emolab.models.vision_config import (AugmentConfig, CnnConfig, ImageModelConfig, MlpConfig,  # noqa: F401
-                                        ResNetConfig, VggConfig)
+from emolab.errors import ConfigError
+from emolab.models.image_augment import batch_augmenter, tta_views
+from emolab.models.registry import MODEL_FILE, ModelConfig, read_model_card, register_model, write_model_card
+from emolab.models.vision_config import (AugmentConfig, CnnConfig, ConvConfig, ImageModelConfig,  # noqa: F401
+                                        MlpConfig, ResNetConfig, VggConfig)
 from emolab.models.torch_base import TorchClassifier, TrainTask, fit_shapes
 from emolab.records import FACE_SIDE, LabelSet
 
@@ -74,9 +74,7 @@ def vgg_fer(cfg: VggConfig, classes: int, side: int) -> nn.Module:
     """VGG-style: four stages of 3x3 conv-BN-ReLU layers (w, 2w, 4w, 8w channels; ``depths`` layers each, two
     by default) with max-pooling, then a fully connected head; the family behind the best single-network
     FER2013 results."""
-    depths = [2, 2, 2, 2] if cfg.depths is None else cfg.depths
-    if len(depths) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths):
-        raise ConfigError("model", [f"model.depths: expected 4 positive integers (layers per stage), got {depths!r}"])
+    depths = [2, 2, 2, 2] if cfg.depths is None else cfg.depths  # checked by VggConfig
     w, layers, c_in = cfg.width, [], 1
     for c, depth in zip((w, 2 * w, 4 * w, 8 * w), depths):
         # ceil_mode: odd sides (a 40 or 44 crop reaches 5x5 or 11x11) keep their last row and column
@@ -118,13 +116,9 @@ class ImageClassifierModule(nn.Module):
 
     def __init__(self, architecture: Architecture, cfg: ImageModelConfig, classes: int, side: int = FACE_SIDE):
         super().__init__()
-        crop = cfg.crop_size
-        if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or not 8 <= crop <= side):
-            raise ConfigError("model", [f"model.crop_size: expected a whole number of pixels from 8 to the image "
-                                        f"side ({side}), got {crop!r}"])
-        self.crop = crop
+        self.crop = cfg.crop_size  # checked by ImageModelConfig, and against the side by ImageClassifier.build
         self.normalise = Normalise()
-        self.net = architecture(cfg, classes, crop or side)
+        self.net = architecture(cfg, classes, self.crop or side)
         self.channels_last = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -181,7 +175,6 @@ class ImageClassifier(TorchClassifier):
     modality = "image"
     family = "cnn"
     supports_resume = True
-    channels_last_ok: ClassVar[bool] = True  # channels-last memory format helps convolutions (not the MLP)
 
     @staticmethod
     def architecture(cfg: ImageModelConfig, classes: int, side: int) -> nn.Module:
@@ -211,6 +204,8 @@ class ImageClassifier(TorchClassifier):
 
     @classmethod
     def build(cls, cfg: ImageModelConfig, labels: LabelSet, side: int = FACE_SIDE) -> ImageClassifierModule:
+        """The network for ``side`` x ``side`` images; a crop larger than the images is refused here, where
+        their side is known (the config checks the rest)."""
         if cfg.crop_size is not None and cfg.crop_size > side:
             raise ConfigError("model", [f"model.crop_size: expected a whole number of pixels from 8 to the image "
                                         f"side ({side}), got {cfg.crop_size!r}"])
@@ -232,14 +227,12 @@ class ImageClassifier(TorchClassifier):
                          train_labels=train.labels, augment=augment)
 
     def prepare_training(self, run_cfg) -> None:
-        if run_cfg.train.channels_last and self.channels_last_ok:  # CPU too: 1.15x (vgg-fer), 1.34x (cnn-small)
+        if isinstance(self.cfg, ConvConfig) and self.cfg.channels_last:  # CPU too: 1.15x (vgg-fer), 1.34x (cnn-small)
             self.module.channels_last = True
             self.module.to(memory_format=torch.channels_last)
 
     def set_inference(self, eval_cfg) -> None:
-        if eval_cfg.tta not in TTA_MODES:
-            raise EmolabError(f"unknown test-time augmentation {eval_cfg.tta!r}", hint=f"choose one of {', '.join(TTA_MODES)}")
-        self.tta = eval_cfg.tta
+        self.tta = eval_cfg.tta  # one of EvalConfig's modes (the config loader checks it)
 
     @torch.inference_mode()
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
@@ -264,7 +257,8 @@ class ImageClassifier(TorchClassifier):
         from safetensors.torch import load_file
 
         card = read_model_card(folder)
-        cfg, labels = cls.config_class.from_saved(card["config"]), LabelSet.from_dict(card["labels"])
+        cfg = cls.config_class.from_saved(card["config"], source=str(Path(folder) / MODEL_FILE))
+        labels = LabelSet.from_dict(card["labels"])
         side = int(card.get("input", {}).get("side", FACE_SIDE))
         module = cls.build(cfg, labels, side)
         state = load_file(str(Path(folder) / "model.safetensors"))
@@ -279,8 +273,7 @@ class MlpClassifier(ImageClassifier):
     """Flatten -> hidden -> classes: the first face baseline of a practitioner report."""
 
     config_class = MlpConfig
-    family = "dense"  # a dense network on pixels, not a CNN
-    channels_last_ok = False
+    family = "dense"  # a dense network on pixels, not a CNN (its config has no channels_last)
     architecture = staticmethod(mlp)
 
 

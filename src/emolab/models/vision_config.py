@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import ClassVar, Optional
 
 from emolab.models.registry import ModelConfig
+
+# the test-time augmentations an image model averages over (eval.tta; emolab.models.image_augment.tta_views)
+TTA_MODES = ("none", "flip", "ten-crop", "dense")
 
 
 @dataclass
@@ -49,20 +52,14 @@ class ImageModelConfig(ModelConfig):
                 problems.append(f"model.{key}: must be at least {low}, got {value}")
         if isinstance(self.dropout, float) and not 0.0 <= self.dropout < 1.0:
             problems.append(f"model.dropout: must be in [0, 1), got {self.dropout}")
-        crop = self.crop_size
-        if crop is not None and isinstance(crop, int) and not 8 <= crop:
-            problems.append(f"model.crop_size: expected a whole number of pixels from 8 to the image side, got {crop}")
+        # the upper bound, the side of the dataset's images, is checked when the network is built for them
+        if isinstance(self.crop_size, int) and not isinstance(self.crop_size, bool) and self.crop_size < 8:
+            problems.append(f"model.crop_size: expected a whole number of pixels from 8 to the image side, got "
+                            f"{self.crop_size}")
         self.augment.check(problems)
 
     def unregularised(self) -> ImageModelConfig:
         return dataclasses.replace(self, dropout=0.0, augment=AugmentConfig())
-
-    @classmethod
-    def from_saved(cls, saved: dict[str, Any]) -> ImageModelConfig:
-        cfg = super().from_saved(saved)
-        if isinstance(cfg.augment, dict):
-            cfg.augment = AugmentConfig(**cfg.augment)
-        return cfg
 
 
 @dataclass
@@ -71,7 +68,14 @@ class MlpConfig(ImageModelConfig):
 
 
 @dataclass
-class CnnConfig(ImageModelConfig):
+class ConvConfig(ImageModelConfig):
+    """What the convolutional face models add to the shared keys."""
+
+    channels_last: bool = True  # train in channels-last memory format (faster convolutions on CUDA and on CPU)
+
+
+@dataclass
+class CnnConfig(ConvConfig):
     width: int = 32  # channels of the first block (doubled per block)
     hidden_size: int = 512  # the classifier's hidden layer (0: none)
 
@@ -82,12 +86,12 @@ class VggConfig(CnnConfig):
 
     def check(self, problems: list[str]) -> None:
         super().check(problems)
-        d = self.depths
-        if d is not None and not (isinstance(d, list) and len(d) == 4 and
-                                  all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in d)):
+        d = self.depths  # None: [2, 2, 2, 2]; a value that is not a list is refused by its type
+        if isinstance(d, list) and not (len(d) == 4 and
+                                        all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in d)):
             problems.append(f"model.depths: expected 4 positive integers (layers per stage), got {d!r}")
 
 
 @dataclass
-class ResNetConfig(ImageModelConfig):
+class ResNetConfig(ConvConfig):
     width: int = 32  # channels of the stem and first stage (torchvision's ResNet-18: 64)

@@ -8,6 +8,7 @@ from typing import Any
 
 from emolab.analysis.attributions import highlight_html, highlight_markdown
 from emolab.compare import leaderboards
+from emolab.config import MOVED_KEYS
 from emolab.data import dataset_spec
 from emolab.evaluation import metrics_with_intervals
 from emolab.records import ModelCard
@@ -201,10 +202,10 @@ OPERATIONAL = ("log_every", "num_threads", "keep_checkpoints", "max_steps")
 
 
 def train_hyperparameters(train: dict, card: ModelCard) -> dict[str, Any]:
-    """The train section as it applied to this model: no channels-last for a text model, no length bucketing
-    for images, no momentum unless SGD, and none of the operational keys."""
-    skip = set(OPERATIONAL)
-    skip.add("group_by_length" if card.image else "channels_last")
+    """The train section as it applied to this model: no momentum unless SGD, none of the operational keys, and
+    none of the keys that moved to the model section (an older run's saved train section still holds them; runs
+    written since list them among the model's hyperparameters)."""
+    skip = set(OPERATIONAL) | {key for section, key in MOVED_KEYS if section == "train"}
     if train.get("optimizer") != "sgd":
         skip.add("momentum")
     if train.get("scheduler") in ("constant", "plateau"):
