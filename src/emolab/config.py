@@ -327,6 +327,9 @@ def config_from_dict(raw: dict, *, source: str = "config", overrides: list[str] 
     raw = dict(raw or {})
     for text in overrides:
         path, value = parse_override(text)
+        new = MOVED_KEYS.get(tuple(path))
+        if new is not None and isinstance(raw.get(new), dict):  # an older sweep or matrix names the old place:
+            raw[new] = {k: v for k, v in raw[new].items() if k != path[1]}  # its value wins, moved below
         _set_dotted(raw, path, value, problems)
     raw = _move_old_keys(yaml_numbers(raw), problems)
     cfg = build(RunConfig, raw, "", problems, pick=_pick_section)
