@@ -353,23 +353,47 @@ def test_advice_comes_from_the_runs_own_config(model):
     assert ("oversample_rare" in text) == (model == "transformer"), ideas
 
 
-def test_the_commands_a_report_prints_run_as_printed(noisy_run, capsys):
+@pytest.mark.parametrize("where", ["elsewhere", "project root", "runs folder"])
+def test_the_commands_a_report_prints_run_as_printed(noisy_run, capsys, monkeypatch, where):
+    """From where the report was made: the run's own folder, the folder holding runs/, or another place."""
+    import os
     import shlex
 
     from emolab.cli import main
 
-    analyze_run(noisy_run, say=lambda _m: None)
+    here = {"project root": noisy_run.parent.parent, "runs folder": noisy_run.parent}.get(where)
+    if here is not None:
+        monkeypatch.chdir(here)
+    run_path = os.path.relpath(noisy_run, here) if here else noisy_run
+    analyze_run(run_path, say=lambda _m: None)
     from emolab.report import write_report
 
-    write_report(noisy_run, say=lambda _m: None)
+    write_report(run_path, say=lambda _m: None)
     commands = re.findall(r"`(emolab [^`]+)`", (noisy_run / "report.md").read_text())
-    assert commands  # the rerun command, and the analyze command while nothing is annotated
+    assert any("--annotations" in c for c in commands), commands  # and the rerun command
     for command in commands:
         if "RUN" in command or "CONFIG" in command:  # placeholders, not commands
             continue
         with pytest.raises(SystemExit) as exit_:
             main(shlex.split(command)[1:])
         assert exit_.value.code == 0, (command, capsys.readouterr())
+
+
+@pytest.mark.parametrize("losses, verdict", [
+    ([(0.9, 0.8)], "One epoch only: too few to tell whether the model overfits."),
+    ([(0.9, 0.8), (0.5, 0.7)], "No overfitting signal"),
+    ([(0.9, 0.7), (0.5, 0.8)], "validation loss rose while training loss fell at epoch(s) 2"),
+])
+def test_the_overfitting_verdict_comes_from_the_runs_epochs(noisy_run, losses, verdict):
+    from emolab.report.data import gather, overfitting
+    from emolab.report.render import render_markdown
+
+    data = gather(noisy_run)
+    history = [{"epoch": i + 1, "train_loss": t, "val_loss": v, "lr": 1e-3} for i, (t, v) in enumerate(losses)]
+    data.training = {**data.training, "history": history, "overfitting": overfitting(history), "best_epoch": 1}
+    section = _sections(render_markdown(data, noisy_run))["How training was checked"]
+    assert verdict in section, section
+    assert ("No overfitting signal" in section) == (verdict == "No overfitting signal"), section
 
 
 def test_class_weights_change_a_tfidf_model(tmp_path):

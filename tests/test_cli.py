@@ -113,3 +113,36 @@ def test_atomic_writes_leave_files_with_the_mode_a_plain_write_would(tmp_path):
     atomic_write(tmp_path / "a.txt", "x")
     (tmp_path / "b.txt").write_text("x")
     assert (tmp_path / "a.txt").stat().st_mode == (tmp_path / "b.txt").stat().st_mode
+
+
+def _help_rows(*args: str) -> tuple[list[str], list[str]]:
+    """(the command names, the rows of the Commands panel) of ``emolab ARGS --help`` on an 80-column terminal."""
+    import re
+
+    import typer.main
+
+    from emolab.cli import app
+
+    group = typer.main.get_command(app)
+    for name in args:
+        group = group.commands[name]
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"}
+    r = subprocess.run([sys.executable, "-m", "emolab.cli", *args, "--help"], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    panel = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout).split("─ Commands ")[1].split("╰")[0]
+    return list(group.commands), [line for line in panel.splitlines() if line.startswith("│")]
+
+
+@pytest.mark.parametrize("group", [(), ("data",)])
+def test_help_names_every_command_with_one_line_each(group):
+    names, rows = _help_rows(*group)
+    assert [row.split()[1] for row in rows] == names, "\n".join(rows)  # a wrapped summary starts a row with no name
+    assert all(len(row.split()) > 3 for row in rows), "\n".join(rows)  # and each says what it does
+
+
+def test_version_prints_the_installed_version():
+    from importlib import metadata
+
+    r = subprocess.run([sys.executable, "-m", "emolab.cli", "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"emolab {metadata.version('emolab')}", r.stdout + r.stderr

@@ -155,6 +155,17 @@ def test_onnx_export_round_trip_matches_pytorch(tiny_run, tmp_path):
         export_run(tiny_run, out=tmp_path / "onnx", say=lambda _m: None)
 
 
+def test_an_int8_export_prints_no_onnx_runtime_hints(tiny_run, tmp_path, caplog):
+    """ONNX Runtime's quantizer logs its hints on the root logger, which prints them as `WARNING:root:...`."""
+    import logging
+
+    from emolab.compression.quantize import export_onnx
+
+    # dynamic int8 (onnx-int8-dynamic): ONNX Runtime's quantize_dynamic hints at pre-processing the graph
+    export_onnx(load_model(tiny_run), tmp_path / "int8", int8=True, dynamic=True)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name == "root"]
+
+
 def _cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     from emolab.cli import main
 

@@ -93,6 +93,9 @@ def test_readme_is_one_screen_and_keeps_the_set_up_commands():
         assert (ROOT / link).is_file(), link
 
 
+PRIVATE = re.compile(r"\bseed 00\d|/work/|\bissue #?\d", re.I)  # words of the sessions that built emolab
+
+
 def test_user_facing_text_has_no_long_cells_or_private_words():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "configs").glob("*.yaml"))]
     for page in pages:
@@ -101,7 +104,14 @@ def test_user_facing_text_has_no_long_cells_or_private_words():
             if line.startswith("|"):
                 cells = re.split(r"(?<!\\)\|", line)[1:-1]
                 assert all(len(c) <= 400 for c in cells), f"{page.name}: a table cell over 400 characters"
-        assert not re.search(r"\bseed 00\d|/work/|\bissue #?\d", text, re.I), page.name
+        assert not PRIVATE.search(text), page.name
+
+
+def test_the_package_has_no_private_words():
+    """Help texts, docstrings (the API reference), report templates and dataset descriptions come from src/."""
+    files = [p for p in sorted((ROOT / "src").rglob("*")) if p.suffix in {".py", ".j2", ".html", ".js", ".css", ".md"}]
+    found = [f"{p.relative_to(ROOT)}: {m.group()}" for p in files for m in [PRIVATE.search(p.read_text("utf-8"))] if m]
+    assert not found, found
 
 
 @pytest.mark.slow
@@ -117,4 +127,12 @@ def test_site_builds_strictly_and_fetches_nothing(tmp_path):
     assert (site / "reference" / "config.html").is_file()
     external = re.compile(r'<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)="(?:https?:)?//', re.I)
     for page in site.rglob("*.html"):
-        assert not external.search(page.read_text(encoding="utf-8")), f"{page} loads something from the web"
+        html = page.read_text(encoding="utf-8")
+        assert not external.search(html), f"{page} loads something from the web"
+        assert not PRIVATE.search(re.sub(r"<[^>]+>", "", html)), f"{page} has a private word"
+    import inspect
+
+    from emolab.config import load_config
+
+    api = (site / "reference" / "api.html").read_text(encoding="utf-8")  # rendered by mkdocstrings
+    assert 'id="emolab.config.load_config"' in api and inspect.getdoc(load_config).split(",")[0] in api

@@ -184,3 +184,12 @@ def test_a_killed_worker_loses_only_its_running_trial(tmp_path):
     assert len(retried) == 1 and retried[0].params == failed[0].params  # ... and re-run with its parameters
     assert len(by_state[optuna.trial.TrialState.COMPLETE]) >= 3
     assert not by_state[optuna.trial.TrialState.RUNNING] and not by_state[optuna.trial.TrialState.WAITING]
+
+
+def test_a_sweep_prints_no_library_warnings(tmp_path, sweep_config):
+    """Optuna's deprecation and experimental warnings (heartbeats, the stale-trial callback) stay off the console."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the warning filters a user has
+    r = subprocess.run([sys.executable, "-m", "emolab.cli", "sweep", str(sweep_config), "--trials", "2"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "Warning" not in r.stdout + r.stderr, r.stderr

@@ -107,8 +107,10 @@ def evaluate(
                                        "(default: <dataset>[-<variant>]-<split>)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="With --data: replace an earlier evaluation of that name"),
 ):
-    """Re-evaluate a saved run on one split (with --data, on another corpus through a label map; with --photos, a
-    face run on labelled photos)."""
+    """Re-evaluate a saved run on a split, another corpus or photos.
+
+    One split of the run's own data; with --data, another corpus through a
+    label map; with --photos, a face run on labelled photos."""
     from emolab.pipeline import evaluate_photos_run, evaluate_run
 
     if data is None and (label_map or set_ or name or overwrite):
@@ -181,8 +183,11 @@ def predict(
     fps: float = typer.Option(5.0, "--fps", help="Videos: frames sampled per second"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (never an input)"),
 ):
-    """Print (or write) the predicted label and probabilities for each text, or for every face in each image
-    (faces are found first; small square images are taken as cropped faces)."""
+    """Label texts, or every face in photos and videos.
+
+    Print (or write) the predicted label and probabilities for each text, or
+    for every face in each image (faces are found first; small square images
+    are taken as cropped faces)."""
     from emolab.models import model_card
     from emolab.pipeline import predict_inputs
     from emolab.rundir import atomic_write
@@ -280,7 +285,9 @@ def score(
     align: bool = typer.Option(False, "--align", help=ALIGN_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
 ):
-    """Score a whole corpus, streaming and resumable: one output row per input row (faces: per face), in order."""
+    """Score a whole corpus, streamed and resumable.
+
+    One output row per input row (faces: per face), in order."""
     from emolab.scoring import ScoreOptions
 
     kept = [k.strip() for k in (keep or "").split(",") if k.strip()]
@@ -336,7 +343,9 @@ def analyze(
     annotations: Optional[Path] = typer.Option(None, help="An edited errors.csv whose annotation/fix columns to keep"),
     top: int = typer.Option(20, help="How many errors, near-ties and label issues to list"),
 ):
-    """Rank errors, confusion pairs, likely label errors and error tags; writes RUN/analysis/."""
+    """Rank errors, confusions and likely label errors.
+
+    Ranked errors, confusion pairs, likely label errors and error tags; writes RUN/analysis/."""
     from emolab.analyze import analyze_run
 
     analyze_run(run_dir, split=split, annotations=annotations, top=top, say=_say)
@@ -354,8 +363,9 @@ def robustness(
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A run to compute the mean corruption error against"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the perturbations and intervals (default: the run's)"),
 ):
-    """Score a run under seeded perturbations (typos, casing, emoji, negation; noise, blur, occlusion); writes
-    RUN/robustness/."""
+    """Score a run under seeded perturbations.
+
+    Typos, casing, emoji, negation (text); noise, blur, occlusion (images); writes RUN/robustness/."""
     from emolab.robustness.evaluate import TABLE_HEADER, robustness_run, table_rows
 
     r = robustness_run(run_dir, suite=suite, severities=severity, split=split, max_examples=max_examples,
@@ -377,8 +387,11 @@ def calibrate(
                                "(one per label for multi-label runs) or platt (multi-label: slope and offset per label)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Fit again over an earlier calibration"),
 ):
-    """Fit a calibration on the validation split, store it in the model card (predict, score, serve and exports
-    apply it) and measure ECE / NLL / Brier before and after on the test split; writes RUN/calibration/."""
+    """Calibrate a run's probabilities on its validation split.
+
+    Fit a calibration on the validation split, store it in the model card
+    (predict, score, serve and exports apply it) and measure ECE / NLL / Brier
+    before and after on the test split; writes RUN/calibration/."""
     from emolab.calibration import METHODS
     from emolab.errors import unknown_name
     from emolab.pipeline import calibrate_run
@@ -405,7 +418,9 @@ def report(
     others: Optional[List[Path]] = typer.Argument(None, help="More runs for a leaderboard section"),
     notebook: bool = typer.Option(False, "--notebook", help="Also write RUN/report.ipynb, executed with its outputs"),
 ):
-    """Write RUN/report.html (self-contained), RUN/report.md and the model card RUN/README.md."""
+    """Write a run's report and model card.
+
+    RUN/report.html (self-contained), RUN/report.md and the model card RUN/README.md."""
     from emolab.report import write_report
 
     write_report(run_dir, others=others or [], say=_say)
@@ -423,7 +438,9 @@ def sweep(
     study: Optional[str] = typer.Option(None, help="Study name (default: the config's stem)"),
     set_: Optional[List[str]] = SetOpt,
 ):
-    """Hyperparameter search with Optuna; run it on several machines with one --storage to share a study."""
+    """Hyperparameter search with Optuna.
+
+    Run it on several machines with one --storage to share a study."""
     from emolab.config import load_config, load_raw
     from emolab.sweeps import sweep as run_sweep
 
@@ -440,7 +457,9 @@ def sanity(
     set_: Optional[List[str]] = SetOpt,
     run_dir: Optional[Path] = typer.Option(None, "--run", help="Also record the result in this run (for its report)"),
 ):
-    """Check the model can overfit a few examples (100% training accuracy); exits 1 if it cannot."""
+    """Check that a model can overfit a few examples.
+
+    It must reach 100% training accuracy; exits 1 if it cannot."""
     from emolab import runfiles
     from emolab.config import load_config
     from emolab.rundir import atomic_write, to_json
@@ -462,7 +481,9 @@ def compare(
     sort_by: str = typer.Option("macro_f1", help="Column to sort by (descending; ascending for losses, times and "
                                 "sizes); every run is tested against the best by macro-F1"),
 ):
-    """One leaderboard over runs: Markdown, CSV, bar chart and overlaid learning curves."""
+    """One leaderboard over runs, each tested against the best.
+
+    Markdown, CSV, bar chart and overlaid learning curves."""
     from emolab.compare import compare as compare_runs
     from emolab.compare import find_runs
 
@@ -506,7 +527,9 @@ def compress(
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch and ONNX Runtime alike"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing RUN/compression/"),
 ):
-    """Compress a run's model with each method; writes RUN/compression/ (table, Pareto and sparsity plots)."""
+    """Compress a run's model with each method.
+
+    Writes RUN/compression/ (table, Pareto and sparsity plots)."""
     from emolab.compression import CompressOptions
     from emolab.compression import compress as run_compress
 
@@ -531,7 +554,9 @@ def export(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default RUN/exports/<format>[-int8])"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder"),
 ):
-    """Write a deployable model folder that `emolab predict` loads like a run."""
+    """Export a run as an ONNX or Hugging Face model folder.
+
+    A deployable model folder; `emolab predict` loads an ONNX one like a run."""
     from emolab.export import export_run
 
     export_run(run_dir, format=format, int8=int8, out=out, overwrite=overwrite, say=_say)
@@ -545,7 +570,9 @@ def data_stats(
     taxonomy: Optional[str] = typer.Option(None, help="goemotions: original, ekman or sentiment (default: all)"),
     out: Path = typer.Option(Path("runs/data-stats"), help="Where the plot and stats.json go"),
 ):
-    """Split sizes, class counts and shares, text lengths, duplicates, leakage and a class plot."""
+    """Split sizes, class balance, lengths, duplicates and leakage.
+
+    Split sizes, class counts and shares, text lengths, duplicates, leakage and a class plot."""
     from emolab.config import config_from_dict
     from emolab.data import dataset_spec
     from emolab.dataset_report import show_stats
@@ -563,7 +590,9 @@ def data_augment(
     epoch: int = typer.Option(1, help="Which epoch's augmentations to show (each epoch draws afresh)"),
     set_: Optional[List[str]] = SetOpt,
 ):
-    """Show training texts beside what augmentation makes of them: what the model will be trained on."""
+    """Show training texts beside their augmented versions.
+
+    What augmentation makes of the training texts: what the model will be trained on."""
     from emolab.config import load_config
     from emolab.data import load_dataset
     from emolab.models.text_augment import preview
@@ -625,7 +654,9 @@ def serve(
     detector: str = typer.Option(_SERVE.detector, "--detector", help=DETECTOR_HELP),
     align: bool = typer.Option(_SERVE.align_faces, "--align", help=ALIGN_HELP),
 ):
-    """Serve models over HTTP (JSON API, Prometheus metrics, OpenAPI docs) with a demo page at /."""
+    """Serve models over HTTP, with a demo page at /.
+
+    A JSON API, Prometheus metrics and OpenAPI docs (/docs)."""
     from emolab.faces.detectors import alignment_note
     from emolab.serving import serve as run_server
     from emolab.serving.settings import BatchSettings, batch_overrides
