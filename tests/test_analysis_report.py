@@ -354,12 +354,18 @@ def test_advice_comes_from_the_runs_own_config(model):
 
 
 @pytest.mark.parametrize("where", ["elsewhere", "project root", "runs folder"])
-def test_the_commands_a_report_prints_run_as_printed(noisy_run, capsys, monkeypatch, where):
+def test_the_commands_a_report_prints_run_as_printed(noisy_run, capsys, monkeypatch, where, tmp_path):
     """From where the report was made: the run's own folder, the folder holding runs/, or another place."""
     import os
     import shlex
+    import shutil
 
     from emolab.cli import main
+
+    fresh = tmp_path / "project" / "runs" / noisy_run.name  # a copy: other tests annotate the shared run
+    shutil.copytree(noisy_run, fresh)
+    shutil.rmtree(fresh / "analysis", ignore_errors=True)
+    noisy_run = fresh
 
     here = {"project root": noisy_run.parent.parent, "runs folder": noisy_run.parent}.get(where)
     if here is not None:
