@@ -284,6 +284,19 @@ def test_a_video_gives_one_track_with_a_row_per_sampled_frame(face_model, tmp_pa
     assert any("100%" in line and "10/10" in line for line in bar), res.stderr  # sampled frames, to the end
 
 
+def test_with_annotate_alone_a_videos_csv_and_timeline_go_into_that_folder(face_model, tmp_path):
+    clip = tmp_path / "clips" / "clip.mp4"
+    clip.parent.mkdir()
+    write_clip(clip, frames=6)
+    (tmp_path / "cwd").mkdir()
+    res = emolab("predict", face_model, clip, "--annotate", tmp_path / "annotated", "--detector", "haar",
+                 cwd=tmp_path / "cwd")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == [
+        "clip.annotated.mp4", "clip.emotions.csv", "clip.emotions.timeline.png"]
+    assert [p.name for p in clip.parent.iterdir()] == ["clip.mp4"] and not list((tmp_path / "cwd").iterdir())
+
+
 def probe_video(path: Path) -> tuple[str, str, int, int, int, float]:
     """(codec, pixel format, width, height, frames decoded, duration in s) as FFmpeg (PyAV) reads the file."""
     av = pytest.importorskip("av")
