@@ -220,6 +220,27 @@ def test_compare_writes_a_leaderboard(noisy_run, tmp_path):
         find_runs([], str(tmp_path / "nothing-*"))
 
 
+def test_compare_prints_a_readable_table_and_writes_every_column_to_markdown(noisy_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from emolab.compare import COLUMNS
+
+    env = {**os.environ, "COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1"}
+    r = subprocess.run([sys.executable, "-m", "emolab.cli", "compare", str(noisy_run), "--out", str(tmp_path / "lb")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert not [line for line in lines if line.lstrip().startswith("|")], r.stdout  # no Markdown on the terminal
+    table = [line for line in lines if line[:1] in "┏┃┡│└"]
+    assert table and max(map(len, table)) <= 100, r.stdout  # a table that fits the terminal
+    assert any("noisy" in line for line in table) and any("vs best" in line for line in table), r.stdout
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| run |"))
+    assert header.count(" | ") + 1 == len(COLUMNS)  # every column in the file
+
+
 def _tfidf_run(csv, out, name, **model):
     cfg = config_from_dict({"data": {"name": "csv", "path": str(csv), "test_ratio": 0.3},
                             "model": {"name": "tfidf", **model}, "eval": {"timing": False, "report": False},

@@ -93,6 +93,14 @@ def test_readme_is_one_screen_and_keeps_the_set_up_commands():
         assert (ROOT / link).is_file(), link
 
 
+def test_ci_builds_the_docs_strictly_and_the_config_page_is_only_generated():
+    make = (ROOT / "Makefile").read_text(encoding="utf-8")
+    docs = make.split("\ndocs:")[1].split("\n\n")[0]
+    assert "mkdocs build --strict" in docs, docs
+    assert re.search(r"^make docs\b", (ROOT / ".ci" / "run").read_text(encoding="utf-8"), re.M)
+    assert not (ROOT / "docs" / _reference().PAGE).exists()  # written by the hook at build time, never by hand
+
+
 PRIVATE = re.compile(r"\bseed 00\d|/work/|\bissue #?\d", re.I)  # words of the sessions that built emolab
 
 

@@ -72,6 +72,20 @@ def test_the_notebook_runs_again_after_the_run_directory_moves(text_run, tmp_pat
     assert f"test accuracy {metrics['test']['accuracy']:.4f}" in _printed(nb)
 
 
+def test_a_transformer_run_notebook_has_no_progress_bar_warning(tmp_path):
+    """transformers imports tqdm.auto, which in a kernel without ipywidgets warns with this machine's paths."""
+    from tests.conftest import TINY_ENCODER
+
+    texts, ys = make_texts(90, seed=6)
+    pd.DataFrame({"text": texts, "label": ys}).to_csv(tmp_path / "t.csv", index=False)
+    cfg = config_from_dict({"data": {"name": "csv", "path": str(tmp_path / "t.csv")},
+                            "model": {"name": "transformer", "backbone_config": dict(TINY_ENCODER), "max_length": 32},
+                            "train": {"epochs": 1, "batch_size": 16}, "eval": {"timing": False, "notebook": True},
+                            "output": {"dir": str(tmp_path / "runs"), "name": "tiny"}})
+    out = run(cfg, say=lambda _m: None)
+    _check(out / "report.ipynb", json.loads((out / "metrics.json").read_text()))
+
+
 def test_a_face_run_notebook_executes_and_reads_a_photo_and_its_model_card_parses(tmp_path):
     from huggingface_hub import ModelCard
 

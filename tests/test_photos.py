@@ -117,6 +117,31 @@ def test_two_faces_give_two_rows_and_a_faceless_photo_a_row_that_says_so(photos,
     assert empty[[f"p_{n}" for n in FER2013_LABELS]].isna().all(axis=None)
 
 
+def test_the_photo_table_shows_each_whole_path(photos, face_model, tmp_path):
+    """On an 80-column terminal, paths that share a long prefix are wrapped, not cut to that same prefix."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / ("a-folder-with-a-long-name-" * 3) / "faces"
+    folder.mkdir(parents=True)
+    inputs = [str(shutil.copy(photos / "crop.png", folder / name)) for name in ("first.png", "second.png")]
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"}
+    res = subprocess.run([sys.executable, "-m", "emolab.cli", "predict", str(face_model), *inputs], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    cells: list[str] = []
+    for line in res.stdout.splitlines():
+        if not line.startswith("│"):
+            continue
+        image, face = (c.strip() for c in line.split("│")[1:3])
+        if face:  # a row starts where the face column has its number; the image cell goes on below it
+            cells.append("")
+        cells[-1] += image
+    assert cells == inputs, res.stdout
+
+
 def test_a_cropped_face_skips_detection_and_no_detect_takes_images_whole(photos, face_model):
     rows, _ = predict_photos(face_model, [str(photos / "crop.png")], say=lambda _m: None)
     assert len(rows) == 1 and not rows[0].detected and rows[0].box is None
@@ -257,6 +282,19 @@ def test_a_video_gives_one_track_with_a_row_per_sampled_frame(face_model, tmp_pa
     assert [p.name for p in annotated.parent.iterdir()] == ["clip.annotated.mp4"]  # no temporary file left
     bar = res.stderr.replace("\r", "\n").splitlines()
     assert any("100%" in line and "10/10" in line for line in bar), res.stderr  # sampled frames, to the end
+
+
+def test_with_annotate_alone_a_videos_csv_and_timeline_go_into_that_folder(face_model, tmp_path):
+    clip = tmp_path / "clips" / "clip.mp4"
+    clip.parent.mkdir()
+    write_clip(clip, frames=6)
+    (tmp_path / "cwd").mkdir()
+    res = emolab("predict", face_model, clip, "--annotate", tmp_path / "annotated", "--detector", "haar",
+                 cwd=tmp_path / "cwd")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == [
+        "clip.annotated.mp4", "clip.emotions.csv", "clip.emotions.timeline.png"]
+    assert [p.name for p in clip.parent.iterdir()] == ["clip.mp4"] and not list((tmp_path / "cwd").iterdir())
 
 
 def probe_video(path: Path) -> tuple[str, str, int, int, int, float]:

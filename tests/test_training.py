@@ -188,6 +188,18 @@ def test_sanity_check_overfits_twenty_examples(tmp_path, tiny_csv):
     assert result["passed"] and result["train_accuracy"] == 1.0 and result["examples"] == 20
 
 
+def test_sanity_of_the_shipped_tfidf_svm_config_on_20_examples(shared_data):
+    """`emolab sanity configs/emotion-tfidf.yaml --overfit 20`: its 20 examples hold classes seen once, which a
+    3-fold calibration of the SVM cannot split."""
+    from emolab.config import load_config
+    from emolab.sanity import sanity_check
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "emotion-tfidf.yaml", [])
+    assert cfg.model.classifier == "svm"
+    result = sanity_check(cfg, n=20, say=quiet)
+    assert result["passed"] and result["examples"] == 20
+
+
 def test_sanity_check_fails_when_the_model_cannot_learn(tmp_path, tiny_csv):
     from emolab.sanity import sanity_check
 
