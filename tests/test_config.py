@@ -176,11 +176,16 @@ def test_matrix_cells_list_one_factor_at_a_time_and_seeds_per_cell():
 
     path = ROOT / "configs" / "emotion-minilm-ablation.yaml"
     cfg = load_config(path)
-    listed = dict(cells(cfg, load_raw(path), str(path)))
+    raw = load_raw(path)
+    listed = dict(cells(cfg, raw, str(path)))
     assert list(listed) == ["baseline", "augment", "freeze-2", "freeze-4", "cls-pooling", "attention-pooling"]
     assert listed["augment"].model.augment.p == 0.5 and listed["baseline"].model.augment.p == 0.0
     assert listed["freeze-4"].model.freeze_layers == 4 and listed["freeze-4"].model.pooling == "mean"
     assert listed["cls-pooling"].model.pooling == "cls" and all(c.seeds == [1, 2, 3] for c in listed.values())
+    # each cell changes only its own factor: one cell's overrides never leak into the next (they once did)
+    assert [(c.model.augment.p, c.model.freeze_layers) for c in listed.values()] == \
+        [(0.0, 0), (0.5, 0), (0.0, 2), (0.0, 4), (0.0, 0), (0.0, 0)]
+    assert raw == load_raw(path)  # the config as read, untouched by the cells' overrides
     with pytest.raises(ConfigError, match="matrix.cells: the name 'x' is used twice"):
         bad = config_from_dict({"matrix": {"cells": [{"name": "x"}, {"name": "x", "seed": 1}]}})
         cells(bad, {}, "m.yaml")

@@ -70,4 +70,4 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
     assert (tmp_path / "runs" / "emotion-tfidf" / "report.html").is_file()
     named = re.search(r"\(`(out/[^`]+)`\)", (ROOT / "README.md").read_text(encoding="utf-8")).group(1)
     assert (tmp_path / named).is_file(), sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert shlex.split(commands[-1])[2].endswith("grace_hopper.jpg")
+    assert shlex.split(commands[-1])[3].endswith("grace_hopper.jpg")

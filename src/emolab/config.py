@@ -324,14 +324,14 @@ def config_from_dict(raw: dict, *, source: str = "config", overrides: list[str] 
     """The run config of the mapping ``raw`` (a config file's, or one built in Python) with ``--set`` overrides
     applied: keys and values checked, every problem raised at once as a :class:`ConfigError` naming ``source``."""
     problems: list[str] = []
-    raw = dict(raw or {})
+    raw = yaml_numbers(dict(raw or {}))  # a copy of every mapping and list in it: the overrides leave ``raw`` as it was
     for text in overrides:
         path, value = parse_override(text)
         new = MOVED_KEYS.get(tuple(path))
         if new is not None and isinstance(raw.get(new), dict):  # an older sweep or matrix names the old place:
             raw[new] = {k: v for k, v in raw[new].items() if k != path[1]}  # its value wins, moved below
         _set_dotted(raw, path, value, problems)
-    raw = _move_old_keys(yaml_numbers(raw), problems)
+    raw = _move_old_keys(raw, problems)
     cfg = build(RunConfig, raw, "", problems, pick=_pick_section)
     _validate(cfg, problems)
     if problems:
